@@ -1,0 +1,222 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/bustest"
+	"github.com/miniku/miniku/schemas"
+)
+
+func TestBucketCAS(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	c := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx := context.Background()
+
+	rs := &schemas.ReplicaSet{ObjectMeta: schemas.ObjectMeta{Name: "web"}, DesiredCount: 1}
+	if err := c.ReplicaSets.Create(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	if rs.ResourceVersion == 0 {
+		t.Fatal("create did not set resourceVersion")
+	}
+	if err := c.ReplicaSets.Create(ctx, &schemas.ReplicaSet{ObjectMeta: schemas.ObjectMeta{Name: "web"}}); !errors.Is(err, bus.ErrAlreadyExists) {
+		t.Fatalf("duplicate create: got %v, want ErrAlreadyExists", err)
+	}
+	stale := *rs
+	rs.DesiredCount = 2
+	if err := c.ReplicaSets.Update(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	stale.DesiredCount = 9
+	if err := c.ReplicaSets.Update(ctx, &stale); !errors.Is(err, bus.ErrConflict) {
+		t.Fatalf("stale update: got %v, want ErrConflict", err)
+	}
+	if err := c.ReplicaSets.Delete(ctx, "web", stale.ResourceVersion); !errors.Is(err, bus.ErrConflict) {
+		t.Fatalf("stale delete: got %v, want ErrConflict", err)
+	}
+	got, err := c.ReplicaSets.Get(ctx, "web")
+	if err != nil || got.DesiredCount != 2 || got.ResourceVersion != rs.ResourceVersion {
+		t.Fatalf("get: %+v %v", got, err)
+	}
+	if err := c.ReplicaSets.Delete(ctx, "web", got.ResourceVersion); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReplicaSets.Get(ctx, "web"); !errors.Is(err, bus.ErrNotFound) {
+		t.Fatalf("get after delete: %v", err)
+	}
+	// A deleted name can be created again.
+	if err := c.ReplicaSets.Create(ctx, &schemas.ReplicaSet{ObjectMeta: schemas.ObjectMeta{Name: "web"}}); err != nil {
+		t.Fatalf("re-create: %v", err)
+	}
+}
+
+// Concurrent read-modify-write through Mutate must not lose an increment:
+// the lost update that made the original MiniKu's tests flaky.
+func TestMutateNoLostUpdate(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	c := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx := context.Background()
+	if err := c.ReplicaSets.Create(ctx, &schemas.ReplicaSet{ObjectMeta: schemas.ObjectMeta{Name: "n"}}); err != nil {
+		t.Fatal(err)
+	}
+	const writers, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				if _, err := c.ReplicaSets.Mutate(ctx, "n", func(rs *schemas.ReplicaSet) error {
+					rs.DesiredCount++
+					return nil
+				}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	got, err := c.ReplicaSets.Get(ctx, "n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.DesiredCount != writers*each {
+		t.Fatalf("desiredCount = %d, want %d", got.DesiredCount, writers*each)
+	}
+}
+
+func TestList(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	c := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx := context.Background()
+	if l, err := c.Pods.List(ctx); err != nil || len(l) != 0 {
+		t.Fatalf("empty list: %v %v", l, err)
+	}
+	for i := range 50 {
+		if err := c.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: fmt.Sprintf("p%d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Pods.Delete(ctx, "p7", 0); err != nil {
+		t.Fatal(err)
+	}
+	l, err := c.Pods.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l) != 49 {
+		t.Fatalf("list has %d pods, want 49", len(l))
+	}
+	for _, p := range l {
+		if p.ResourceVersion == 0 || p.Name == "p7" {
+			t.Fatalf("bad listed pod %+v", p)
+		}
+	}
+}
+
+// The informer must follow changes, and after a NATS restart must re-watch
+// promptly and notice what changed while it was disconnected, deletions
+// included.
+func TestInformerSurvivesServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	ns := bustest.Server(t, "", dir)
+	addr := ns.Addr().String()
+	c := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	inf := bus.NewInformer(c, c.Pods, time.Hour, bustest.Logger(t))
+	var mu sync.Mutex
+	notified := map[string]int{}
+	inf.AddHandler(func(name string) { mu.Lock(); notified[name]++; mu.Unlock() })
+	done := make(chan struct{})
+	go func() { defer close(done); _ = inf.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	if err := c.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "b"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := inf.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 5*time.Second, func() error {
+		if _, ok := inf.Get("b"); !ok {
+			return errors.New("b not cached")
+		}
+		return nil
+	})
+
+	// Restart the server on the same port and store; change state from a
+	// second client as soon as it is back.
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	ns2 := bustest.Server(t, addr, dir)
+	c2 := bustest.Conn(t, ns2.ClientURL(), nil)
+	if err := c2.Pods.Delete(ctx, "a", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "c"}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	bustest.Eventually(t, 5*time.Second, func() error {
+		if _, ok := inf.Get("a"); ok {
+			return errors.New("a still cached after delete")
+		}
+		if _, ok := inf.Get("c"); !ok {
+			return errors.New("c not cached")
+		}
+		return nil
+	})
+	t.Logf("informer caught up %v after the server came back", time.Since(start))
+	mu.Lock()
+	defer mu.Unlock()
+	if notified["a"] == 0 || notified["c"] == 0 {
+		t.Fatalf("handlers not told: %v", notified)
+	}
+}
+
+func TestEventsDropMalformed(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	c := bustest.Conn(t, ns.ClientURL(), nil)
+	got := make(chan schemas.Event, 4)
+	sub, err := c.Subscribe("pod.>", func(_ string, ev schemas.Event) { got <- ev })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := c.NATS().Publish("pod.created", []byte{0xc1, 0xff, 0x00}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Publish(bus.SubjPodCreated, schemas.Event{Type: "created", Kind: schemas.KindPod, Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-got:
+		if ev.Name != "x" {
+			t.Fatalf("got %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event")
+	}
+	select {
+	case ev := <-got:
+		t.Fatalf("malformed message delivered as %+v", ev)
+	case <-time.After(100 * time.Millisecond):
+	}
+}

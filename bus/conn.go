@@ -1,0 +1,222 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/miniku/miniku/schemas"
+)
+
+// Options configure a connection.
+type Options struct {
+	// URL of the NATS server or cluster (comma-separated); ignored when
+	// InProcess is set.
+	URL string
+	// InProcess connects to an embedded server without a socket.
+	InProcess *server.Server
+	// Name shows in the server's connection list (component name).
+	Name string
+	// Replicas for buckets this connection creates: 1 on one machine, 3 on
+	// a NATS cluster.
+	Replicas int
+	Logger   *slog.Logger
+}
+
+// Conn is a NATS connection with JetStream and the MiniKu buckets.
+type Conn struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log *slog.Logger
+
+	mu sync.Mutex
+	// reconnected is closed and replaced at every reconnect, so any number
+	// of watchers can wait for "the connection came back" without a
+	// registration API.
+	reconnected chan struct{}
+
+	Pods        *Bucket[schemas.Pod, *schemas.Pod]
+	ReplicaSets *Bucket[schemas.ReplicaSet, *schemas.ReplicaSet]
+	Nodes       *Bucket[schemas.Node, *schemas.Node]
+}
+
+// Connect dials NATS, retrying until ctx ends, and makes sure the buckets
+// exist. It never gives up on a dropped connection afterwards: components
+// must outlive a NATS restart.
+func Connect(ctx context.Context, o Options) (*Conn, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Conn{log: log, reconnected: make(chan struct{})}
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		// A stalled server must not block publishers forever.
+		nats.Timeout(5 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			c.notifyReconnect()
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			log.Warn("nats async error", "subject", subj, "err", err)
+		}),
+	}
+	url := o.URL
+	if o.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(o.InProcess))
+		url = ""
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+	}
+	c.nc = nc
+	if err := c.waitConnected(ctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	c.js = js
+	replicas := max(o.Replicas, 1)
+	if err := c.ensureBuckets(ctx, replicas); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Conn) waitConnected(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for !c.nc.IsConnected() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the server: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+func (c *Conn) ensureBuckets(ctx context.Context, replicas int) error {
+	kvs := map[string]jetstream.KeyValue{}
+	for _, name := range []string{BucketPods, BucketReplicaSets, BucketNodes} {
+		var kv jetstream.KeyValue
+		// The server may still be electing JetStream leaders right after a
+		// start; retry for as long as the caller lets us.
+		err := retry(ctx, func() error {
+			var err error
+			kv, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket:   name,
+				History:  1,
+				Storage:  jetstream.FileStorage,
+				Replicas: replicas,
+			})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+		kvs[name] = kv
+	}
+	c.Pods = newBucket[schemas.Pod](kvs[BucketPods])
+	c.ReplicaSets = newBucket[schemas.ReplicaSet](kvs[BucketReplicaSets])
+	c.Nodes = newBucket[schemas.Node](kvs[BucketNodes])
+	return nil
+}
+
+func retry(ctx context.Context, f func() error) error {
+	delay := 50 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, time.Second)
+	}
+}
+
+func (c *Conn) notifyReconnect() {
+	c.mu.Lock()
+	close(c.reconnected)
+	c.reconnected = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// Reconnected returns a channel closed at the next reconnect.
+func (c *Conn) Reconnected() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reconnected
+}
+
+// NATS exposes the raw connection for request/reply and tests.
+func (c *Conn) NATS() *nats.Conn { return c.nc }
+
+// Close drains nothing: state lives in KV, so pending hints may be dropped.
+func (c *Conn) Close() { c.nc.Close() }
+
+// Publish sends ev on subject. Events are hints, so a failure is logged by
+// the caller at most; it never fails an operation whose KV write succeeded.
+func (c *Conn) Publish(subject string, ev schemas.Event) error {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	data, err := schemas.Marshal(&ev)
+	if err != nil {
+		return err
+	}
+	if err := c.nc.Publish(subject, data); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}
+
+// Subscription is an event subscription; Unsubscribe ends it.
+type Subscription interface{ Unsubscribe() error }
+
+// Subscribe calls fn for every event on subject (wildcards allowed). A
+// message that does not decode is logged and dropped: one bad publisher must
+// not stop a component.
+func (c *Conn) Subscribe(subject string, fn func(subject string, ev schemas.Event)) (Subscription, error) {
+	sub, err := c.nc.Subscribe(subject, func(m *nats.Msg) {
+		var ev schemas.Event
+		if err := schemas.Unmarshal(m.Data, &ev); err != nil {
+			c.log.Warn("dropping malformed event", "subject", m.Subject, "bytes", len(m.Data), "err", err)
+			return
+		}
+		fn(m.Subject, ev)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	return sub, nil
+}

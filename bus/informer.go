@@ -1,0 +1,294 @@
+package bus
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Informer keeps an in-memory copy of a bucket, fed by a KV watch, and tells
+// handlers which keys changed. It re-creates the watch whenever the NATS
+// connection comes back (the client's own recovery takes 10-20 s) and on any
+// watch error, and re-announces every key each resync period, so handlers
+// are level-triggered: a missed change is always revisited.
+//
+// Objects handed out are shared with the cache and must not be modified.
+type Informer[T any, P Object[T]] struct {
+	bucket *Bucket[T, P]
+	conn   reconnectNotifier
+	log    *slog.Logger
+	resync time.Duration
+
+	mu         sync.RWMutex
+	items      map[string]P
+	tombstones map[string]tombstone
+	handlers   []func(name string)
+	synced     chan struct{}
+	syncOnce   sync.Once
+}
+
+type tombstone struct {
+	rev uint64
+	at  time.Time
+}
+
+type reconnectNotifier interface {
+	Reconnected() <-chan struct{}
+}
+
+// NewInformer returns an informer over bucket; call Run to start it.
+func NewInformer[T any, P Object[T]](conn *Conn, bucket *Bucket[T, P], resync time.Duration, log *slog.Logger) *Informer[T, P] {
+	if resync <= 0 {
+		resync = 30 * time.Second
+	}
+	return &Informer[T, P]{
+		bucket:     bucket,
+		conn:       conn,
+		log:        log.With("informer", bucket.Name()),
+		resync:     resync,
+		items:      map[string]P{},
+		tombstones: map[string]tombstone{},
+		synced:     make(chan struct{}),
+	}
+}
+
+// AddHandler registers fn to be called with the name of every key that
+// changed (including deletions) and of every key at each resync. Register
+// before Run. fn must not block for long: hand work to a queue.
+func (i *Informer[T, P]) AddHandler(fn func(name string)) {
+	i.mu.Lock()
+	i.handlers = append(i.handlers, fn)
+	i.mu.Unlock()
+}
+
+// Synced is closed once the first full snapshot is loaded.
+func (i *Informer[T, P]) Synced() <-chan struct{} { return i.synced }
+
+// WaitSynced blocks until the first snapshot is loaded or ctx ends.
+func (i *Informer[T, P]) WaitSynced(ctx context.Context) error {
+	select {
+	case <-i.synced:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Get returns the cached object.
+func (i *Informer[T, P]) Get(name string) (P, bool) {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	o, ok := i.items[name]
+	return o, ok
+}
+
+// List returns all cached objects, in no particular order.
+func (i *Informer[T, P]) List() []P {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	out := make([]P, 0, len(i.items))
+	for _, o := range i.items {
+		out = append(out, o)
+	}
+	return out
+}
+
+// Observe records an object this process just wrote, so its next decision
+// sees its own write even before the watch delivers it. Older revisions
+// than the cached one are ignored.
+func (i *Informer[T, P]) Observe(obj P) {
+	name := obj.GetMeta().Name
+	rev := obj.GetMeta().ResourceVersion
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if t, ok := i.tombstones[name]; ok && t.rev >= rev {
+		return
+	}
+	if cur, ok := i.items[name]; ok && cur.GetMeta().ResourceVersion >= rev {
+		return
+	}
+	i.items[name] = obj
+}
+
+// ObserveDelete records a deletion this process just made.
+func (i *Informer[T, P]) ObserveDelete(name string, rev uint64) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if cur, ok := i.items[name]; ok && cur.GetMeta().ResourceVersion <= rev {
+		delete(i.items, name)
+		i.tombstones[name] = tombstone{rev: rev, at: time.Now()}
+	}
+}
+
+// Run follows the bucket until ctx ends.
+func (i *Informer[T, P]) Run(ctx context.Context) error {
+	resync := time.NewTicker(i.resync)
+	defer resync.Stop()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		reconnected := i.conn.Reconnected()
+		err := i.watch(ctx, reconnected, resync.C)
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			i.log.Warn("watch ended, restarting", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 2*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+	return nil
+}
+
+// errRestart asks Run for a fresh watch (after a reconnect) without a delay.
+var errRestart error
+
+// watch runs one watcher until it fails, the connection is re-established
+// or ctx ends. A fresh watcher replays the current value of every key, which
+// doubles as a full resync.
+func (i *Informer[T, P]) watch(ctx context.Context, reconnected <-chan struct{}, resync <-chan time.Time) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Every key not in the snapshot with a revision up to the stream's last
+	// sequence before the watch started is gone; later writes are kept.
+	st, err := i.bucket.kv.Status(wctx)
+	if err != nil {
+		return err
+	}
+	var snapshotMax uint64
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+		snapshotMax = bs.StreamInfo().State.LastSeq
+	}
+	w, err := i.bucket.kv.WatchAll(wctx)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+
+	seen := map[string]bool{}
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-reconnected:
+			i.log.Info("connection re-established, re-watching")
+			return errRestart
+		case <-resync:
+			i.gcTombstones()
+			i.notifyAll()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errWatchClosed
+			}
+			if e == nil {
+				if initial {
+					initial = false
+					i.finishSnapshot(seen, snapshotMax)
+					seen = nil
+				}
+				continue
+			}
+			if initial {
+				seen[e.Key()] = true
+				snapshotMax = max(snapshotMax, e.Revision())
+			}
+			i.apply(e)
+		}
+	}
+}
+
+type watchError string
+
+func (e watchError) Error() string { return string(e) }
+
+const errWatchClosed = watchError("watcher closed")
+
+func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry) {
+	name := e.Key()
+	switch e.Operation() {
+	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
+		i.mu.Lock()
+		delete(i.items, name)
+		i.tombstones[name] = tombstone{rev: e.Revision(), at: time.Now()}
+		i.mu.Unlock()
+	default:
+		obj, err := i.bucket.decode(e)
+		if err != nil {
+			i.log.Warn("skipping undecodable value", "key", name, "err", err)
+			return
+		}
+		i.mu.Lock()
+		if cur, ok := i.items[name]; ok && cur.GetMeta().ResourceVersion > e.Revision() {
+			i.mu.Unlock()
+			return
+		}
+		i.items[name] = obj
+		delete(i.tombstones, name)
+		i.mu.Unlock()
+	}
+	i.notify(name)
+}
+
+// finishSnapshot drops cached keys the new snapshot no longer has: they were
+// deleted while we were not watching. Keys written after the snapshot was
+// taken (revision above its maximum) are kept.
+func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64) {
+	var gone []string
+	i.mu.Lock()
+	for name, obj := range i.items {
+		if !seen[name] && obj.GetMeta().ResourceVersion <= snapshotMax {
+			delete(i.items, name)
+			gone = append(gone, name)
+		}
+	}
+	i.mu.Unlock()
+	for _, name := range gone {
+		i.notify(name)
+	}
+	i.syncOnce.Do(func() { close(i.synced) })
+	i.notifyAll()
+}
+
+func (i *Informer[T, P]) notify(name string) {
+	i.mu.RLock()
+	hs := i.handlers
+	i.mu.RUnlock()
+	for _, h := range hs {
+		h(name)
+	}
+}
+
+func (i *Informer[T, P]) notifyAll() {
+	i.mu.RLock()
+	names := make([]string, 0, len(i.items))
+	for name := range i.items {
+		names = append(names, name)
+	}
+	hs := i.handlers
+	i.mu.RUnlock()
+	for _, name := range names {
+		for _, h := range hs {
+			h(name)
+		}
+	}
+}
+
+func (i *Informer[T, P]) gcTombstones() {
+	cutoff := time.Now().Add(-time.Minute)
+	i.mu.Lock()
+	for name, t := range i.tombstones {
+		if t.at.Before(cutoff) {
+			delete(i.tombstones, name)
+		}
+	}
+	i.mu.Unlock()
+}

@@ -1,0 +1,186 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/miniku/miniku/schemas"
+)
+
+// Object is what buckets store: a pointer to a schemas type with metadata.
+type Object[T any] interface {
+	*T
+	GetMeta() *schemas.ObjectMeta
+}
+
+// Bucket is a typed view of one KV bucket. Keys are object names. Every
+// write is conditional on the revision: Create only if absent, Update and
+// Delete only at the revision the caller read.
+type Bucket[T any, P Object[T]] struct {
+	kv jetstream.KeyValue
+}
+
+func newBucket[T any, P Object[T]](kv jetstream.KeyValue) *Bucket[T, P] {
+	return &Bucket[T, P]{kv: kv}
+}
+
+// Name of the underlying KV bucket.
+func (b *Bucket[T, P]) Name() string { return b.kv.Bucket() }
+
+// KV exposes the raw bucket (watchers, tests).
+func (b *Bucket[T, P]) KV() jetstream.KeyValue { return b.kv }
+
+func (b *Bucket[T, P]) decode(e jetstream.KeyValueEntry) (P, error) {
+	obj := P(new(T))
+	if err := schemas.Unmarshal(e.Value(), obj); err != nil {
+		return nil, fmt.Errorf("decode %s/%s@%d: %w", b.Name(), e.Key(), e.Revision(), err)
+	}
+	obj.GetMeta().ResourceVersion = e.Revision()
+	return obj, nil
+}
+
+func encode[T any, P Object[T]](obj P) ([]byte, error) {
+	// The revision is a property of the KV entry, not of the value; storing
+	// it would be stale the moment the write lands.
+	m := obj.GetMeta()
+	rv := m.ResourceVersion
+	m.ResourceVersion = 0
+	data, err := schemas.Marshal(obj)
+	m.ResourceVersion = rv
+	return data, err
+}
+
+// Get reads the current object; its ResourceVersion is the KV revision.
+func (b *Bucket[T, P]) Get(ctx context.Context, name string) (P, error) {
+	e, err := b.kv.Get(ctx, name)
+	if err != nil {
+		return nil, b.mapErr("get", name, err)
+	}
+	return b.decode(e)
+}
+
+// Create writes a new object and sets its ResourceVersion.
+func (b *Bucket[T, P]) Create(ctx context.Context, obj P) error {
+	name := obj.GetMeta().Name
+	data, err := encode[T](obj)
+	if err != nil {
+		return err
+	}
+	rev, err := b.kv.Create(ctx, name, data)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("create %s/%s: %w", b.Name(), name, ErrAlreadyExists)
+		}
+		return b.mapErr("create", name, err)
+	}
+	obj.GetMeta().ResourceVersion = rev
+	return nil
+}
+
+// Update writes obj if the stored revision is still obj.ResourceVersion,
+// and sets the new one. ErrConflict means someone else wrote first.
+func (b *Bucket[T, P]) Update(ctx context.Context, obj P) error {
+	m := obj.GetMeta()
+	if m.ResourceVersion == 0 {
+		return fmt.Errorf("update %s/%s: no resourceVersion to compare against", b.Name(), m.Name)
+	}
+	data, err := encode[T](obj)
+	if err != nil {
+		return err
+	}
+	rev, err := b.kv.Update(ctx, m.Name, data, m.ResourceVersion)
+	if err != nil {
+		return b.mapErr("update", m.Name, err)
+	}
+	m.ResourceVersion = rev
+	return nil
+}
+
+// Delete removes the object if it is still at revision rev. A rev of 0
+// deletes unconditionally; only use that for cleanup of already-dead keys.
+func (b *Bucket[T, P]) Delete(ctx context.Context, name string, rev uint64) error {
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	if err := b.kv.Delete(ctx, name, opts...); err != nil {
+		return b.mapErr("delete", name, err)
+	}
+	return nil
+}
+
+// ErrNoChange, returned by a Mutate function, ends Mutate without a write.
+var ErrNoChange = errors.New("no change")
+
+// Mutate applies fn to the current object and writes it back with CAS,
+// re-reading and re-applying fn on conflict, so the change is made against
+// the latest version and never overwrites someone else's newer write (the
+// lost update the original MiniKu had). fn returning ErrNoChange skips the
+// write; any other error aborts.
+func (b *Bucket[T, P]) Mutate(ctx context.Context, name string, fn func(P) error) (P, error) {
+	for attempt := 0; ; attempt++ {
+		obj, err := b.Get(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if err := fn(obj); err != nil {
+			if errors.Is(err, ErrNoChange) {
+				return obj, nil
+			}
+			return nil, err
+		}
+		err = b.Update(ctx, obj)
+		if err == nil {
+			return obj, nil
+		}
+		if !errors.Is(err, ErrConflict) || attempt >= 100 {
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// List reads every object. It uses a watch snapshot rather than one Get per
+// key: a single consumer streams all last values in one pass.
+func (b *Bucket[T, P]) List(ctx context.Context) ([]P, error) {
+	w, err := b.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, b.mapErr("list", "*", err)
+	}
+	defer w.Stop()
+	var out []P
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("list %s: %w", b.Name(), ctx.Err())
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("list %s: watcher closed", b.Name())
+			}
+			if e == nil {
+				return out, nil
+			}
+			obj, err := b.decode(e)
+			if err != nil {
+				// One undecodable value must not hide the rest.
+				continue
+			}
+			out = append(out, obj)
+		}
+	}
+}
+
+func (b *Bucket[T, P]) mapErr(op, name string, err error) error {
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
+		err = ErrNotFound
+	case errors.Is(err, jetstream.ErrKeyExists):
+		err = ErrConflict
+	}
+	return fmt.Errorf("%s %s/%s: %w", op, b.Name(), name, err)
+}
