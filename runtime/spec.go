@@ -1,0 +1,118 @@
+package runtime
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Spec describes a container to start.
+type Spec struct {
+	ID       string            // caller-chosen, [a-z0-9]{1,64}
+	Rootfs   string            // read-only image root filesystem directory, the overlay lowerdir; never written
+	Args     []string          // argv; Args[0] is looked up in the container's PATH when it has no slash
+	Env      []string          // KEY=VALUE; PATH defaults to DefaultPath when absent
+	WorkDir  string            // absolute, default "/"; created when missing
+	Hostname string            // UTS hostname inside the container, default the ID
+	Labels   map[string]string // opaque to the runtime, persisted with the state
+}
+
+// DefaultPath is the PATH of a container whose Env does not set one, the
+// same default as Docker's so images behave as they do elsewhere.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Status is the live state of a container.
+type Status string
+
+const (
+	StatusRunning Status = "running"
+	StatusExited  Status = "exited"
+)
+
+// Container is a container as the runtime sees it now.
+type Container struct {
+	ID         string
+	Pid        int
+	StartTime  uint64 // process start time, field 22 of /proc/<pid>/stat: guards against PID reuse
+	Labels     map[string]string
+	LogPath    string // the file holding the container's stdout+stderr
+	CreatedAt  time.Time
+	Status     Status
+	ExitCode   int       // valid when Status==StatusExited && ExitKnown
+	ExitKnown  bool      // false when the container exited while no miniku process was its parent
+	FinishedAt time.Time // zero when unknown
+}
+
+var (
+	idRE = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
+	// RFC 1123 host name: what sethostname accepts is far looser, but
+	// anything else would surprise the programs inside the container.
+	hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*$`)
+)
+
+// validate checks s and fills in defaults.
+func (s *Spec) validate() error {
+	if !idRE.MatchString(s.ID) {
+		return fmt.Errorf("%w: id %q must match [a-z0-9]{1,64}", ErrInvalidSpec, s.ID)
+	}
+	if err := checkMountPath("rootfs", s.Rootfs); err != nil {
+		return err
+	}
+	if fi, err := os.Stat(s.Rootfs); err != nil {
+		return fmt.Errorf("%w: rootfs: %w", ErrInvalidSpec, err)
+	} else if !fi.IsDir() {
+		return fmt.Errorf("%w: rootfs %s is not a directory", ErrInvalidSpec, s.Rootfs)
+	}
+	if len(s.Args) == 0 || s.Args[0] == "" {
+		return fmt.Errorf("%w: no command", ErrInvalidSpec)
+	}
+	for _, a := range s.Args {
+		if strings.IndexByte(a, 0) >= 0 {
+			return fmt.Errorf("%w: argument %q contains NUL", ErrInvalidSpec, a)
+		}
+	}
+	for _, e := range s.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" || strings.IndexByte(e, 0) >= 0 {
+			return fmt.Errorf("%w: env %q is not KEY=VALUE", ErrInvalidSpec, e)
+		}
+	}
+	if s.WorkDir == "" {
+		s.WorkDir = "/"
+	}
+	if !filepath.IsAbs(s.WorkDir) {
+		return fmt.Errorf("%w: workdir %q is not absolute", ErrInvalidSpec, s.WorkDir)
+	}
+	if s.Hostname == "" {
+		// An empty hostname would leave the host's name visible inside.
+		s.Hostname = s.ID
+	}
+	if len(s.Hostname) > 64 || !hostnameRE.MatchString(s.Hostname) {
+		return fmt.Errorf("%w: hostname %q", ErrInvalidSpec, s.Hostname)
+	}
+	return nil
+}
+
+// checkMountPath rejects paths that cannot be written into overlay mount
+// options, whose separators are ',' and ':'.
+func checkMountPath(what, p string) error {
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("%w: %s %q is not absolute", ErrInvalidSpec, what, p)
+	}
+	if strings.ContainsAny(p, ",:\\\x00") {
+		return fmt.Errorf("%w: %s %q contains one of , : \\ which overlayfs cannot take", ErrInvalidSpec, what, p)
+	}
+	return nil
+}
+
+// withDefaultPath returns env with PATH=DefaultPath appended when it sets no PATH.
+func withDefaultPath(env []string) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			return env
+		}
+	}
+	return append(env[:len(env):len(env)], "PATH="+DefaultPath)
+}
