@@ -184,3 +184,18 @@ func (b *Bucket[T, P]) mapErr(op, name string, err error) error {
 	}
 	return fmt.Errorf("%s %s/%s: %w", op, b.Name(), name, err)
 }
+
+// Clone deep-copies an object (cached objects are shared and must not be
+// modified in place). The ResourceVersion is kept.
+func Clone[T any, P Object[T]](obj P) (P, error) {
+	data, err := schemas.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	out := P(new(T))
+	if err := schemas.Unmarshal(data, out); err != nil {
+		return nil, err
+	}
+	out.GetMeta().ResourceVersion = obj.GetMeta().ResourceVersion
+	return out, nil
+}

@@ -1,0 +1,399 @@
+// Package controller runs MiniKu's reconcile loops: the replicaset loop keeps
+// each replicaset's pod count, and the node loop marks nodes whose heartbeat
+// stopped NotReady and fails their pods so replicasets replace them.
+//
+// Both loops are level-triggered: they react to watch events for speed and
+// revisit every object at each resync, and every write is a compare-and-swap,
+// so a lost event or a concurrent writer never leaves a wrong state behind.
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/schemas"
+	"github.com/miniku/miniku/services/queue"
+)
+
+// Config tunes the loops.
+type Config struct {
+	Logger *slog.Logger
+	Resync time.Duration
+	// NodeGrace: a node whose heartbeat has not changed for this long is
+	// NotReady (Kubernetes: node-monitor-grace-period).
+	NodeGrace time.Duration
+	// EvictionTimeout: pods of a node NotReady this long are failed with
+	// reason NodeLost so their replicasets replace them.
+	EvictionTimeout time.Duration
+	// Now is the clock; tests may inject one.
+	Now func() time.Time
+}
+
+// Defaults, as documented in the README.
+const (
+	DefaultNodeGrace       = 15 * time.Second
+	DefaultEvictionTimeout = 30 * time.Second
+)
+
+// Controller owns the replicaset and node loops.
+type Controller struct {
+	cfg   Config
+	conn  *bus.Conn
+	log   *slog.Logger
+	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
+	rss   *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
+	nodes *bus.Informer[schemas.Node, *schemas.Node]
+	rsq   *queue.Queue
+	nodeq *queue.Queue
+
+	mu sync.Mutex
+	// podOwner remembers each pod's replicaset so a deleted pod (gone from
+	// the cache) still wakes its owner.
+	podOwner map[string]string
+	// heartbeats holds, per node, the last heartbeat value seen and when
+	// this controller first saw it, by its own clock.
+	heartbeats map[string]observedHeartbeat
+}
+
+type observedHeartbeat struct {
+	value    time.Time
+	observed time.Time
+}
+
+// New builds the controller on conn.
+func New(cfg Config, conn *bus.Conn) (*Controller, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	if cfg.NodeGrace <= 0 {
+		cfg.NodeGrace = DefaultNodeGrace
+	}
+	if cfg.EvictionTimeout <= 0 {
+		cfg.EvictionTimeout = DefaultEvictionTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger.With("component", "controller")
+	c := &Controller{
+		cfg:        cfg,
+		conn:       conn,
+		log:        log,
+		pods:       bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
+		rss:        bus.NewInformer(conn, conn.ReplicaSets, cfg.Resync, log),
+		nodes:      bus.NewInformer(conn, conn.Nodes, cfg.Resync, log),
+		rsq:        queue.New(),
+		nodeq:      queue.New(),
+		podOwner:   map[string]string{},
+		heartbeats: map[string]observedHeartbeat{},
+	}
+	c.rss.AddHandler(c.rsq.Add)
+	c.pods.AddHandler(c.podChanged)
+	c.nodes.AddHandler(c.nodeq.Add)
+	return c, nil
+}
+
+func (c *Controller) podChanged(name string) {
+	c.mu.Lock()
+	owner := c.podOwner[name]
+	p, ok := c.pods.Get(name)
+	switch {
+	case ok && p.Owner != "":
+		c.podOwner[name] = p.Owner
+		owner = p.Owner
+	case !ok:
+		delete(c.podOwner, name)
+	}
+	c.mu.Unlock()
+	if owner != "" {
+		c.rsq.Add(owner)
+	}
+	if ok && p.NodeName != "" {
+		// A pod bound to a lost node must be failed even if it was bound
+		// after the eviction pass.
+		if n, found := c.nodes.Get(p.NodeName); found && n.Status == schemas.NodeNotReady {
+			c.nodeq.Add(p.NodeName)
+		}
+	}
+}
+
+// Run runs both loops until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, run := range []func(context.Context) error{c.pods.Run, c.rss.Run, c.nodes.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = run(ctx) }()
+	}
+	for _, w := range []interface{ WaitSynced(context.Context) error }{c.pods, c.rss, c.nodes} {
+		if err := w.WaitSynced(ctx); err != nil {
+			return nil
+		}
+	}
+	// Pods whose replicaset is gone have no replicaset event to wake them:
+	// enqueue every owner name once at start and each resync.
+	c.enqueueOwners()
+	wg.Add(3)
+	go func() { defer wg.Done(); c.rsq.Run(ctx, 4, c.reconcileReplicaSet) }()
+	go func() { defer wg.Done(); c.nodeq.Run(ctx, 2, c.reconcileNode) }()
+	go func() { defer wg.Done(); c.tick(ctx) }()
+	c.log.Info("controller started", "nodeGrace", c.cfg.NodeGrace, "evictionTimeout", c.cfg.EvictionTimeout)
+	<-ctx.Done()
+	return nil
+}
+
+// tick re-checks nodes every second: staleness is a function of time, not
+// of any event, so it needs a clock-driven pass.
+func (c *Controller) tick(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	resync := time.NewTicker(c.cfg.Resync)
+	defer resync.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for _, n := range c.nodes.List() {
+				c.nodeq.Add(n.Name)
+			}
+		case <-resync.C:
+			c.enqueueOwners()
+		}
+	}
+}
+
+func (c *Controller) enqueueOwners() {
+	for _, p := range c.pods.List() {
+		if p.Owner != "" {
+			c.rsq.Add(p.Owner)
+		}
+	}
+}
+
+func (c *Controller) ownedPods(rs *schemas.ReplicaSet) (owned, orphans []*schemas.Pod) {
+	for _, p := range c.pods.List() {
+		if p.Owner != rs.Name {
+			continue
+		}
+		if p.OwnerUID == rs.UID {
+			owned = append(owned, p)
+		} else {
+			orphans = append(orphans, p)
+		}
+	}
+	return owned, orphans
+}
+
+func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error {
+	rs, ok := c.rss.Get(name)
+	if !ok {
+		// Deleted: garbage-collect its pods (the kubelets stop the
+		// containers when the pods disappear).
+		var errs []error
+		for _, p := range c.pods.List() {
+			if p.Owner == name {
+				errs = append(errs, c.deletePod(ctx, p, "replicaset deleted"))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	owned, orphans := c.ownedPods(rs)
+	var errs []error
+	// Pods of an earlier replicaset with the same name.
+	for _, p := range orphans {
+		errs = append(errs, c.deletePod(ctx, p, "owner replaced"))
+	}
+	plan := DecideReplicaSet(rs, owned)
+	for _, p := range plan.Delete {
+		errs = append(errs, c.deletePod(ctx, p, "scale down or replace"))
+	}
+	for range plan.Create {
+		if err := c.createPod(ctx, rs); err != nil {
+			errs = append(errs, err)
+			break
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("reconcile replicaset %s: %w", name, err)
+	}
+	if rs.CurrentCount != plan.Status.CurrentCount || rs.ReadyCount != plan.Status.ReadyCount {
+		return c.updateStatus(ctx, rs, plan.Status)
+	}
+	return nil
+}
+
+// updateStatus writes only the status fields, at the revision just read, so
+// a user's newer desiredCount is never overwritten.
+func (c *Controller) updateStatus(ctx context.Context, rs *schemas.ReplicaSet, st schemas.ReplicaSet) error {
+	updated, err := c.conn.ReplicaSets.Mutate(ctx, rs.Name, func(cur *schemas.ReplicaSet) error {
+		if cur.UID != rs.UID {
+			return bus.ErrNoChange
+		}
+		if cur.CurrentCount == st.CurrentCount && cur.ReadyCount == st.ReadyCount {
+			return bus.ErrNoChange
+		}
+		cur.CurrentCount, cur.ReadyCount = st.CurrentCount, st.ReadyCount
+		return nil
+	})
+	if errors.Is(err, bus.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("update status of replicaset %s: %w", rs.Name, err)
+	}
+	c.rss.Observe(updated)
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (c *Controller) createPod(ctx context.Context, rs *schemas.ReplicaSet) error {
+	for attempt := 0; ; attempt++ {
+		pod := &schemas.Pod{
+			ObjectMeta: schemas.ObjectMeta{
+				Name:      rs.Name + "-" + randomHex(4),
+				UID:       randomHex(16),
+				CreatedAt: c.cfg.Now().UTC(),
+				Labels:    rs.PodLabels(),
+			},
+			ContainerName:                 rs.Template.Name,
+			Image:                         rs.Template.Image,
+			Command:                       rs.Template.Command,
+			TerminationGracePeriodSeconds: rs.Template.TerminationGracePeriodSeconds,
+			Owner:                         rs.Name,
+			OwnerUID:                      rs.UID,
+			Status:                        schemas.PodPending,
+		}
+		err := c.conn.Pods.Create(ctx, pod)
+		if errors.Is(err, bus.ErrAlreadyExists) && attempt < 5 {
+			continue // a 32-bit name collision: pick another
+		}
+		if err != nil {
+			return fmt.Errorf("create pod for replicaset %s: %w", rs.Name, err)
+		}
+		c.pods.Observe(pod)
+		c.log.Info("created pod", "replicaset", rs.Name, "pod", pod.Name)
+		c.publish(bus.SubjPodCreated, schemas.Event{Type: "created", Kind: schemas.KindPod, Name: pod.Name, Revision: pod.ResourceVersion})
+		return nil
+	}
+}
+
+func (c *Controller) deletePod(ctx context.Context, p *schemas.Pod, why string) error {
+	err := c.conn.Pods.Delete(ctx, p.Name, p.ResourceVersion)
+	switch {
+	case errors.Is(err, bus.ErrNotFound):
+		return nil
+	case errors.Is(err, bus.ErrConflict):
+		// Changed since our cache saw it; the watch will bring the new
+		// version and a retry decides again.
+		return fmt.Errorf("delete pod %s: %w", p.Name, err)
+	case err != nil:
+		return fmt.Errorf("delete pod %s: %w", p.Name, err)
+	}
+	c.pods.ObserveDelete(p.Name, p.ResourceVersion+1)
+	c.log.Info("deleted pod", "pod", p.Name, "replicaset", p.Owner, "reason", why)
+	c.publish(bus.SubjPodDeleted, schemas.Event{Type: "deleted", Kind: schemas.KindPod, Name: p.Name, Node: p.NodeName, Reason: why})
+	return nil
+}
+
+func (c *Controller) publish(subject string, ev schemas.Event) {
+	if err := c.conn.Publish(subject, ev); err != nil {
+		c.log.Warn("publish event", "subject", subject, "err", err)
+	}
+}
+
+// reconcileNode marks a node NotReady when its heartbeat has not changed for
+// NodeGrace (by this controller's clock, so host clock skew does not
+// matter), and fails its pods once it has been NotReady for EvictionTimeout.
+func (c *Controller) reconcileNode(ctx context.Context, name string) error {
+	n, ok := c.nodes.Get(name)
+	now := c.cfg.Now()
+	c.mu.Lock()
+	if !ok {
+		delete(c.heartbeats, name)
+		c.mu.Unlock()
+		return nil
+	}
+	hb, seen := c.heartbeats[name]
+	if !seen || !hb.value.Equal(n.LastHeartbeat) {
+		hb = observedHeartbeat{value: n.LastHeartbeat, observed: now}
+		c.heartbeats[name] = hb
+	}
+	c.mu.Unlock()
+
+	stale := now.Sub(hb.observed)
+	if n.Status == schemas.NodeReady && stale > c.cfg.NodeGrace {
+		updated, err := c.conn.Nodes.Mutate(ctx, name, func(cur *schemas.Node) error {
+			// The kubelet may have heartbeated since we looked.
+			if !cur.LastHeartbeat.Equal(hb.value) || cur.Status != schemas.NodeReady {
+				return bus.ErrNoChange
+			}
+			cur.Status = schemas.NodeNotReady
+			cur.Reason = fmt.Sprintf("no heartbeat for %s", stale.Round(time.Second))
+			return nil
+		})
+		if err != nil && !errors.Is(err, bus.ErrNotFound) {
+			return fmt.Errorf("mark node %s NotReady: %w", name, err)
+		}
+		if updated != nil && updated.Status == schemas.NodeNotReady {
+			c.nodes.Observe(updated)
+			c.log.Warn("node NotReady", "node", name, "reason", updated.Reason)
+			c.publish(bus.SubjNodeNotReady, schemas.Event{Type: "notready", Kind: schemas.KindNode, Name: name, Node: name, Reason: "NodeNotReady", Message: updated.Reason})
+		}
+		return nil
+	}
+	if n.Status == schemas.NodeNotReady && stale > c.cfg.NodeGrace+c.cfg.EvictionTimeout {
+		return c.evictPods(ctx, name)
+	}
+	return nil
+}
+
+func (c *Controller) evictPods(ctx context.Context, node string) error {
+	var errs []error
+	for _, p := range c.pods.List() {
+		if p.NodeName != node || p.Status.Terminal() {
+			continue
+		}
+		updated, err := c.conn.Pods.Mutate(ctx, p.Name, func(cur *schemas.Pod) error {
+			if cur.NodeName != node || cur.Status.Terminal() || cur.UID != p.UID {
+				return bus.ErrNoChange
+			}
+			now := c.cfg.Now().UTC()
+			cur.Status = schemas.PodFailed
+			cur.Reason = "NodeLost"
+			cur.Message = fmt.Sprintf("node %s stopped responding", node)
+			cur.FinishedAt = &now
+			return nil
+		})
+		if errors.Is(err, bus.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("evict pod %s from %s: %w", p.Name, node, err))
+			continue
+		}
+		if updated.Status == schemas.PodFailed && updated.Reason == "NodeLost" {
+			c.pods.Observe(updated)
+			c.log.Warn("evicted pod from lost node", "pod", p.Name, "node", node)
+			c.publish(bus.SubjPodFailed, schemas.Event{Type: "failed", Kind: schemas.KindPod, Name: p.Name, Node: node, Reason: "NodeLost"})
+		}
+	}
+	return errors.Join(errs...)
+}

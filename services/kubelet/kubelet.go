@@ -1,0 +1,536 @@
+// Package kubelet runs the pods bound to one node as containers and reports
+// their status.
+//
+// It heartbeats the node, follows the pods bucket, and for each pod compares
+// what KV says with what the runtime has, acting on the difference. On start
+// it rediscovers the containers an earlier kubelet left running and adopts
+// them (same containerId, no restart) instead of starting duplicates;
+// containers whose pod is gone are stopped and removed.
+package kubelet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/miniku/miniku/bus"
+	ctr "github.com/miniku/miniku/runtime"
+	"github.com/miniku/miniku/runtime/image"
+	"github.com/miniku/miniku/schemas"
+	"github.com/miniku/miniku/services/queue"
+)
+
+// Runtime is what the kubelet needs from a container runtime.
+type Runtime interface {
+	Start(ctx context.Context, spec ctr.Spec) (ctr.Container, error)
+	Get(id string) (ctr.Container, error)
+	List() ([]ctr.Container, error)
+	Wait(ctx context.Context, id string) (ctr.Container, error)
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	Remove(id string) error
+}
+
+// ImagePuller resolves an image reference to an unpacked root filesystem.
+type ImagePuller interface {
+	Pull(ctx context.Context, ref string) (image.Image, error)
+}
+
+var (
+	_ Runtime     = (*ctr.Runtime)(nil)
+	_ ImagePuller = (*image.Store)(nil)
+)
+
+// Labels the kubelet puts on containers so a restarted kubelet knows what
+// each one is for.
+const (
+	labelPod    = "miniku.pod"
+	labelPodUID = "miniku.pod-uid"
+	labelGrace  = "miniku.grace-seconds"
+)
+
+// Config tunes a kubelet.
+type Config struct {
+	NodeName          string
+	HeartbeatInterval time.Duration
+	Resync            time.Duration
+	Workers           int
+	Logger            *slog.Logger
+}
+
+// DefaultHeartbeatInterval gives three heartbeats per default node grace.
+const DefaultHeartbeatInterval = 5 * time.Second
+
+// Kubelet is one node agent.
+type Kubelet struct {
+	cfg    Config
+	conn   *bus.Conn
+	rt     Runtime
+	images ImagePuller
+	log    *slog.Logger
+	pods   *bus.Informer[schemas.Pod, *schemas.Pod]
+	q      *queue.Queue
+
+	mu         sync.Mutex
+	containers map[string]ctr.Container // by container ID
+	waiting    map[string]bool          // container IDs with a waiter goroutine
+	wg         sync.WaitGroup
+}
+
+// New builds a kubelet for cfg.NodeName.
+func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, error) {
+	if err := schemas.ValidateName("node name", cfg.NodeName, schemas.MaxNameLength); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 8
+	}
+	log := cfg.Logger.With("component", "kubelet", "node", cfg.NodeName)
+	k := &Kubelet{
+		cfg:        cfg,
+		conn:       conn,
+		rt:         rt,
+		images:     images,
+		log:        log,
+		pods:       bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
+		q:          queue.New(),
+		containers: map[string]ctr.Container{},
+		waiting:    map[string]bool{},
+	}
+	k.pods.AddHandler(func(name string) {
+		if p, ok := k.pods.Get(name); (ok && p.NodeName == k.cfg.NodeName) || k.hasContainer(name) {
+			k.q.Add(name)
+		}
+	})
+	return k, nil
+}
+
+// Run serves the node until ctx ends. Containers keep running after it
+// returns: a kubelet restart must not restart workloads.
+func (k *Kubelet) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer k.wg.Wait()
+
+	if err := k.rediscover(ctx); err != nil {
+		return err
+	}
+	if err := k.heartbeat(ctx); err != nil {
+		k.log.Warn("first heartbeat failed, will retry", "err", err)
+	}
+	k.wg.Add(2)
+	go func() { defer k.wg.Done(); _ = k.pods.Run(ctx) }()
+	go func() { defer k.wg.Done(); k.heartbeatLoop(ctx) }()
+
+	sub, err := k.conn.Subscribe(bus.NodeSubject(bus.SubjPodAssigned, k.cfg.NodeName), func(_ string, ev schemas.Event) {
+		k.q.Add(ev.Name)
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+
+	if err := k.pods.WaitSynced(ctx); err != nil {
+		return nil
+	}
+	k.log.Info("kubelet started")
+	k.q.Run(ctx, k.cfg.Workers, k.syncPod)
+	return nil
+}
+
+// rediscover loads the containers an earlier kubelet left behind.
+func (k *Kubelet) rediscover(ctx context.Context) error {
+	list, err := k.rt.List()
+	if err != nil {
+		return fmt.Errorf("rediscover containers on %s: %w", k.cfg.NodeName, err)
+	}
+	for _, c := range list {
+		k.track(ctx, c)
+		k.log.Info("rediscovered container", "container", c.ID, "pod", c.Labels[labelPod], "status", c.Status)
+		k.q.Add(c.Labels[labelPod])
+	}
+	return nil
+}
+
+// track records c and, if it runs, starts a goroutine that requeues its pod
+// when it exits.
+func (k *Kubelet) track(ctx context.Context, c ctr.Container) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.containers[c.ID] = c
+	if c.Status != ctr.StatusRunning || k.waiting[c.ID] {
+		return
+	}
+	k.waiting[c.ID] = true
+	k.wg.Add(1)
+	go func() {
+		defer k.wg.Done()
+		_, err := k.rt.Wait(ctx, c.ID)
+		k.mu.Lock()
+		delete(k.waiting, c.ID)
+		k.mu.Unlock()
+		if err != nil && ctx.Err() == nil && !errors.Is(err, ctr.ErrNotFound) {
+			k.log.Warn("wait for container", "container", c.ID, "err", err)
+		}
+		k.q.Add(c.Labels[labelPod])
+	}()
+}
+
+func (k *Kubelet) untrack(id string) {
+	k.mu.Lock()
+	delete(k.containers, id)
+	k.mu.Unlock()
+}
+
+func (k *Kubelet) hasContainer(pod string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, c := range k.containers {
+		if c.Labels[labelPod] == pod {
+			return true
+		}
+	}
+	return false
+}
+
+// containersOf returns the pod's containers with their live status.
+func (k *Kubelet) containersOf(pod string) []ctr.Container {
+	k.mu.Lock()
+	var ids []string
+	for id, c := range k.containers {
+		if c.Labels[labelPod] == pod {
+			ids = append(ids, id)
+		}
+	}
+	k.mu.Unlock()
+	var out []ctr.Container
+	for _, id := range ids {
+		c, err := k.rt.Get(id)
+		if err != nil {
+			if errors.Is(err, ctr.ErrNotFound) {
+				k.untrack(id)
+			}
+			continue
+		}
+		k.mu.Lock()
+		k.containers[id] = c
+		k.mu.Unlock()
+		out = append(out, c)
+	}
+	return out
+}
+
+// syncPod is the kubelet's action table for one pod name.
+func (k *Kubelet) syncPod(ctx context.Context, name string) error {
+	pod, ok := k.pods.Get(name)
+	mine := ok && pod.NodeName == k.cfg.NodeName
+
+	var current *ctr.Container
+	for _, c := range k.containersOf(name) {
+		if !mine || c.Labels[labelPodUID] != pod.UID {
+			// The pod was deleted, replaced by a new pod of the same name,
+			// or moved: its container must go.
+			if err := k.destroy(ctx, c, "pod gone"); err != nil {
+				return err
+			}
+			continue
+		}
+		if current != nil {
+			// Two containers for one pod can only come from a crash
+			// between start and status report; keep the newer one.
+			old := *current
+			if c.CreatedAt.Before(old.CreatedAt) {
+				old = c
+			} else {
+				current = nil
+			}
+			if err := k.destroy(ctx, old, "duplicate container"); err != nil {
+				return err
+			}
+			if current != nil {
+				continue
+			}
+		}
+		cc := c
+		current = &cc
+	}
+	if !mine {
+		return nil
+	}
+
+	switch {
+	case pod.Status.Terminal():
+		// Failed by someone else (e.g. NodeLost while we were away): a
+		// replacement may run elsewhere, so this copy must stop.
+		if current != nil && current.Status == ctr.StatusRunning {
+			return k.stop(ctx, *current, pod.GracePeriod(), "pod is "+string(pod.Status))
+		}
+		return nil
+	case current == nil && pod.Status == schemas.PodPending:
+		return k.start(ctx, pod)
+	case current == nil:
+		// Running (or Unknown) but the container is gone, e.g. the host
+		// rebooted. With no restart policy yet, report it Failed so its
+		// replicaset replaces it.
+		return k.report(ctx, pod, nil, func(p *schemas.Pod) {
+			now := time.Now().UTC()
+			p.Status = schemas.PodFailed
+			p.Reason = "ContainerMissing"
+			p.Message = "the container is no longer on the node"
+			p.FinishedAt = &now
+		})
+	case current.Status == ctr.StatusRunning:
+		if pod.Status == schemas.PodRunning && pod.ContainerID == current.ID {
+			return nil
+		}
+		c := *current
+		return k.report(ctx, pod, &c, func(p *schemas.Pod) { setRunning(p, c) })
+	default:
+		c := *current
+		return k.report(ctx, pod, &c, func(p *schemas.Pod) { setExited(p, c) })
+	}
+}
+
+func setRunning(p *schemas.Pod, c ctr.Container) {
+	p.Status = schemas.PodRunning
+	p.ContainerID = c.ID
+	p.Reason, p.Message = "", ""
+	started := c.CreatedAt.UTC()
+	p.StartedAt = &started
+}
+
+func setExited(p *schemas.Pod, c ctr.Container) {
+	p.ContainerID = c.ID
+	finished := c.FinishedAt.UTC()
+	if c.FinishedAt.IsZero() {
+		finished = time.Now().UTC()
+	}
+	p.FinishedAt = &finished
+	if !c.ExitKnown {
+		p.Status = schemas.PodFailed
+		p.ExitCode = nil
+		p.Reason = "ExitCodeLost"
+		p.Message = "the container exited while no kubelet was running; its exit code is unknown"
+		return
+	}
+	code := c.ExitCode
+	p.ExitCode = &code
+	if code == 0 {
+		p.Status = schemas.PodSucceeded
+		p.Reason = "Completed"
+		p.Message = ""
+		return
+	}
+	p.Status = schemas.PodFailed
+	p.Reason = "Error"
+	p.Message = "container exited with code " + strconv.Itoa(code)
+}
+
+// start pulls the image and starts the pod's container, then reports it.
+func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod) error {
+	img, err := k.images.Pull(ctx, pod.Image)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		k.log.Warn("image pull failed", "pod", pod.Name, "image", pod.Image, "err", err)
+		return k.report(ctx, pod, nil, func(p *schemas.Pod) {
+			now := time.Now().UTC()
+			p.Status = schemas.PodFailed
+			p.Reason = "ErrImagePull"
+			p.Message = err.Error()
+			p.FinishedAt = &now
+		})
+	}
+	args := pod.Command
+	if args == nil {
+		args = append(append([]string{}, img.Config.Entrypoint...), img.Config.Cmd...)
+	}
+	if len(args) == 0 {
+		return k.report(ctx, pod, nil, func(p *schemas.Pod) {
+			p.Status = schemas.PodFailed
+			p.Reason = "NoCommand"
+			p.Message = fmt.Sprintf("pod has no command and image %s has no entrypoint or cmd", pod.Image)
+		})
+	}
+	spec := ctr.Spec{
+		ID:       newContainerID(),
+		Rootfs:   img.Rootfs,
+		Args:     args,
+		Env:      img.Config.Env,
+		WorkDir:  img.Config.WorkingDir,
+		Hostname: pod.Name,
+		Labels: map[string]string{
+			labelPod:    pod.Name,
+			labelPodUID: pod.UID,
+			labelGrace:  strconv.FormatInt(int64(pod.GracePeriod()/time.Second), 10),
+		},
+	}
+	c, err := k.rt.Start(ctx, spec)
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		k.log.Warn("container start failed", "pod", pod.Name, "err", err)
+		return k.report(ctx, pod, nil, func(p *schemas.Pod) {
+			now := time.Now().UTC()
+			p.Status = schemas.PodFailed
+			p.Reason = "StartError"
+			p.Message = err.Error()
+			p.FinishedAt = &now
+		})
+	}
+	k.track(ctx, c)
+	k.log.Info("started container", "pod", pod.Name, "container", c.ID, "pid", c.Pid)
+	return k.report(ctx, pod, &c, func(p *schemas.Pod) { setRunning(p, c) })
+}
+
+func newContainerID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// report writes the pod's status with CAS, re-applying set to the latest
+// version, and only while the pod is still the one we run (same UID, still
+// bound here). If the pod vanished meanwhile, its container is destroyed.
+func (k *Kubelet) report(ctx context.Context, pod *schemas.Pod, c *ctr.Container, set func(*schemas.Pod)) error {
+	var stale bool
+	updated, err := k.conn.Pods.Mutate(ctx, pod.Name, func(cur *schemas.Pod) error {
+		if cur.UID != pod.UID || cur.NodeName != k.cfg.NodeName {
+			stale = true
+			return bus.ErrNoChange
+		}
+		if cur.Status.Terminal() {
+			return bus.ErrNoChange // terminal is final; never resurrect
+		}
+		before := cur.Status
+		set(cur)
+		if cur.Status == before && before == schemas.PodRunning && c != nil && cur.ContainerID == c.ID && pod.ContainerID == c.ID {
+			return bus.ErrNoChange
+		}
+		return nil
+	})
+	if errors.Is(err, bus.ErrNotFound) {
+		stale = true
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("report status of pod %s: %w", pod.Name, err)
+	}
+	if stale {
+		if c != nil {
+			return k.destroy(ctx, *c, "pod gone")
+		}
+		return nil
+	}
+	k.pods.Observe(updated)
+	subject := map[schemas.PodPhase]string{
+		schemas.PodRunning:   bus.SubjPodRunning,
+		schemas.PodSucceeded: bus.SubjPodSucceeded,
+		schemas.PodFailed:    bus.SubjPodFailed,
+	}[updated.Status]
+	if subject != "" && updated.Status != pod.Status {
+		k.log.Info("pod "+string(updated.Status), "pod", pod.Name, "container", updated.ContainerID, "reason", updated.Reason)
+		ev := schemas.Event{Type: string(updated.Status), Kind: schemas.KindPod, Name: pod.Name, Node: k.cfg.NodeName,
+			Revision: updated.ResourceVersion, Reason: updated.Reason, Message: updated.Message}
+		if err := k.conn.Publish(subject, ev); err != nil {
+			k.log.Warn("publish pod status", "pod", pod.Name, "err", err)
+		}
+	}
+	return nil
+}
+
+func (k *Kubelet) stop(ctx context.Context, c ctr.Container, grace time.Duration, why string) error {
+	k.log.Info("stopping container", "pod", c.Labels[labelPod], "container", c.ID, "reason", why, "grace", grace)
+	if err := k.rt.Stop(ctx, c.ID, grace); err != nil && !errors.Is(err, ctr.ErrNotFound) {
+		return fmt.Errorf("stop container %s of pod %s: %w", c.ID, c.Labels[labelPod], err)
+	}
+	return nil
+}
+
+// destroy stops and removes a container that no pod wants.
+func (k *Kubelet) destroy(ctx context.Context, c ctr.Container, why string) error {
+	grace := schemas.DefaultTerminationGracePeriod
+	if s, err := strconv.Atoi(c.Labels[labelGrace]); err == nil {
+		grace = time.Duration(s) * time.Second
+	}
+	if c.Status == ctr.StatusRunning {
+		if err := k.stop(ctx, c, grace, why); err != nil {
+			return err
+		}
+	}
+	if err := k.rt.Remove(c.ID); err != nil && !errors.Is(err, ctr.ErrNotFound) {
+		return fmt.Errorf("remove container %s: %w", c.ID, err)
+	}
+	k.untrack(c.ID)
+	k.log.Info("removed container", "pod", c.Labels[labelPod], "container", c.ID, "reason", why)
+	return nil
+}
+
+// heartbeatLoop renews the node's heartbeat until ctx ends.
+func (k *Kubelet) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(k.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := k.heartbeat(ctx); err != nil && ctx.Err() == nil {
+				k.log.Warn("heartbeat failed", "err", err)
+			}
+		}
+	}
+}
+
+func (k *Kubelet) heartbeat(ctx context.Context) error {
+	now := time.Now().UTC()
+	hostname, _ := os.Hostname()
+	var wasReady bool
+	_, err := k.conn.Nodes.Mutate(ctx, k.cfg.NodeName, func(n *schemas.Node) error {
+		wasReady = n.Status == schemas.NodeReady
+		n.LastHeartbeat = now
+		n.Status = schemas.NodeReady
+		n.Reason = ""
+		n.Hostname = hostname
+		return nil
+	})
+	if errors.Is(err, bus.ErrNotFound) {
+		err = k.conn.Nodes.Create(ctx, &schemas.Node{
+			ObjectMeta:    schemas.ObjectMeta{Name: k.cfg.NodeName, CreatedAt: now, UID: newContainerID()[:32]},
+			Status:        schemas.NodeReady,
+			LastHeartbeat: now,
+			Hostname:      hostname,
+		})
+		if errors.Is(err, bus.ErrAlreadyExists) {
+			return k.heartbeat(ctx)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("heartbeat node %s: %w", k.cfg.NodeName, err)
+	}
+	ev := schemas.Event{Type: "heartbeat", Kind: schemas.KindNode, Name: k.cfg.NodeName, Node: k.cfg.NodeName, Time: now}
+	_ = k.conn.Publish(bus.NodeSubject(bus.SubjNodeHeartbeat, k.cfg.NodeName), ev)
+	if !wasReady {
+		k.log.Info("node Ready")
+		ev.Type = "ready"
+		_ = k.conn.Publish(bus.SubjNodeReady, ev)
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestDedupAndRerunWhileProcessing(t *testing.T) {
+	q := New()
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	runs := map[string]int{}
+	inFlight := map[string]bool{}
+	release := make(chan struct{})
+	started := make(chan struct{}, 10)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		q.Run(ctx, 4, func(_ context.Context, key string) error {
+			mu.Lock()
+			if inFlight[key] {
+				t.Errorf("%s processed twice at once", key)
+			}
+			inFlight[key] = true
+			runs[key]++
+			n := runs[key]
+			mu.Unlock()
+			if n == 1 {
+				started <- struct{}{}
+				<-release
+			}
+			mu.Lock()
+			inFlight[key] = false
+			mu.Unlock()
+			return nil
+		})
+	}()
+	q.Add("a")
+	<-started
+	// While "a" runs, three adds collapse into exactly one more run.
+	q.Add("a")
+	q.Add("a")
+	q.Add("a")
+	close(release)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := runs["a"]
+		mu.Unlock()
+		if n == 2 && q.Len() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runs = %d, want 2", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if runs["a"] != 2 {
+		t.Fatalf("runs = %d, want exactly 2", runs["a"])
+	}
+}
+
+func TestRetryOnError(t *testing.T) {
+	q := New()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int32
+	ok := make(chan struct{})
+	go q.Run(ctx, 1, func(context.Context, string) error {
+		if calls.Add(1) < 3 {
+			return errors.New("transient")
+		}
+		close(ok)
+		return nil
+	})
+	q.Add("k")
+	select {
+	case <-ok:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("not retried: %d calls", calls.Load())
+	}
+}

@@ -1,0 +1,180 @@
+// Package scheduler binds Pending pods to Ready nodes.
+//
+// It keeps its view of pods and nodes in memory, fed by KV watches, reacts to
+// pod.created hints within milliseconds, and resyncs from KV periodically.
+// A bind is a compare-and-swap on the pod's revision, so two schedulers can
+// never bind one pod twice: the loser sees a conflict and re-reads.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/schemas"
+	"github.com/miniku/miniku/services/queue"
+)
+
+// Config tunes the scheduler.
+type Config struct {
+	Logger *slog.Logger
+	// Resync is how often every pod is revisited even without events.
+	Resync time.Duration
+	// Workers bind pods concurrently.
+	Workers int
+}
+
+// Scheduler is the binding loop.
+type Scheduler struct {
+	cfg   Config
+	conn  *bus.Conn
+	log   *slog.Logger
+	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
+	nodes *bus.Informer[schemas.Node, *schemas.Node]
+	q     *queue.Queue
+
+	// bindMu serialises decide+bind so concurrent workers see each other's
+	// placements when spreading.
+	bindMu sync.Mutex
+}
+
+// New builds a scheduler on conn.
+func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	log := cfg.Logger.With("component", "scheduler")
+	s := &Scheduler{
+		cfg:   cfg,
+		conn:  conn,
+		log:   log,
+		pods:  bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
+		nodes: bus.NewInformer(conn, conn.Nodes, cfg.Resync, log),
+		q:     queue.New(),
+	}
+	s.pods.AddHandler(func(name string) {
+		if p, ok := s.pods.Get(name); ok && needsBinding(p) {
+			s.q.Add(name)
+		}
+	})
+	// A node becoming Ready (or appearing) may unblock every pending pod.
+	s.nodes.AddHandler(func(string) { s.enqueuePending() })
+	return s, nil
+}
+
+func needsBinding(p *schemas.Pod) bool {
+	return p.NodeName == "" && p.Status == schemas.PodPending
+}
+
+func (s *Scheduler) enqueuePending() {
+	for _, p := range s.pods.List() {
+		if needsBinding(p) {
+			s.q.Add(p.Name)
+		}
+	}
+}
+
+// Run schedules until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, run := range []func(context.Context) error{s.pods.Run, s.nodes.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = run(ctx) }()
+	}
+	// pod.created is only a hint: the pod may not be in our cache yet, so
+	// the worker falls back to reading KV.
+	sub, err := s.conn.Subscribe(bus.SubjPodCreated, func(_ string, ev schemas.Event) {
+		s.q.Add(ev.Name)
+	})
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe()
+	if err := s.pods.WaitSynced(ctx); err != nil {
+		return nil
+	}
+	if err := s.nodes.WaitSynced(ctx); err != nil {
+		return nil
+	}
+	s.log.Info("scheduler started")
+	s.q.Run(ctx, s.cfg.Workers, s.schedule)
+	return nil
+}
+
+func (s *Scheduler) schedule(ctx context.Context, name string) error {
+	pod, ok := s.pods.Get(name)
+	if !ok {
+		var err error
+		pod, err = s.conn.Pods.Get(ctx, name)
+		if errors.Is(err, bus.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if !needsBinding(pod) {
+		return nil
+	}
+
+	s.bindMu.Lock()
+	defer s.bindMu.Unlock()
+	node, reason := Decide(pod, s.nodes.List(), s.podsPerNode())
+	if node == "" {
+		s.log.Debug("pod unschedulable", "pod", name, "reason", reason)
+		// Node changes requeue pending pods; the retry only covers a
+		// missed node event.
+		s.q.AddAfter(name, 5*time.Second)
+		return nil
+	}
+	bound, err := bus.Clone(pod)
+	if err != nil {
+		return err
+	}
+	bound.NodeName = node
+	if err := s.conn.Pods.Update(ctx, bound); err != nil {
+		if errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrNotFound) {
+			// Someone changed it first (another scheduler, a delete):
+			// decide again from the fresh state.
+			fresh, gerr := s.conn.Pods.Get(ctx, name)
+			if gerr == nil {
+				s.pods.Observe(fresh)
+				if needsBinding(fresh) {
+					return fmt.Errorf("bind pod %s to %s: %w", name, node, err)
+				}
+			}
+			return nil
+		}
+		return fmt.Errorf("bind pod %s to %s: %w", name, node, err)
+	}
+	s.pods.Observe(bound)
+	s.log.Info(fmt.Sprintf("assigning pod %s to node %s", name, node), "pod", name, "node", node)
+	ev := schemas.Event{Type: "assigned", Kind: schemas.KindPod, Name: name, Node: node, Revision: bound.ResourceVersion}
+	if err := s.conn.Publish(bus.NodeSubject(bus.SubjPodAssigned, node), ev); err != nil {
+		s.log.Warn("publish assignment", "pod", name, "err", err)
+	}
+	return nil
+}
+
+func (s *Scheduler) podsPerNode() map[string]int {
+	counts := map[string]int{}
+	for _, p := range s.pods.List() {
+		if p.NodeName != "" && !p.Status.Terminal() {
+			counts[p.NodeName]++
+		}
+	}
+	return counts
+}
