@@ -1,0 +1,11 @@
+package image
+
+import "errors"
+
+// ErrImagePull is wrapped by every error Pull returns; its text is the reason
+// the kubelet reports, as Kubernetes does.
+var ErrImagePull = errors.New("ErrImagePull")
+
+// errUnsafePath marks an archive that names a location above its root; no
+// image builder produces one, so it is treated as hostile and the unpack fails.
+var errUnsafePath = errors.New("path escapes the image root")
