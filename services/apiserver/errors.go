@@ -1,0 +1,70 @@
+package apiserver
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// apiError is an error a handler means for the client: its status and
+// message are sent as is. Any other error is a server or store failure.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func newError(status int, format string, args ...any) *apiError {
+	return &apiError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+func badRequest(format string, args ...any) *apiError {
+	return newError(http.StatusBadRequest, format, args...)
+}
+
+func notFound(kind, name string) *apiError {
+	return newError(http.StatusNotFound, "%s %q not found", kind, name)
+}
+
+func alreadyExists(kind, name string) *apiError {
+	return newError(http.StatusConflict, "%s %q already exists", kind, name)
+}
+
+func modified(kind, name string, current, sent uint64) *apiError {
+	return newError(http.StatusConflict,
+		"%s %q was modified (resourceVersion %d, you sent %d): re-read and retry", kind, name, current, sent)
+}
+
+// invalid turns a Validate result into one 400 whose message lists every
+// field error on one line, because clients show it as a single string.
+func invalid(kind string, err error) *apiError {
+	return badRequest("invalid %s: %s", kind, flatten(err))
+}
+
+func flatten(err error) string {
+	var msgs []string
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		msgs = append(msgs, err.Error())
+	}
+	walk(err)
+	return strings.Join(msgs, "; ")
+}
+
+// errSelectorImmutable aborts a Mutate: changing the selector would orphan
+// the replicaset's pods or adopt someone else's.
+var errSelectorImmutable = badRequest("selector: is immutable; delete and re-create the replicaset to change it")
+
+func isAPIError(err error) (*apiError, bool) {
+	var ae *apiError
+	ok := errors.As(err, &ae)
+	return ae, ok
+}

@@ -1,0 +1,104 @@
+package apiserver
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/schemas"
+)
+
+// maxDeleteAttempts bounds the read-then-delete loop; each retry means
+// someone else wrote the object in between, so this is never reached in
+// practice unless the object is being rewritten in a tight loop.
+const maxDeleteAttempts = 100
+
+func newUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails since Go 1.24
+	return hex.EncodeToString(b)
+}
+
+func getObject[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], kind, name string) (P, error) {
+	obj, err := b.Get(ctx, name)
+	if errors.Is(err, bus.ErrNotFound) {
+		return nil, notFound(kind, name)
+	}
+	if err != nil {
+		return nil, err // bus errors already name the operation and key
+	}
+	return obj, nil
+}
+
+// listObjects returns the bucket's objects that match sel (all when sel is
+// empty) and keep, sorted by name so output is stable for clients and diffs.
+func listObjects[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], kind string, sel map[string]string, keep func(P) bool) ([]P, error) {
+	all, err := b.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Never nil: clients expect [] rather than null for an empty list.
+	out := make([]P, 0, len(all))
+	for _, obj := range all {
+		if len(sel) > 0 && !schemas.SelectorMatches(sel, obj.GetMeta().Labels) {
+			continue
+		}
+		if keep != nil && !keep(obj) {
+			continue
+		}
+		out = append(out, obj)
+	}
+	slices.SortFunc(out, func(a, b P) int { return cmp.Compare(a.GetMeta().Name, b.GetMeta().Name) })
+	return out, nil
+}
+
+// deleteObject deletes name at the revision it just read, so a delete is
+// always of a version the server has seen and can return. With want != 0
+// the client's revision is a precondition and a mismatch is a 409 rather
+// than a retry: the client asked not to delete a version it has not seen.
+func deleteObject[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], kind, name string, want uint64) (P, error) {
+	for attempt := 0; ; attempt++ {
+		obj, err := getObject(ctx, b, kind, name)
+		if err != nil {
+			return nil, err
+		}
+		rev := obj.GetMeta().ResourceVersion
+		if want != 0 && rev != want {
+			return nil, modified(kind, name, rev, want)
+		}
+		err = b.Delete(ctx, name, rev)
+		if err == nil {
+			return obj, nil
+		}
+		if !errors.Is(err, bus.ErrConflict) || attempt >= maxDeleteAttempts {
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("delete %s %s: %w", kind, name, ctx.Err())
+		}
+		// A conflict with a precondition is reported by the next read.
+	}
+}
+
+// listParams parses the query of a list request.
+func listParams(r *http.Request, extra ...string) (map[string]string, error) {
+	q := r.URL.Query()
+	if err := checkQuery(q, append([]string{"labelSelector"}, extra...)...); err != nil {
+		return nil, err
+	}
+	return parseSelector(q.Get("labelSelector"))
+}
+
+// publish sends an event hint. Events only speed consumers up (they re-read
+// KV), so a failure is logged and never fails a request whose write landed.
+func (s *Server) publish(subject string, ev schemas.Event) {
+	if err := s.conn.Publish(subject, ev); err != nil {
+		s.log.Warn("publish event", "subject", subject, "kind", ev.Kind, "name", ev.Name, "err", err)
+	}
+}

@@ -1,0 +1,106 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/schemas"
+)
+
+const kindPod = "pod"
+
+func (s *Server) listPods(ctx context.Context, _ http.ResponseWriter, r *http.Request, _ string) (int, any, error) {
+	sel, err := listParams(r, "nodeName")
+	if err != nil {
+		return 0, nil, err
+	}
+	var keep func(*schemas.Pod) bool
+	q := r.URL.Query()
+	// Present but empty means "not yet scheduled", as Kubernetes'
+	// spec.nodeName= field selector does.
+	if q.Has("nodeName") {
+		node := q.Get("nodeName")
+		if node != "" {
+			if err := schemas.ValidateName("nodeName", node, schemas.MaxNameLength); err != nil {
+				return 0, nil, badRequest("%s", err)
+			}
+		}
+		keep = func(p *schemas.Pod) bool { return p.NodeName == node }
+	}
+	out, err := listObjects(ctx, s.conn.Pods, kindPod, sel, keep)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, out, nil
+}
+
+func (s *Server) getPod(ctx context.Context, _ http.ResponseWriter, r *http.Request, name string) (int, any, error) {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return 0, nil, err
+	}
+	p, err := getObject(ctx, s.conn.Pods, kindPod, name)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, p, nil
+}
+
+func (s *Server) createPod(ctx context.Context, w http.ResponseWriter, r *http.Request, _ string) (int, any, error) {
+	if err := checkQuery(r.URL.Query()); err != nil {
+		return 0, nil, err
+	}
+	var p schemas.Pod
+	if err := decodeBody(w, r, &p); err != nil {
+		return 0, nil, err
+	}
+	// Status belongs to the kubelet. Reset before validating so a client
+	// that posts back a pod it read is not refused over fields it cannot set.
+	p.UID = newUID()
+	p.CreatedAt = s.now().UTC()
+	p.ResourceVersion = 0
+	p.Status = schemas.PodPending
+	p.ContainerID = ""
+	p.ExitCode = nil
+	p.Reason, p.Message = "", ""
+	p.StartedAt, p.FinishedAt = nil, nil
+	if err := p.Validate(); err != nil {
+		return 0, nil, invalid(kindPod, err)
+	}
+	if err := s.conn.Pods.Create(ctx, &p); err != nil {
+		if errors.Is(err, bus.ErrAlreadyExists) {
+			return 0, nil, alreadyExists(kindPod, p.Name)
+		}
+		return 0, nil, err
+	}
+	s.log.Info("pod created", "pod", p.Name, "node", p.NodeName, "resourceVersion", p.ResourceVersion)
+	s.publish(bus.SubjPodCreated, schemas.Event{Type: "created", Kind: schemas.KindPod, Name: p.Name, Node: p.NodeName, Revision: p.ResourceVersion})
+	if p.NodeName != "" {
+		// A pod created bound skips the scheduler, so its kubelet must
+		// hear about it directly.
+		s.publish(bus.NodeSubject(bus.SubjPodAssigned, p.NodeName),
+			schemas.Event{Type: "assigned", Kind: schemas.KindPod, Name: p.Name, Node: p.NodeName, Revision: p.ResourceVersion})
+	}
+	w.Header().Set("Location", "/pods/"+p.Name)
+	return http.StatusCreated, &p, nil
+}
+
+func (s *Server) deletePod(ctx context.Context, _ http.ResponseWriter, r *http.Request, name string) (int, any, error) {
+	q := r.URL.Query()
+	if err := checkQuery(q, "resourceVersion"); err != nil {
+		return 0, nil, err
+	}
+	want, err := parseResourceVersion(q)
+	if err != nil {
+		return 0, nil, err
+	}
+	p, err := deleteObject(ctx, s.conn.Pods, kindPod, name, want)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.log.Info("pod deleted", "pod", name, "node", p.NodeName, "resourceVersion", p.ResourceVersion)
+	// Node lets kubelets that subscribe to all deletions skip other nodes' pods.
+	s.publish(bus.SubjPodDeleted, schemas.Event{Type: "deleted", Kind: schemas.KindPod, Name: name, Node: p.NodeName, Revision: p.ResourceVersion})
+	return http.StatusOK, p, nil
+}

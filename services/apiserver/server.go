@@ -1,0 +1,137 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/miniku/miniku/bus"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Addr is host:port to listen on; port 0 picks a free one.
+	Addr   string
+	Logger *slog.Logger
+}
+
+const (
+	shutdownTimeout = 5 * time.Second
+	// requestTimeout is long enough to ride out a NATS reconnect or a
+	// JetStream leader election, during which requests are buffered.
+	requestTimeout = 10 * time.Second
+)
+
+// Server serves the MiniKu HTTP API from the bus's KV buckets.
+type Server struct {
+	cfg     Config
+	conn    *bus.Conn
+	log     *slog.Logger
+	handler http.Handler
+	// now is the clock for createdAt; tests may replace it.
+	now func() time.Time
+	// timeout bounds every request's store operations, so a NATS outage
+	// turns into a 503 instead of requests piling up.
+	timeout time.Duration
+
+	mu        sync.Mutex
+	started   bool
+	addr      string
+	listening chan struct{}
+}
+
+// New builds a Server; it does not listen until Run.
+func New(cfg Config, conn *bus.Conn) (*Server, error) {
+	if conn == nil {
+		return nil, errors.New("apiserver: nil bus connection")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		cfg:       cfg,
+		conn:      conn,
+		log:       log.With("component", "apiserver"),
+		now:       time.Now,
+		timeout:   requestTimeout,
+		listening: make(chan struct{}),
+	}
+	s.handler = http.HandlerFunc(s.serve)
+	return s, nil
+}
+
+// Handler serves the API without a listener (tests, embedding).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Listening is closed once Run has bound its address.
+func (s *Server) Listening() <-chan struct{} { return s.listening }
+
+// Addr is the bound address once Listening is closed ("" before), which
+// is how callers learn the port when Config.Addr ends in ":0".
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Run listens on cfg.Addr and serves until ctx ends, then gives in-flight
+// requests up to 5 s to finish. It returns nil on a clean stop.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return errors.New("apiserver: Run called twice")
+	}
+	s.started = true
+	s.mu.Unlock()
+
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("apiserver listen on %s: %w", s.cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Bodies are at most 1 MiB; a client slower than that is stuck.
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: requestTimeout + 10*time.Second,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.mu.Lock()
+	s.addr = ln.Addr().String()
+	s.mu.Unlock()
+	close(s.listening)
+	s.log.Info("apiserver listening", "addr", ln.Addr().String())
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		// Serve only returns early on a listener failure.
+		return fmt.Errorf("apiserver serve on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	shutErr := srv.Shutdown(sctx)
+	if shutErr != nil {
+		// Requests still running after the grace period are cut off.
+		srv.Close()
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("apiserver serve on %s: %w", ln.Addr(), err)
+	}
+	if shutErr != nil {
+		return fmt.Errorf("apiserver shutdown: %w", shutErr)
+	}
+	s.log.Info("apiserver stopped")
+	return nil
+}
