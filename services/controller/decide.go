@@ -8,8 +8,8 @@ import (
 
 // Plan is what one replicaset reconcile decided.
 type Plan struct {
-	Create int             // pods to create
-	Delete []*schemas.Pod  // pods to delete (terminal ones to replace, extras)
+	Create int            // pods to create
+	Delete []*schemas.Pod // pods to delete (terminal ones to replace, extras)
 	Status schemas.ReplicaSet
 }
 
