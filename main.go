@@ -1,0 +1,375 @@
+// Command miniku is a small, real Kubernetes: `miniku up` runs an embedded
+// NATS server, the apiserver, scheduler, controller and kubelets in one
+// process; `miniku apiserver|scheduler|controller|kubelet|nats` run each part
+// alone against a shared NATS server or cluster.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/miniku/miniku/bus"
+	mkrt "github.com/miniku/miniku/runtime"
+	"github.com/miniku/miniku/runtime/image"
+	"github.com/miniku/miniku/services/apiserver"
+	"github.com/miniku/miniku/services/controller"
+	"github.com/miniku/miniku/services/kubelet"
+	"github.com/miniku/miniku/services/scheduler"
+)
+
+func main() {
+	// The runtime re-executes this binary as each container's init; that
+	// path must run before anything else (no flags, no logging setup).
+	if len(os.Args) > 1 && os.Args[1] == mkrt.InitArg {
+		mkrt.Init()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "miniku:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: miniku <command> [flags]
+
+commands:
+  up          run everything in one process: NATS, apiserver, scheduler, controller, kubelets
+  nats        run the embedded NATS server (JetStream) alone
+  apiserver   run the HTTP API gateway
+  scheduler   run the scheduler
+  controller  run the replicaset and node controllers
+  kubelet     run a node agent (--node-name)
+
+Run 'miniku <command> -h' for its flags.
+`
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		return nil
+	}
+	cmds := map[string]func(context.Context, []string, io.Writer) error{
+		"up":         cmdUp,
+		"nats":       cmdNATS,
+		"apiserver":  cmdAPIServer,
+		"scheduler":  cmdScheduler,
+		"controller": cmdController,
+		"kubelet":    cmdKubelet,
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	return cmd(ctx, args[1:], stderr)
+}
+
+// common flags of every command.
+type common struct {
+	dataDir  string
+	natsURL  string
+	logLevel string
+	replicas int
+}
+
+func (c *common) register(fs *flag.FlagSet, withData bool) {
+	if withData {
+		fs.StringVar(&c.dataDir, "data-dir", "/var/lib/miniku", "directory for state: JetStream store, images, containers")
+	}
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func (c *common) registerNATS(fs *flag.FlagSet) {
+	fs.StringVar(&c.natsURL, "nats", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated for a cluster")
+	fs.IntVar(&c.replicas, "replicas", 1, "replicas of the KV buckets this component creates (3 on a NATS cluster)")
+}
+
+func (c *common) logger(stderr io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", c.logLevel, err)
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+func (c *common) connect(ctx context.Context, name string, log *slog.Logger) (*bus.Conn, error) {
+	return bus.Connect(ctx, bus.Options{URL: c.natsURL, Name: name, Replicas: c.replicas, Logger: log})
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q", fs.Name(), fs.Args())
+	}
+	return nil
+}
+
+// group runs services until the first fails or ctx ends, then stops all
+// and waits for them.
+type group struct {
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+	once   sync.Once
+	err    error
+}
+
+func newGroup(ctx context.Context) (*group, context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	return &group{cancel: cancel}, ctx
+}
+
+func (g *group) Go(name string, f func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := f(); err != nil {
+			g.once.Do(func() { g.err = fmt.Errorf("%s: %w", name, err) })
+		}
+		g.cancel()
+	}()
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	g.cancel()
+	return g.err
+}
+
+func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	var c common
+	c.register(fs, true)
+	apiAddr := fs.String("api-addr", "127.0.0.1:8080", "apiserver listen address")
+	natsAddr := fs.String("nats-addr", "127.0.0.1:4222", "embedded NATS listen address (for the nats CLI and separate components)")
+	nodes := fs.Int("nodes", 2, "number of in-process kubelets, named node-1..node-N")
+	mirror := fs.String("registry-mirror", "", "registry to pull docker.io images from, e.g. http://127.0.0.1:5000")
+	ctl := controllerFlags(fs)
+	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "kubelet heartbeat interval")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *nodes < 0 || *nodes > 1000 {
+		return fmt.Errorf("--nodes must be between 0 and 1000")
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	ns, err := startNATS(c.dataDir, *natsAddr, log)
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	conn, err := bus.Connect(ctx, bus.Options{InProcess: ns, Name: "miniku-up", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	g, gctx := newGroup(ctx)
+	api, err := apiserver.New(apiserver.Config{Addr: *apiAddr, Logger: log}, conn)
+	if err != nil {
+		return err
+	}
+	g.Go("apiserver", func() error { return api.Run(gctx) })
+	sched, err := scheduler.New(scheduler.Config{Logger: log}, conn)
+	if err != nil {
+		return err
+	}
+	g.Go("scheduler", func() error { return sched.Run(gctx) })
+	ctrl, err := controller.New(ctl.config(log), conn)
+	if err != nil {
+		return err
+	}
+	g.Go("controller", func() error { return ctrl.Run(gctx) })
+
+	images, err := image.NewStore(filepath.Join(c.dataDir, "images"), image.Options{Mirror: *mirror, Logger: log})
+	if err != nil {
+		return err
+	}
+	for i := 1; i <= *nodes; i++ {
+		name := fmt.Sprintf("node-%d", i)
+		if err := startKubelet(gctx, g, conn, images, c.dataDir, name, *hb, log); err != nil {
+			return err
+		}
+	}
+	log.Info("miniku is up", "api", "http://"+*apiAddr, "nats", "nats://"+*natsAddr, "nodes", *nodes, "dataDir", c.dataDir)
+	return g.Wait()
+}
+
+func startNATS(dataDir, addr string, log *slog.Logger) (*server.Server, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	return bus.StartServer(bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log})
+}
+
+func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, hb time.Duration, log *slog.Logger) error {
+	rt, err := mkrt.New(filepath.Join(dataDir, "nodes", node, "containers"), log.With("node", node))
+	if err != nil {
+		return fmt.Errorf("kubelet %s: %w", node, err)
+	}
+	k, err := kubelet.New(kubelet.Config{NodeName: node, HeartbeatInterval: hb, Logger: log}, conn, rt, images)
+	if err != nil {
+		_ = rt.Close()
+		return err
+	}
+	g.Go("kubelet "+node, func() error {
+		defer rt.Close()
+		return k.Run(ctx)
+	})
+	return nil
+}
+
+type ctlFlags struct {
+	grace, eviction *time.Duration
+}
+
+func controllerFlags(fs *flag.FlagSet) ctlFlags {
+	return ctlFlags{
+		grace:    fs.Duration("node-grace", controller.DefaultNodeGrace, "heartbeat age after which a node is NotReady"),
+		eviction: fs.Duration("eviction-timeout", controller.DefaultEvictionTimeout, "time NotReady after which a node's pods are failed and replaced"),
+	}
+}
+
+func (f ctlFlags) config(log *slog.Logger) controller.Config {
+	return controller.Config{Logger: log, NodeGrace: *f.grace, EvictionTimeout: *f.eviction}
+}
+
+func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
+	var c common
+	c.register(fs, true)
+	addr := fs.String("addr", "127.0.0.1:4222", "listen address")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	ns, err := startNATS(c.dataDir, *addr, log)
+	if err != nil {
+		return err
+	}
+	log.Info("nats is up", "url", ns.ClientURL(), "store", filepath.Join(c.dataDir, "nats"))
+	<-ctx.Done()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	return nil
+}
+
+// single runs one service built from a connection.
+func single(ctx context.Context, name string, c *common, stderr io.Writer, build func(*bus.Conn, *slog.Logger) (interface{ Run(context.Context) error }, error)) error {
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	conn, err := c.connect(ctx, "miniku-"+name, log)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+	defer conn.Close()
+	svc, err := build(conn, log)
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
+}
+
+func cmdAPIServer(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("apiserver", flag.ContinueOnError)
+	var c common
+	c.register(fs, false)
+	c.registerNATS(fs)
+	addr := fs.String("api-addr", "127.0.0.1:8080", "listen address")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return single(ctx, "apiserver", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
+		return apiserver.New(apiserver.Config{Addr: *addr, Logger: log}, conn)
+	})
+}
+
+func cmdScheduler(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("scheduler", flag.ContinueOnError)
+	var c common
+	c.register(fs, false)
+	c.registerNATS(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return single(ctx, "scheduler", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
+		return scheduler.New(scheduler.Config{Logger: log}, conn)
+	})
+}
+
+func cmdController(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	var c common
+	c.register(fs, false)
+	c.registerNATS(fs)
+	ctl := controllerFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return single(ctx, "controller", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
+		return controller.New(ctl.config(log), conn)
+	})
+}
+
+func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kubelet", flag.ContinueOnError)
+	var c common
+	c.register(fs, true)
+	c.registerNATS(fs)
+	node := fs.String("node-name", "", "this node's name (required; a DNS label)")
+	mirror := fs.String("registry-mirror", "", "registry to pull docker.io images from")
+	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "heartbeat interval")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if strings.TrimSpace(*node) == "" {
+		return errors.New("kubelet: --node-name is required")
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	conn, err := c.connect(ctx, "miniku-kubelet-"+*node, log)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+	defer conn.Close()
+	images, err := image.NewStore(filepath.Join(c.dataDir, "images"), image.Options{Mirror: *mirror, Logger: log})
+	if err != nil {
+		return err
+	}
+	g, gctx := newGroup(ctx)
+	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, *hb, log); err != nil {
+		return err
+	}
+	return g.Wait()
+}
