@@ -37,18 +37,57 @@ func (p PodPhase) Terminal() bool { return p == PodSucceeded || p == PodFailed }
 // and SIGKILL when a pod is stopped.
 const DefaultTerminationGracePeriod = 30 * time.Second
 
+// RestartPolicy says when the kubelet restarts a pod's exited container in
+// place, as in Kubernetes.
+type RestartPolicy string
+
+const (
+	RestartAlways    RestartPolicy = "Always"
+	RestartOnFailure RestartPolicy = "OnFailure"
+	RestartNever     RestartPolicy = "Never"
+)
+
+// EnvVar is one environment variable of a container.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// ResourceList holds Kubernetes quantities. On a pod they are both what the
+// scheduler reserves and the cgroup limits the runtime enforces (requests
+// equal limits: Kubernetes' Guaranteed class); on a node, its capacity.
+type ResourceList struct {
+	CPU    string `json:"cpu,omitempty"`    // "500m", "2"
+	Memory string `json:"memory,omitempty"` // "64Mi", "1G"
+	Pids   int64  `json:"pids,omitempty"`   // pod only: most processes the container may have
+	Pods   int    `json:"pods,omitempty"`   // node only: most pods it takes
+}
+
+// PodSpec is what a pod runs; shared by pods and replicaset templates.
+type PodSpec struct {
+	Image string `json:"image"`
+	// Command replaces the image's entrypoint and command when set.
+	Command      []string          `json:"command,omitempty"`
+	Env          []EnvVar          `json:"env,omitempty"`
+	Resources    ResourceList      `json:"resources,omitzero"`
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// RestartPolicy defaults to Always.
+	RestartPolicy RestartPolicy `json:"restartPolicy,omitempty"`
+	// HostNetwork keeps the host's network namespace; by default a pod
+	// gets its own with only loopback.
+	HostNetwork bool `json:"hostNetwork,omitempty"`
+	// TerminationGracePeriodSeconds bounds how long a stopping container
+	// gets between SIGTERM and SIGKILL; nil means the 30 s default.
+	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+}
+
 // Pod is one container scheduled onto one node.
 type Pod struct {
 	ObjectMeta
 
 	// Spec: written by the user (or the replicaset controller) at creation.
 	ContainerName string `json:"containerName,omitempty"`
-	Image         string `json:"image"`
-	// Command replaces the image's entrypoint and command when set.
-	Command []string `json:"command,omitempty"`
-	// TerminationGracePeriodSeconds bounds how long a stopping container
-	// gets between SIGTERM and SIGKILL; nil means the 30 s default.
-	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+	PodSpec
 	// Owner names the replicaset that created the pod; OwnerUID guards
 	// against a new replicaset of the same name adopting old pods.
 	Owner    string `json:"owner,omitempty"`
@@ -57,22 +96,40 @@ type Pod struct {
 	// NodeName is set once by the scheduler (or by the user to bypass it).
 	NodeName string `json:"nodeName"`
 
+	// DeletionTimestamp set means the pod is Terminating: its kubelet
+	// stops the container, then removes the object.
+	DeletionTimestamp *time.Time `json:"deletionTimestamp,omitempty"`
+
 	// Status: written by the kubelet (and by the node controller for lost nodes).
-	Status      PodPhase   `json:"status"`
-	ContainerID string     `json:"containerId"`
-	ExitCode    *int       `json:"exitCode,omitempty"`
-	Reason      string     `json:"reason,omitempty"`
-	Message     string     `json:"message,omitempty"`
-	StartedAt   *time.Time `json:"startedAt,omitempty"`
-	FinishedAt  *time.Time `json:"finishedAt,omitempty"`
+	Status       PodPhase   `json:"status"`
+	ContainerID  string     `json:"containerId"`
+	ExitCode     *int       `json:"exitCode,omitempty"`
+	Reason       string     `json:"reason,omitempty"`
+	Message      string     `json:"message,omitempty"`
+	RestartCount int        `json:"restartCount,omitempty"`
+	StartedAt    *time.Time `json:"startedAt,omitempty"`
+	FinishedAt   *time.Time `json:"finishedAt,omitempty"`
+}
+
+// Restart reports whether a container that exited with code should be
+// restarted in place under the pod's restart policy.
+func (s *PodSpec) Restart(code int) bool {
+	switch s.RestartPolicy {
+	case RestartNever:
+		return false
+	case RestartOnFailure:
+		return code != 0
+	default:
+		return true
+	}
 }
 
 // GracePeriod returns the pod's stop grace period.
-func (p *Pod) GracePeriod() time.Duration {
-	if p.TerminationGracePeriodSeconds == nil {
+func (s *PodSpec) GracePeriod() time.Duration {
+	if s.TerminationGracePeriodSeconds == nil {
 		return DefaultTerminationGracePeriod
 	}
-	return time.Duration(*p.TerminationGracePeriodSeconds) * time.Second
+	return time.Duration(*s.TerminationGracePeriodSeconds) * time.Second
 }
 
 // PodTemplate is what a replicaset stamps its pods from.
@@ -80,10 +137,8 @@ type PodTemplate struct {
 	// Name is the container name given to every pod of the template.
 	Name string `json:"name,omitempty"`
 	// Labels default to the replicaset's selector when empty.
-	Labels                        map[string]string `json:"labels,omitempty"`
-	Image                         string            `json:"image"`
-	Command                       []string          `json:"command,omitempty"`
-	TerminationGracePeriodSeconds *int64            `json:"terminationGracePeriodSeconds,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	PodSpec
 }
 
 // ReplicaSet keeps DesiredCount pods of its template alive.
@@ -133,6 +188,10 @@ type Node struct {
 	LastHeartbeat time.Time `json:"lastHeartbeat"`
 	Hostname      string    `json:"hostname,omitempty"`
 	Reason        string    `json:"reason,omitempty"`
+	// Capacity is what the kubelet offers: cpu, memory and pods.
+	Capacity ResourceList `json:"capacity,omitzero"`
+	// Unschedulable (cordoned) nodes keep their pods but get no new ones.
+	Unschedulable bool `json:"unschedulable,omitempty"`
 }
 
 // Event is the payload of every bus subject: a hint that an object changed.

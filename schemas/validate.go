@@ -91,15 +91,23 @@ func ValidateImage(field, ref string) error {
 	case len(ref) > MaxImageLength:
 		return fieldErr(field, "must be at most %d characters", MaxImageLength)
 	}
-	if _, err := name.ParseReference(ref, name.StrictValidation); err != nil {
-		// StrictValidation refuses implicit defaults ("alpine"); retry with
-		// the defaults users expect, which still rejects malformed input.
-		if _, err2 := name.ParseReference(ref); err2 != nil {
-			return fieldErr(field, "%q is not a valid image reference: %v", ref, err2)
-		}
+	// The distribution grammar first: go-containerregistry alone lets
+	// through path tricks such as "../x".
+	if !imageRefRE.MatchString(ref) {
+		return fieldErr(field, "%q is not a valid image reference: want [registry[:port]/]name[:tag][@sha256:digest] with lowercase path components", ref)
+	}
+	if _, err := name.ParseReference(ref); err != nil {
+		return fieldErr(field, "%q is not a valid image reference: %v", ref, err)
 	}
 	return nil
 }
+
+// imageRefRE is the reference grammar of the distribution project.
+var imageRefRE = regexp.MustCompile(`^` +
+	`(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?)/)?` + // registry
+	`[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*` + // path
+	`(?::[\w][\w.-]{0,127})?` + // tag
+	`(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`) // digest
 
 func validateCommand(field string, cmd []string) error {
 	if cmd == nil {
@@ -142,13 +150,90 @@ func (p *Pod) Validate() error {
 		ValidateName("name", p.Name, MaxNameLength),
 		ValidateLabels("labels", p.Labels),
 		validateContainerName("containerName", p.ContainerName),
-		ValidateImage("image", p.Image),
-		validateCommand("command", p.Command),
-		validateGrace("terminationGracePeriodSeconds", p.TerminationGracePeriodSeconds),
+		p.PodSpec.validate(""),
 		validateOptionalName("nodeName", p.NodeName),
 		validateOptionalName("owner", p.Owner),
 		validatePhase(p.Status),
 	)
+}
+
+// validate checks a pod spec; prefix names where it sits ("template.").
+func (s *PodSpec) validate(prefix string) error {
+	errs := []error{
+		ValidateImage(prefix+"image", s.Image),
+		validateCommand(prefix+"command", s.Command),
+		validateGrace(prefix+"terminationGracePeriodSeconds", s.TerminationGracePeriodSeconds),
+		ValidateLabels(prefix+"nodeSelector", s.NodeSelector),
+		s.Resources.validatePod(prefix + "resources"),
+	}
+	switch s.RestartPolicy {
+	case "", RestartAlways, RestartOnFailure, RestartNever:
+	default:
+		errs = append(errs, fieldErr(prefix+"restartPolicy", "must be Always, OnFailure or Never, got %q", s.RestartPolicy))
+	}
+	if len(s.Env) > MaxArgs {
+		errs = append(errs, fieldErr(prefix+"env", "at most %d variables", MaxArgs))
+	}
+	for i, e := range s.Env {
+		f := fmt.Sprintf("%senv[%d]", prefix, i)
+		if !envNameRE.MatchString(e.Name) {
+			errs = append(errs, fieldErr(f+".name", "%q is not a valid variable name: letters, digits and '_', not starting with a digit", e.Name))
+		}
+		if len(e.Value) > MaxArgLength || strings.ContainsRune(e.Value, 0) || !utf8.ValidString(e.Value) {
+			errs = append(errs, fieldErr(f+".value", "must be valid UTF-8 without NUL bytes, at most %d bytes", MaxArgLength))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,254}$`)
+
+// MaxPids bounds a pod's pids limit to what Linux allows.
+const MaxPids = 1 << 22
+
+func (r ResourceList) validatePod(field string) error {
+	var errs []error
+	if r.CPU != "" {
+		if v, err := ParseCPU(r.CPU); err != nil {
+			errs = append(errs, fieldErr(field+".cpu", "%v", err))
+		} else if v < 1 {
+			errs = append(errs, fieldErr(field+".cpu", "must be at least 1m"))
+		}
+	}
+	if r.Memory != "" {
+		if v, err := ParseMemory(r.Memory); err != nil {
+			errs = append(errs, fieldErr(field+".memory", "%v", err))
+		} else if v < 1<<20 {
+			// Below a MiB no process even starts; refuse it early.
+			errs = append(errs, fieldErr(field+".memory", "must be at least 1Mi"))
+		}
+	}
+	if r.Pids < 0 || r.Pids > MaxPids {
+		errs = append(errs, fieldErr(field+".pids", "must be between 1 and %d", MaxPids))
+	}
+	if r.Pods != 0 {
+		errs = append(errs, fieldErr(field+".pods", "is a node capacity, not a pod resource"))
+	}
+	return errors.Join(errs...)
+}
+
+// CPUMilli returns the CPU quantity in millicores, 0 when unset or invalid
+// (objects are validated on the way in).
+func (r ResourceList) CPUMilli() int64 {
+	if r.CPU == "" {
+		return 0
+	}
+	v, _ := ParseCPU(r.CPU)
+	return v
+}
+
+// MemoryBytes returns the memory quantity in bytes, 0 when unset or invalid.
+func (r ResourceList) MemoryBytes() int64 {
+	if r.Memory == "" {
+		return 0
+	}
+	v, _ := ParseMemory(r.Memory)
+	return v
 }
 
 func validateOptionalName(field, n string) error {
@@ -174,9 +259,7 @@ func (rs *ReplicaSet) Validate() error {
 		ValidateLabels("selector", rs.Selector),
 		ValidateLabels("template.labels", rs.Template.Labels),
 		validateContainerName("template.name", rs.Template.Name),
-		ValidateImage("template.image", rs.Template.Image),
-		validateCommand("template.command", rs.Template.Command),
-		validateGrace("template.terminationGracePeriodSeconds", rs.Template.TerminationGracePeriodSeconds),
+		rs.Template.PodSpec.validate("template."),
 	}
 	if rs.DesiredCount < 0 || rs.DesiredCount > MaxDesiredCount {
 		errs = append(errs, fieldErr("desiredCount", "must be between 0 and %d, got %d", MaxDesiredCount, rs.DesiredCount))

@@ -83,7 +83,8 @@ func decodeError(err error) error {
 		}
 		// Fields of the embedded ObjectMeta are flat in JSON; the Go path
 		// would name a level the client never wrote.
-		field := strings.ReplaceAll(te.Field, "ObjectMeta.", "")
+		// Embedded structs are flat in JSON; drop their Go names.
+		field := strings.NewReplacer("ObjectMeta.", "", "PodSpec.", "").Replace(te.Field)
 		want := jsonTypeName(te.Type.String())
 		if want == "an integer" && strings.HasPrefix(te.Value, "number") {
 			return badRequest("%s: %s is out of range or not an integer", field, te.Value)

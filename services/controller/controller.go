@@ -273,13 +273,11 @@ func (c *Controller) createPod(ctx context.Context, rs *schemas.ReplicaSet) erro
 				CreatedAt: c.cfg.Now().UTC(),
 				Labels:    rs.PodLabels(),
 			},
-			ContainerName:                 rs.Template.Name,
-			Image:                         rs.Template.Image,
-			Command:                       rs.Template.Command,
-			TerminationGracePeriodSeconds: rs.Template.TerminationGracePeriodSeconds,
-			Owner:                         rs.Name,
-			OwnerUID:                      rs.UID,
-			Status:                        schemas.PodPending,
+			ContainerName: rs.Template.Name,
+			PodSpec:       rs.Template.PodSpec,
+			Owner:         rs.Name,
+			OwnerUID:      rs.UID,
+			Status:        schemas.PodPending,
 		}
 		err := c.conn.Pods.Create(ctx, pod)
 		if errors.Is(err, bus.ErrAlreadyExists) && attempt < 5 {

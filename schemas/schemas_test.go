@@ -1,0 +1,161 @@
+package schemas
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateName(t *testing.T) {
+	good := []string{"a", "web", "web-1", "0abc", strings.Repeat("a", 63)}
+	bad := []string{"", "-a", "a-", "A", "a_b", "a.b", "..", ".", "a/b", "a b", "é", "a\x00", strings.Repeat("a", 64)}
+	for _, n := range good {
+		if err := ValidateName("name", n, MaxNameLength); err != nil {
+			t.Errorf("%q: %v", n, err)
+		}
+	}
+	for _, n := range bad {
+		err := ValidateName("name", n, MaxNameLength)
+		if err == nil {
+			t.Errorf("%q accepted", n)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), "name: ") {
+			t.Errorf("%q: error %q does not name the field", n, err)
+		}
+	}
+}
+
+func validRS() *ReplicaSet {
+	return &ReplicaSet{
+		ObjectMeta:   ObjectMeta{Name: "test"},
+		DesiredCount: 4,
+		Selector:     map[string]string{"app": "test"},
+		Template:     PodTemplate{PodSpec: PodSpec{Image: "alpine", Command: []string{"/bin/sh", "-c", "true"}}},
+	}
+}
+
+func TestReplicaSetValidate(t *testing.T) {
+	if err := validRS().Validate(); err != nil {
+		t.Fatalf("valid replicaset refused: %v", err)
+	}
+	cases := map[string]func(*ReplicaSet){
+		"desiredCount":                           func(r *ReplicaSet) { r.DesiredCount = -1 },
+		"selector":                               func(r *ReplicaSet) { r.Selector = nil },
+		"template.image":                         func(r *ReplicaSet) { r.Template.Image = "UPPER/../x:tag" },
+		"template.command":                       func(r *ReplicaSet) { r.Template.Command = []string{} },
+		"template.labels":                        func(r *ReplicaSet) { r.Template.Labels = map[string]string{"app": "other"} },
+		"name":                                   func(r *ReplicaSet) { r.Name = strings.Repeat("a", 55) },
+		"template.terminationGracePeriodSeconds": func(r *ReplicaSet) { g := int64(-1); r.Template.TerminationGracePeriodSeconds = &g },
+	}
+	for field, mutate := range cases {
+		rs := validRS()
+		mutate(rs)
+		err := rs.Validate()
+		if err == nil || !strings.Contains(err.Error(), field+":") {
+			t.Errorf("%s: got %v, want an error naming the field", field, err)
+		}
+	}
+	big := validRS()
+	big.DesiredCount = MaxDesiredCount + 1
+	if err := big.Validate(); err == nil {
+		t.Error("huge desiredCount accepted")
+	}
+}
+
+func TestPodValidate(t *testing.T) {
+	p := &Pod{ObjectMeta: ObjectMeta{Name: "p"}, PodSpec: PodSpec{Image: "registry.example:5000/team/app@sha256:" + strings.Repeat("a", 64)}}
+	if err := p.Validate(); err != nil {
+		t.Fatalf("valid pod refused: %v", err)
+	}
+	for _, img := range []string{"", "a b", "UPPER", "x:tag:tag", "../etc/passwd"} {
+		p.Image = img
+		if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "image:") {
+			t.Errorf("image %q: got %v", img, err)
+		}
+	}
+	p.Image = "alpine"
+	p.Command = []string{"sh", "a\x00b"}
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "command[1]") {
+		t.Errorf("NUL in command: %v", err)
+	}
+}
+
+func TestLabels(t *testing.T) {
+	if err := ValidateLabels("labels", map[string]string{"app": "x", "example.com/tier": "front-end", "empty": ""}); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []map[string]string{{"": "x"}, {"a b": "x"}, {"a": "x y"}, {"a": strings.Repeat("v", 64)}, {"/a": "x"}} {
+		if err := ValidateLabels("labels", l); err == nil {
+			t.Errorf("%v accepted", l)
+		}
+	}
+	if SelectorMatches(nil, map[string]string{"a": "b"}) {
+		t.Error("empty selector must match nothing")
+	}
+	if !SelectorMatches(map[string]string{"a": "b"}, map[string]string{"a": "b", "c": "d"}) {
+		t.Error("subset selector must match")
+	}
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	g := int64(5)
+	code := 3
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	in := &Pod{
+		ObjectMeta: ObjectMeta{Name: "p", UID: "u", CreatedAt: now, Labels: map[string]string{"a": "b"}, ResourceVersion: 9},
+		PodSpec:    PodSpec{Image: "alpine", Command: []string{"sh"}, TerminationGracePeriodSeconds: &g},
+		Status:     PodFailed, ExitCode: &code, FinishedAt: &now, NodeName: "n",
+	}
+	data, err := Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Pod
+	if err := Unmarshal(data, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Name != "p" || !out.CreatedAt.Equal(now) || *out.ExitCode != 3 || *out.TerminationGracePeriodSeconds != 5 || out.Labels["a"] != "b" || out.NodeName != "n" {
+		t.Fatalf("round trip lost data: %+v", out)
+	}
+	if err := Unmarshal([]byte{0xc1}, &out); err == nil {
+		t.Fatal("garbage decoded without error")
+	}
+}
+
+func TestQuantities(t *testing.T) {
+	cpu := map[string]int64{"500m": 500, "1": 1000, "1.5": 1500, "0.1": 100, "2k": 2_000_000, "1m": 1}
+	for s, want := range cpu {
+		if got, err := ParseCPU(s); err != nil || got != want {
+			t.Errorf("ParseCPU(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	mem := map[string]int64{"64Mi": 64 << 20, "1Gi": 1 << 30, "1G": 1e9, "100": 100, "1.5Ki": 1536, "1k": 1000}
+	for s, want := range mem {
+		if got, err := ParseMemory(s); err != nil || got != want {
+			t.Errorf("ParseMemory(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "-1", "1e9", "abc", "1.2.3", "Mi", ".", " 1", "1 Mi", "99999999999999999999Ei", "1mi"} {
+		if _, err := ParseMemory(s); err == nil {
+			t.Errorf("ParseMemory(%q) accepted", s)
+		}
+	}
+	if FormatCPU(1500) != "1500m" || FormatCPU(2000) != "2" || FormatMemory(64<<20) != "64Mi" {
+		t.Error("format")
+	}
+}
+
+func FuzzParseQuantity(f *testing.F) {
+	for _, s := range []string{"500m", "64Mi", "1.5", "1e3", "-1", "99999999999999999999Ei"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if v, err := ParseMemory(s); err == nil && v < 0 {
+			t.Fatalf("ParseMemory(%q) = %d", s, v)
+		}
+		if v, err := ParseCPU(s); err == nil && v < 0 {
+			t.Fatalf("ParseCPU(%q) = %d", s, v)
+		}
+	})
+}
