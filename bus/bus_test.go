@@ -220,3 +220,34 @@ func TestEventsDropMalformed(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+func TestEmitStoresAndPublishes(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	c := bustest.Conn(t, ns.ClientURL(), nil)
+	sub, err := c.NATS().SubscribeSync("event.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Emit(schemas.ObjectEvent{Reason: "Scheduled", Kind: schemas.KindPod, Name: "web-1", Message: "assigned to node-1"})
+	msg, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Subject != "event.pod.web-1" {
+		t.Fatalf("subject %s", msg.Subject)
+	}
+	var ev schemas.ObjectEvent
+	if err := schemas.Unmarshal(msg.Data, &ev); err != nil || ev.Reason != "Scheduled" || ev.Type != schemas.EventNormal {
+		t.Fatalf("%+v %v", ev, err)
+	}
+	bustest.Eventually(t, 5*time.Second, func() error {
+		info, err := c.EventsStream().Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 1 {
+			return fmt.Errorf("%d events stored", info.State.Msgs)
+		}
+		return nil
+	})
+}

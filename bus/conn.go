@@ -42,6 +42,8 @@ type Conn struct {
 	// registration API.
 	reconnected chan struct{}
 
+	events jetstream.Stream
+
 	Pods        *Bucket[schemas.Pod, *schemas.Pod]
 	ReplicaSets *Bucket[schemas.ReplicaSet, *schemas.ReplicaSet]
 	Nodes       *Bucket[schemas.Node, *schemas.Node]
@@ -104,6 +106,10 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	if err := c.ensureBuckets(ctx, replicas); err != nil {
 		nc.Close()
 		return nil, err
+	}
+	if err := c.ensureEventStream(ctx, replicas); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("create stream %s: %w", StreamEvents, err)
 	}
 	return c, nil
 }

@@ -213,3 +213,26 @@ const (
 	KindReplicaSet = "ReplicaSet"
 	KindNode       = "Node"
 )
+
+// Event types of an ObjectEvent, as in Kubernetes.
+const (
+	EventNormal  = "Normal"
+	EventWarning = "Warning"
+)
+
+// ObjectEvent is a Kubernetes-style Event: a record, for people, of what
+// happened to an object (Scheduled, Pulled, Started, BackOff, Killing,
+// NodeNotReady, Evicted, ...). Kept in the EVENTS stream with a retention
+// limit and published on event.<kind>.<name>.
+type ObjectEvent struct {
+	Time      time.Time `json:"time"`
+	Type      string    `json:"type"`   // Normal or Warning
+	Reason    string    `json:"reason"` // CamelCase, e.g. Scheduled
+	Kind      string    `json:"kind"`   // Pod, ReplicaSet, Node
+	Name      string    `json:"name"`
+	Node      string    `json:"node,omitempty"`
+	Component string    `json:"component,omitempty"` // who reported it
+	Message   string    `json:"message,omitempty"`
+	// Seq is the event's position in the stream, filled in on read.
+	Seq uint64 `json:"seq,omitempty"`
+}
