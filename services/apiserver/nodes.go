@@ -9,7 +9,10 @@ import (
 // directly, and the node controller owns their status.
 const kindNode = "node"
 
-func (s *Server) listNodes(ctx context.Context, _ http.ResponseWriter, r *http.Request, _ string) (int, any, error) {
+func (s *Server) listNodes(ctx context.Context, w http.ResponseWriter, r *http.Request, _ string) (int, any, error) {
+	if isWatch(r) {
+		return s.watchNodes(ctx, w, r)
+	}
 	sel, err := listParams(r)
 	if err != nil {
 		return 0, nil, err

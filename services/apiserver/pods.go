@@ -11,7 +11,10 @@ import (
 
 const kindPod = "pod"
 
-func (s *Server) listPods(ctx context.Context, _ http.ResponseWriter, r *http.Request, _ string) (int, any, error) {
+func (s *Server) listPods(ctx context.Context, w http.ResponseWriter, r *http.Request, _ string) (int, any, error) {
+	if isWatch(r) {
+		return s.watchPods(ctx, w, r)
+	}
 	sel, err := listParams(r, "nodeName")
 	if err != nil {
 		return 0, nil, err

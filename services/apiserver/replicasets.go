@@ -13,7 +13,10 @@ import (
 
 const kindReplicaSet = "replicaset"
 
-func (s *Server) listReplicaSets(ctx context.Context, _ http.ResponseWriter, r *http.Request, _ string) (int, any, error) {
+func (s *Server) listReplicaSets(ctx context.Context, w http.ResponseWriter, r *http.Request, _ string) (int, any, error) {
+	if isWatch(r) {
+		return s.watchReplicaSets(ctx, w, r)
+	}
 	sel, err := listParams(r)
 	if err != nil {
 		return 0, nil, err

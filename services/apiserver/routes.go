@@ -57,7 +57,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		status, body = s.errorResponse(r, err)
 	}
-	writeJSON(w, status, body)
+	if _, ok := body.(streamed); ok {
+		status = http.StatusOK // already written by the handler
+	} else {
+		writeJSON(w, status, body)
+	}
 	s.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
 		slog.String("method", r.Method),
 		slog.String("path", r.URL.EscapedPath()),

@@ -38,6 +38,12 @@ type Server struct {
 	// timeout bounds every request's store operations, so a NATS outage
 	// turns into a 503 instead of requests piling up.
 	timeout time.Duration
+	// streamsCtx is cancelled when the server shuts down and ends every
+	// watch and log stream (see stream.go).
+	streamsCtx  context.Context
+	stopStreams context.CancelFunc
+	// watchHeartbeat is the BOOKMARK interval of idle watches.
+	watchHeartbeat time.Duration
 
 	mu        sync.Mutex
 	started   bool
@@ -61,7 +67,10 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 		now:       time.Now,
 		timeout:   requestTimeout,
 		listening: make(chan struct{}),
+
+		watchHeartbeat: defaultWatchHeartbeat,
 	}
+	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.handler = http.HandlerFunc(s.serve)
 	return s, nil
 }
@@ -104,6 +113,7 @@ func (s *Server) Run(ctx context.Context) error {
 		IdleTimeout:  2 * time.Minute,
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(s.stopStreams)
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
 	s.mu.Unlock()
