@@ -42,6 +42,8 @@ func (s *Server) routes(segs []string) (eps []endpoint, kind string, ok bool) {
 		return []endpoint{{http.MethodGet, s.getPod}, {http.MethodDelete, s.deletePod}}, "pod", true
 	case len(segs) == 1 && segs[0] == "nodes":
 		return []endpoint{{http.MethodGet, s.listNodes}}, "", true
+	case len(segs) == 1 && segs[0] == "events":
+		return []endpoint{{http.MethodGet, s.listEvents}}, "", true
 	case len(segs) == 2 && segs[0] == "nodes":
 		return []endpoint{{http.MethodGet, s.getNode}}, "node", true
 	}
