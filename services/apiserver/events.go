@@ -22,6 +22,10 @@ const (
 	maxEventLimit     = bus.EventsMaxMessages
 	// eventFetchBatch bounds the messages held per round trip.
 	eventFetchBatch = 1000
+	// eventConsumerIdle lets the server drop a consumer whose reader
+	// vanished; the library default (5 minutes) would pile up one per
+	// request.
+	eventConsumerIdle = 30 * time.Second
 )
 
 var eventKinds = []string{schemas.KindPod, schemas.KindReplicaSet, schemas.KindNode}
@@ -117,9 +121,10 @@ func (s *Server) listEvents(ctx context.Context, w http.ResponseWriter, r *http.
 		start = max(start, st.LastSeq-uint64(eq.limit)+1)
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{eq.filter},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    start,
+		FilterSubjects:    []string{eq.filter},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       start,
+		InactiveThreshold: eventConsumerIdle,
 	})
 	if err != nil {
 		return 0, nil, fmt.Errorf("read events: %w", err)
@@ -159,6 +164,10 @@ func (s *Server) listEvents(ctx context.Context, w http.ResponseWriter, r *http.
 		if n == 0 {
 			done = true
 		}
+	}
+	if ci := cons.CachedInfo(); ci != nil {
+		// Done with it; deleting now rather than at the idle threshold.
+		_ = stream.DeleteConsumer(ctx, ci.Name)
 	}
 	out = append(out, ring[next:]...)
 	out = append(out, ring[:next]...)
@@ -237,9 +246,10 @@ type eventIter struct {
 
 func eventIterator(ctx context.Context, stream jetstream.Stream, filter string, after uint64) (*eventIter, error) {
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    after + 1,
+		FilterSubjects:    []string{filter},
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       after + 1,
+		InactiveThreshold: eventConsumerIdle,
 	})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package apiserver_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -63,6 +64,14 @@ func TestEvents(t *testing.T) {
 				t.Errorf("GET %s: event %d: %+v", path, i, ev)
 			}
 		}
+	}
+	// Each read deletes its consumer rather than leave it to time out.
+	info, err := e.conn.EventsStream().Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Consumers; n != 0 {
+		t.Errorf("%d consumers left on the stream after the reads", n)
 	}
 	for path, want := range map[string]string{
 		"/events?kind=Secret":                    "kind",
