@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -219,7 +220,15 @@ func ServeLogStream(ctx context.Context, nc *nats.Conn, reply string, produce fu
 
 	perr := produce(ctx, ls)
 	if ctx.Err() != nil {
-		return nil // the requester is gone: nobody to tell
+		if !ls.requesterGone.Load() {
+			// Stopped from our side (the kubelet is shutting down): say so
+			// rather than leave the requester to time out. No window wait:
+			// this is the last message either way.
+			ls.mu.Lock()
+			_ = ls.publishLocked(schemas.LogChunk{EOF: true, Error: "log stream stopped: the kubelet is shutting down"})
+			ls.mu.Unlock()
+		}
+		return nil
 	}
 	last := schemas.LogChunk{EOF: true}
 	if perr != nil {
@@ -242,6 +251,8 @@ type logSender struct {
 	ctx    context.Context // ends with the stream
 	cancel context.CancelFunc
 	acks   chan struct{}
+	// requesterGone: it cancelled or stopped acking, so nothing more is sent.
+	requesterGone atomic.Bool
 
 	mu    sync.Mutex
 	seq   uint64 // last sent
@@ -259,6 +270,7 @@ func (ls *logSender) control(m *nats.Msg) {
 		return
 	}
 	if a.Cancel {
+		ls.requesterGone.Store(true)
 		ls.cancel()
 		return
 	}
@@ -340,6 +352,7 @@ func (ls *logSender) keepalive(ctx context.Context) {
 		now := time.Now()
 		if ls.seq > ls.acked && now.Sub(ls.waitingSince) > logAckTimeout {
 			ls.mu.Unlock()
+			ls.requesterGone.Store(true)
 			ls.cancel()
 			return
 		}

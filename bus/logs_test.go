@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -247,4 +248,45 @@ func TestLogStreamRequesterGone(t *testing.T) {
 		t.Fatal("producer still running for a requester that is gone")
 	}
 	s.Close()
+}
+
+// A kubelet that stops mid-stream says so: the requester does not wait for
+// its idle timeout.
+func TestLogStreamServerStops(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	c := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	sub, err := c.NATS().Subscribe(bus.KubeletLogsSubject("n1"), func(m *nats.Msg) {
+		go func() {
+			done <- bus.ServeLogStream(ctx, c.NATS(), m.Reply, func(ctx context.Context, w io.Writer) error {
+				fmt.Fprintln(w, "hello")
+				<-ctx.Done()
+				return ctx.Err()
+			})
+		}()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	s, err := c.RequestLogs(context.Background(), "n1", schemas.LogRequest{Pod: "p", Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if b, err := s.Next(context.Background()); err != nil || string(b) != "hello\n" {
+		t.Fatalf("first: %q %v", b, err)
+	}
+	cancel()
+	start := time.Now()
+	_, err = s.Next(context.Background())
+	var le *bus.LogError
+	if !errors.As(err, &le) || !strings.Contains(le.Msg, "shutting down") {
+		t.Fatalf("after the server stopped: %v", err)
+	}
+	t.Logf("requester told after %v", time.Since(start))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/bustest"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -163,4 +164,10 @@ func TestPodLogsFollow(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the kubelet's stream was not cancelled when the client left")
 	}
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if n := watchGoroutines(); n != 0 {
+			return fmt.Errorf("%d streaming goroutines left", n)
+		}
+		return nil
+	})
 }

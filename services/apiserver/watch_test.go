@@ -336,7 +336,9 @@ func watchGoroutines() int {
 	stacks := string(buf[:runtime.Stack(buf, true)])
 	n := 0
 	for g := range strings.SplitSeq(stacks, "\n\n") {
-		if strings.Contains(g, "services/apiserver.serveWatch") || strings.Contains(g, "services/apiserver.pumpWatch") {
+		if strings.Contains(g, "services/apiserver.serveWatch") || strings.Contains(g, "services/apiserver.pumpWatch") ||
+			strings.Contains(g, "apiserver.(*Server).watchEvents(") || strings.Contains(g, "apiserver.eventIterator") ||
+			strings.Contains(g, "apiserver.(*Server).podLogs(") {
 			n++
 		}
 	}
@@ -347,18 +349,31 @@ func watchGoroutines() int {
 // subscription is left behind.
 func TestWatchEndsWhenClientLeaves(t *testing.T) {
 	e := mustEnv(t)
+	// The first Emit subscribes for publish acks; that one stays.
+	e.conn.Emit(schemas.ObjectEvent{Kind: schemas.KindPod, Name: "warm-up", Reason: "Test"})
+	bustest.Eventually(t, 10*time.Second, func() error {
+		var evs []schemas.ObjectEvent
+		if e.json("GET", "/events", "", http.StatusOK, &evs); len(evs) != 1 {
+			return fmt.Errorf("%d events stored", len(evs))
+		}
+		return nil
+	})
 	subsBefore := e.conn.NATS().NumSubscriptions()
 	var ws []*watcher
 	for range 5 {
 		w := openWatch(t, e.url+"/pods?watch=true")
 		ws = append(ws, w)
 	}
+	evw := openWatch(t, e.url+"/events?watch=true")
 	e.json("POST", "/pods", `{"name":"a","image":"alpine"}`, http.StatusCreated, nil)
 	for _, w := range ws {
 		w.expect("ADDED a")
 	}
-	if n := watchGoroutines(); n < 5 {
-		t.Fatalf("%d watch goroutines with 5 watches open", n)
+	e.conn.Emit(schemas.ObjectEvent{Kind: schemas.KindPod, Name: "a", Reason: "Test"})
+	evw.expect("ADDED a")
+	ws = append(ws, evw)
+	if n := watchGoroutines(); n < 6 {
+		t.Fatalf("%d watch goroutines with 6 watches open", n)
 	}
 	for _, w := range ws {
 		w.close()
