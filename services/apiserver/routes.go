@@ -32,6 +32,8 @@ func (s *Server) routes(segs []string) (eps []endpoint, kind string, ok bool) {
 	switch {
 	case len(segs) == 1 && segs[0] == "healthz":
 		return []endpoint{{http.MethodGet, s.healthz}}, "", true
+	case len(segs) == 1 && segs[0] == "events":
+		return []endpoint{{http.MethodGet, s.listEvents}}, "", true
 	case len(segs) == 1 && segs[0] == "replicasets":
 		return []endpoint{{http.MethodGet, s.listReplicaSets}, {http.MethodPost, s.createReplicaSet}}, "", true
 	case len(segs) == 2 && segs[0] == "replicasets":
@@ -44,8 +46,6 @@ func (s *Server) routes(segs []string) (eps []endpoint, kind string, ok bool) {
 		return []endpoint{{http.MethodGet, s.podLogs}}, "pod", true
 	case len(segs) == 1 && segs[0] == "nodes":
 		return []endpoint{{http.MethodGet, s.listNodes}}, "", true
-	case len(segs) == 1 && segs[0] == "events":
-		return []endpoint{{http.MethodGet, s.listEvents}}, "", true
 	case len(segs) == 2 && segs[0] == "nodes":
 		return []endpoint{{http.MethodGet, s.getNode}}, "node", true
 	}
