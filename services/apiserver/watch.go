@@ -206,16 +206,20 @@ func (st *watchState) event(e jetstream.KeyValueEntry, obj any, matches bool) (s
 // up to the bucket's current end is ambiguous.
 func resumeState[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], from uint64, match func(P) bool) (*watchState, error) {
 	st := &watchState{has: map[string]bool{}, unknown: map[string]bool{}, last: from}
+	// List before reading the end of the stream: an object deleted in
+	// between is then in the list (its delete will be sent) and anything
+	// written in between falls in the ambiguous range, never the other
+	// way round.
+	objs, err := b.List(ctx)
+	if err != nil {
+		return nil, err
+	}
 	status, err := b.KV().Status(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if bs, ok := status.(*jetstream.KeyValueBucketStatus); ok {
 		st.ambiguousUpTo = bs.StreamInfo().State.LastSeq
-	}
-	objs, err := b.List(ctx)
-	if err != nil {
-		return nil, err
 	}
 	for _, o := range objs {
 		m := o.GetMeta()
