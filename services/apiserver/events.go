@@ -221,6 +221,9 @@ func (s *Server) watchEvents(ctx context.Context, w http.ResponseWriter, r *http
 		s.log.Info("re-creating events watch", "after", last, "err", err)
 		for {
 			reconnected = s.conn.Reconnected()
+			if !s.waitConnected(sctx) {
+				return 0, streamed{}, nil
+			}
 			if it, err = eventIterator(sctx, stream, eq.filter, last); err == nil {
 				backoff = 100 * time.Millisecond
 				break

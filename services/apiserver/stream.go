@@ -35,6 +35,22 @@ func (s *Server) streamContext(r *http.Request) (context.Context, context.Cancel
 	return ctx, func() { stop(); cancel() }
 }
 
+// waitConnected returns true once NATS is connected, false if ctx ends
+// first. Streams re-create their consumers only when connected: creating
+// one while disconnected can block for the library's API timeout whatever
+// the context says, holding up a client that has already left.
+func (s *Server) waitConnected(ctx context.Context) bool {
+	for !s.conn.NATS().IsConnected() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-s.conn.Reconnected():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return ctx.Err() == nil
+}
+
 // streamWriter writes one streaming response: every write has its own
 // deadline and is flushed at once.
 type streamWriter struct {

@@ -302,7 +302,7 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 	backoff := 100 * time.Millisecond
 	for {
 		err := pumpWatch(sctx, kw, st, &snapshotEnd, reconnected, heartbeat.C, send, sw)
-		stopKeyWatcher(kw)
+		stopKeyWatcher(kw, s.conn.NATS().IsConnected())
 		kw = nil
 		if sctx.Err() != nil || errors.Is(err, errClientGone) {
 			log.Debug("watch ended", "last", st.last, "err", err)
@@ -313,6 +313,9 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 		log.Info("re-creating watch", "after", st.last, "err", err)
 		for kw == nil {
 			reconnected = s.conn.Reconnected()
+			if !s.waitConnected(sctx) {
+				return 0, streamed{}, nil
+			}
 			kw, err = newKeyWatcher(sctx, b.KV(), st)
 			if err == nil {
 				backoff = 100 * time.Millisecond
@@ -349,14 +352,25 @@ func newKeyWatcher(ctx context.Context, kv jetstream.KeyValue, st *watchState) (
 }
 
 // stopKeyWatcher stops kw and drains it: its delivery goroutine may be
-// blocked on a full channel and would otherwise never exit.
-func stopKeyWatcher(kw jetstream.KeyWatcher) {
+// blocked on a full channel and would otherwise never exit. Stopping also
+// deletes the consumer with a request that, while NATS is unreachable,
+// waits out the library's API timeout (5 s) whatever any context says;
+// then it is left to finish in the background rather than hold up the
+// handler (and a server shutdown) for that long.
+func stopKeyWatcher(kw jetstream.KeyWatcher, connected bool) {
 	if kw == nil {
 		return
 	}
-	_ = kw.Stop()
-	for range kw.Updates() {
+	stop := func() {
+		_ = kw.Stop()
+		for range kw.Updates() {
+		}
 	}
+	if connected {
+		stop()
+		return
+	}
+	go stop()
 }
 
 func pumpWatch(ctx context.Context, kw jetstream.KeyWatcher, st *watchState, snapshotEnd *uint64,

@@ -310,6 +310,7 @@ func TestWatchSurvivesNATSRestart(t *testing.T) {
 	}
 	w := openWatch(t, ts.URL+"/pods?watch=true")
 	w.expect("ADDED a")
+	evw := openWatch(t, ts.URL+"/events?watch=true")
 
 	ns.Shutdown()
 	ns.WaitForShutdown()
@@ -328,6 +329,9 @@ func TestWatchSurvivesNATSRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.expect("ADDED c")
+	// The events watch came back too.
+	c2.Emit(schemas.ObjectEvent{Kind: schemas.KindPod, Name: "c", Reason: "AfterRestart"})
+	evw.expect("ADDED c")
 }
 
 // watchGoroutines counts goroutines serving watches.
