@@ -7,6 +7,3 @@ func SetRequestTimeout(s *Server, d time.Duration) { s.timeout = d }
 
 // SetClock pins the time the server stamps on createdAt.
 func SetClock(s *Server, now func() time.Time) { s.now = now }
-
-// SetWatchHeartbeat shortens the BOOKMARK interval of idle watches.
-func SetWatchHeartbeat(s *Server, d time.Duration) { s.watchHeartbeat = d }
