@@ -161,6 +161,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	mirror := fs.String("registry-mirror", "", "registry to pull docker.io images from, e.g. http://127.0.0.1:5000")
 	ctl := controllerFlags(fs)
 	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "kubelet heartbeat interval")
+	bo := backoffFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -205,7 +206,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	for i := 1; i <= *nodes; i++ {
 		name := fmt.Sprintf("node-%d", i)
-		if err := startKubelet(gctx, g, conn, images, c.dataDir, name, *hb, log); err != nil {
+		if err := startKubelet(gctx, g, conn, images, c.dataDir, name, *hb, bo.backoff(), log); err != nil {
 			return err
 		}
 	}
@@ -220,12 +221,12 @@ func startNATS(dataDir, addr string, log *slog.Logger) (*server.Server, error) {
 	return bus.StartServer(bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log})
 }
 
-func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, hb time.Duration, log *slog.Logger) error {
+func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, hb time.Duration, bo kubelet.Backoff, log *slog.Logger) error {
 	rt, err := mkrt.New(filepath.Join(dataDir, "nodes", node, "containers"), log.With("node", node))
 	if err != nil {
 		return fmt.Errorf("kubelet %s: %w", node, err)
 	}
-	k, err := kubelet.New(kubelet.Config{NodeName: node, HeartbeatInterval: hb, Logger: log}, conn, rt, images)
+	k, err := kubelet.New(kubelet.Config{NodeName: node, HeartbeatInterval: hb, Logger: log, RestartBackoff: bo}, conn, rt, images)
 	if err != nil {
 		_ = rt.Close()
 		return err
@@ -236,6 +237,18 @@ func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.
 	})
 	return nil
 }
+
+type boFlags struct{ base, max *time.Duration }
+
+// backoffFlags: the crash-loop backoff (tests use short ones).
+func backoffFlags(fs *flag.FlagSet) boFlags {
+	return boFlags{
+		base: fs.Duration("restart-backoff", kubelet.DefaultRestartBackoff, "delay before the second restart in a row of a crashing container; doubles each time"),
+		max:  fs.Duration("restart-backoff-max", kubelet.DefaultRestartBackoffMax, "cap of the restart backoff (reset after a container ran twice this long)"),
+	}
+}
+
+func (f boFlags) backoff() kubelet.Backoff { return kubelet.Backoff{Base: *f.base, Max: *f.max} }
 
 type ctlFlags struct {
 	grace, eviction *time.Duration
@@ -345,6 +358,7 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 	node := fs.String("node-name", "", "this node's name (required; a DNS label)")
 	mirror := fs.String("registry-mirror", "", "registry to pull docker.io images from")
 	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "heartbeat interval")
+	bo := backoffFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -368,7 +382,7 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	g, gctx := newGroup(ctx)
-	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, *hb, log); err != nil {
+	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, *hb, bo.backoff(), log); err != nil {
 		return err
 	}
 	return g.Wait()

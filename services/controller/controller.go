@@ -205,7 +205,7 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 		var errs []error
 		for _, p := range c.pods.List() {
 			if p.Owner == name {
-				errs = append(errs, c.deletePod(ctx, p, "replicaset deleted"))
+				errs = append(errs, c.terminatePod(ctx, p, "replicaset deleted"))
 			}
 		}
 		return errors.Join(errs...)
@@ -214,11 +214,11 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 	var errs []error
 	// Pods of an earlier replicaset with the same name.
 	for _, p := range orphans {
-		errs = append(errs, c.deletePod(ctx, p, "owner replaced"))
+		errs = append(errs, c.terminatePod(ctx, p, "owner replaced"))
 	}
 	plan := DecideReplicaSet(rs, owned)
 	for _, p := range plan.Delete {
-		errs = append(errs, c.deletePod(ctx, p, "scale down or replace"))
+		errs = append(errs, c.terminatePod(ctx, p, "scale down or replace"))
 	}
 	for range plan.Create {
 		if err := c.createPod(ctx, rs); err != nil {
@@ -366,6 +366,13 @@ func (c *Controller) reconcileNode(ctx context.Context, name string) error {
 func (c *Controller) evictPods(ctx context.Context, node string) error {
 	var errs []error
 	for _, p := range c.pods.List() {
+		if p.NodeName == node && p.DeletionTimestamp != nil {
+			// No kubelet will finish it: force-delete, as Kubernetes'
+			// pod GC does for pods of lost nodes. If the node returns,
+			// its kubelet stops the container of the vanished pod.
+			errs = append(errs, c.deletePod(ctx, p, "terminating on lost node"))
+			continue
+		}
 		if p.NodeName != node || p.Status.Terminal() {
 			continue
 		}
