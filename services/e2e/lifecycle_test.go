@@ -329,6 +329,20 @@ func TestPodLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("SecondDeleteShortensGrace", func(t *testing.T) {
+		a := api{t: t, base: a.base}
+		a.mustPost("/pods", `{"name":"long","image":"busybox","terminationGracePeriodSeconds":600,
+			"command":["sh","-c","while true; do sleep 0.1; done"]}`)
+		waitPhase(t, a, "long", schemas.PodRunning)
+		deletePod(t, a, "/pods/long")
+		p := deletePod(t, a, "/pods/long?gracePeriodSeconds=1")
+		if *p.DeletionGracePeriodSeconds != 1 {
+			t.Fatalf("deletionGracePeriodSeconds %d, want 1", *p.DeletionGracePeriodSeconds)
+		}
+		// The stop already waiting out 600 s is replaced by a 1 s one.
+		waitGone(t, a, c.dataDir, "long", 60*time.Second)
+	})
+
 	t.Run("DeleteReplicaSet", func(t *testing.T) {
 		a := api{t: t, base: a.base}
 		a.mustPost("/replicasets", `{"name":"rs","desiredCount":2,"selector":{"app":"rs"},
