@@ -422,19 +422,37 @@ func TestPodLifecycle(t *testing.T) {
 	})
 }
 
-// kill -9 of everything while a pod is Terminating: the restarted kubelet
-// finishes the job.
-func TestTerminatingSurvivesRestart(t *testing.T) {
+// kill -9 of everything while a pod is Terminating and another is backing
+// off: the restarted kubelets finish the delete and continue the backoff
+// where it was instead of restarting the crashing container at once.
+func TestLifecycleSurvivesRestart(t *testing.T) {
 	c := newCluster(t)
 	up := c.upLifecycle(t)
 	a := c.api
+	a.mustPost("/pods", `{"name":"crash","image":"busybox","command":["sh","-c","exit 1"]}`)
 	a.mustPost("/pods", `{"name":"slow","image":"busybox","terminationGracePeriodSeconds":5,
 		"command":["sh","-c","while true; do sleep 0.1; done"]}`)
-	p := waitPhase(t, a, "slow", schemas.PodRunning)
+	slow := waitPhase(t, a, "slow", schemas.PodRunning)
+
+	// After 5 restarts the next one waits 4.8 s (300ms doubling, 5 s cap),
+	// longer than the restart of miniku takes.
+	const restarts = 5
+	var before schemas.Pod
+	eventually(t, 60*time.Second, func() error {
+		p, ok, err := a.getPod("crash")
+		if err != nil || !ok {
+			return fmt.Errorf("pod crash: %v found=%v", err, ok)
+		}
+		if p.RestartCount != restarts || p.Reason != "CrashLoopBackOff" || p.FinishedAt == nil {
+			return fmt.Errorf("restartCount %d reason %q, want %d and CrashLoopBackOff", p.RestartCount, p.Reason, restarts)
+		}
+		before = p
+		return nil
+	})
 	deletePod(t, a, "/pods/slow")
 	up.kill()
-	if _, ok := liveContainers(t, c.dataDir)[p.ContainerID]; !ok {
-		t.Fatalf("container %s of the Terminating pod should survive kill -9 (5 s grace)", p.ContainerID)
+	if _, ok := liveContainers(t, c.dataDir)[slow.ContainerID]; !ok {
+		t.Fatalf("container %s of the Terminating pod should survive kill -9 (5 s grace)", slow.ContainerID)
 	}
 	c.upLifecycle(t)
 	got, ok, err := a.getPod("slow")
@@ -445,4 +463,25 @@ func TestTerminatingSurvivesRestart(t *testing.T) {
 		t.Fatalf("pod lost its deletionTimestamp over the restart: %+v", got)
 	}
 	waitGone(t, a, c.dataDir, "slow", 30*time.Second)
+
+	var after schemas.Pod
+	eventually(t, 60*time.Second, func() error {
+		p, ok, err := a.getPod("crash")
+		if err != nil || !ok {
+			return fmt.Errorf("pod crash: %v found=%v", err, ok)
+		}
+		if p.RestartCount <= restarts {
+			return fmt.Errorf("restartCount %d, want > %d", p.RestartCount, restarts)
+		}
+		after = p
+		return nil
+	})
+	if after.RestartCount != restarts+1 {
+		t.Errorf("restartCount jumped from %d to %d over a kubelet restart", restarts, after.RestartCount)
+	}
+	gap := after.StartedAt.Sub(*before.FinishedAt)
+	t.Logf("exit to restart across a kill -9 of miniku up: %v (backoff 4.8s)", gap.Round(time.Millisecond))
+	if gap < 4800*time.Millisecond {
+		t.Errorf("restarted %v after the exit, want at least the 4.8 s backoff", gap)
+	}
 }
