@@ -398,12 +398,12 @@ func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod, crashes int) erro
 		WorkDir:  img.Config.WorkingDir,
 		Hostname: pod.Name,
 		Labels: map[string]string{
-			labelPod:     pod.Name,
-			labelPodUID:  pod.UID,
-			labelGrace:   strconv.FormatInt(int64(pod.GracePeriod()/time.Second), 10),
-			labelCrashes: strconv.Itoa(crashes),
+			labelPod:    pod.Name,
+			labelPodUID: pod.UID,
+			labelGrace:  strconv.FormatInt(int64(pod.GracePeriod()/time.Second), 10),
 		},
 	}
+	spec.Labels[labelCrashes] = strconv.Itoa(crashes)
 	c, err := k.rt.Start(ctx, spec)
 	if err != nil {
 		if ctx.Err() != nil {
