@@ -26,6 +26,9 @@ type Config struct {
 	Resync time.Duration
 	// Workers bind pods concurrently.
 	Workers int
+	// Elector, when set, runs the scheduler only while this process holds
+	// the lease (see leader.go); nil schedules unconditionally.
+	Elector Elector
 }
 
 // Scheduler is the binding loop.
@@ -63,8 +66,13 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 		q:     queue.New(),
 	}
 	s.pods.AddHandler(func(name string) {
-		if p, ok := s.pods.Get(name); ok && needsBinding(p) {
+		p, ok := s.pods.Get(name)
+		if ok && needsBinding(p) {
 			s.q.Add(name)
+		}
+		// A pod gone or finished frees room on its node.
+		if !ok || p.Status.Terminal() {
+			s.enqueuePending()
 		}
 	})
 	// A node becoming Ready (or appearing) may unblock every pending pod.
@@ -73,7 +81,7 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 }
 
 func needsBinding(p *schemas.Pod) bool {
-	return p.NodeName == "" && p.Status == schemas.PodPending
+	return p.NodeName == "" && p.Status == schemas.PodPending && p.DeletionTimestamp == nil
 }
 
 func (s *Scheduler) enqueuePending() {
@@ -86,6 +94,9 @@ func (s *Scheduler) enqueuePending() {
 
 // Run schedules until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
+	if s.cfg.Elector != nil {
+		return s.runElected(ctx)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -132,19 +143,22 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 
 	s.bindMu.Lock()
 	defer s.bindMu.Unlock()
-	node, reason := Decide(pod, s.nodes.List(), s.podsPerNode())
+	node, reason := Decide(pod, s.nodes.List(), s.pods.List())
 	if node == "" {
 		s.log.Debug("pod unschedulable", "pod", name, "reason", reason)
-		// Node changes requeue pending pods; the retry only covers a
-		// missed node event.
+		// Node changes and freed pods requeue pending pods; the retry
+		// only covers a missed event.
 		s.q.AddAfter(name, 5*time.Second)
-		return nil
+		return s.markUnschedulable(ctx, pod, reason)
 	}
 	bound, err := bus.Clone(pod)
 	if err != nil {
 		return err
 	}
 	bound.NodeName = node
+	if bound.Reason == ReasonPodUnschedulable {
+		bound.Reason, bound.Message = "", ""
+	}
 	if err := s.conn.Pods.Update(ctx, bound); err != nil {
 		if errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrNotFound) {
 			// Someone changed it first (another scheduler, a delete):
@@ -162,19 +176,11 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 	}
 	s.pods.Observe(bound)
 	s.log.Info(fmt.Sprintf("assigning pod %s to node %s", name, node), "pod", name, "node", node)
+	s.conn.Emit(schemas.ObjectEvent{Type: schemas.EventNormal, Reason: "Scheduled", Kind: schemas.KindPod, Name: name, Node: node,
+		Component: "scheduler", Message: fmt.Sprintf("Successfully assigned %s to %s", name, node)})
 	ev := schemas.Event{Type: "assigned", Kind: schemas.KindPod, Name: name, Node: node, Revision: bound.ResourceVersion}
 	if err := s.conn.Publish(bus.NodeSubject(bus.SubjPodAssigned, node), ev); err != nil {
 		s.log.Warn("publish assignment", "pod", name, "err", err)
 	}
 	return nil
-}
-
-func (s *Scheduler) podsPerNode() map[string]int {
-	counts := map[string]int{}
-	for _, p := range s.pods.List() {
-		if p.NodeName != "" && !p.Status.Terminal() {
-			counts[p.NodeName]++
-		}
-	}
-	return counts
 }
