@@ -62,6 +62,7 @@ type Config struct {
 	Resync            time.Duration
 	Workers           int
 	Logger            *slog.Logger
+	Node              NodeInfo // capacity and labels (node.go)
 }
 
 // DefaultHeartbeatInterval gives three heartbeats per default node grace.
@@ -76,6 +77,8 @@ type Kubelet struct {
 	log    *slog.Logger
 	pods   *bus.Informer[schemas.Pod, *schemas.Pod]
 	q      *queue.Queue
+	// capacity is cfg.Node resolved once (host defaults filled in).
+	capacity schemas.ResourceList
 
 	mu         sync.Mutex
 	containers map[string]ctr.Container // by container ID
@@ -100,8 +103,13 @@ func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, 
 	if cfg.Workers <= 0 {
 		cfg.Workers = 8
 	}
+	capacity, err := cfg.Node.Capacity()
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger.With("component", "kubelet", "node", cfg.NodeName)
 	k := &Kubelet{
+		capacity:   capacity,
 		cfg:        cfg,
 		conn:       conn,
 		rt:         rt,
@@ -509,15 +517,18 @@ func (k *Kubelet) heartbeat(ctx context.Context) error {
 		n.Status = schemas.NodeReady
 		n.Reason = ""
 		n.Hostname = hostname
+		k.describe(n)
 		return nil
 	})
 	if errors.Is(err, bus.ErrNotFound) {
-		err = k.conn.Nodes.Create(ctx, &schemas.Node{
+		n := &schemas.Node{
 			ObjectMeta:    schemas.ObjectMeta{Name: k.cfg.NodeName, CreatedAt: now, UID: newContainerID()[:32]},
 			Status:        schemas.NodeReady,
 			LastHeartbeat: now,
 			Hostname:      hostname,
-		})
+		}
+		k.describe(n)
+		err = k.conn.Nodes.Create(ctx, n)
 		if errors.Is(err, bus.ErrAlreadyExists) {
 			return k.heartbeat(ctx)
 		}
