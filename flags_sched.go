@@ -58,7 +58,7 @@ func leaseFlags(fs *flag.FlagSet) leaderFlags {
 
 // elector returns nil (a nil interface, not a nil *bus.Lease) when leader
 // election is off.
-func (f leaderFlags) elector(ctx context.Context, conn *bus.Conn, name string, log *slog.Logger) (interface {
+func (f leaderFlags) elector(ctx context.Context, conn *bus.Conn, name, holder string, log *slog.Logger) (interface {
 	Run(context.Context, func(context.Context) error) error
 }, error) {
 	if !*f.elect {
@@ -67,7 +67,7 @@ func (f leaderFlags) elector(ctx context.Context, conn *bus.Conn, name string, l
 	if *f.ttl < time.Second {
 		return nil, fmt.Errorf("--lease-ttl must be at least 1s")
 	}
-	l, err := conn.NewLease(ctx, bus.LeaseConfig{Name: name, TTL: *f.ttl, Logger: log.With("component", name)})
+	l, err := conn.NewLease(ctx, bus.LeaseConfig{Name: name, Holder: holder, TTL: *f.ttl, Logger: log.With("component", name)})
 	if err != nil {
 		return nil, err
 	}

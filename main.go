@@ -189,12 +189,16 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	defer conn.Close()
 
 	g, gctx := newGroup(ctx)
+	// up cannot run twice on one store, so after a kill -9 and restart it
+	// takes its leases back at once instead of waiting out their TTL.
+	host, _ := os.Hostname()
+	upHolder := "miniku-up@" + host
 	api, err := apiserver.New(apiserver.Config{Addr: *apiAddr, Logger: log}, conn)
 	if err != nil {
 		return err
 	}
 	g.Go("apiserver", func() error { return api.Run(gctx) })
-	schedElector, err := lf.elector(ctx, conn, "scheduler", log)
+	schedElector, err := lf.elector(ctx, conn, "scheduler", upHolder, log)
 	if err != nil {
 		return err
 	}
@@ -204,7 +208,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	g.Go("scheduler", func() error { return sched.Run(gctx) })
 	ctlCfg := ctl.config(log)
-	if ctlCfg.Elector, err = lf.elector(ctx, conn, "controller", log); err != nil {
+	if ctlCfg.Elector, err = lf.elector(ctx, conn, "controller", upHolder, log); err != nil {
 		return err
 	}
 	ctrl, err := controller.New(ctlCfg, conn)
@@ -334,7 +338,7 @@ func cmdScheduler(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	return single(ctx, "scheduler", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
-		el, err := lf.elector(ctx, conn, "scheduler", log)
+		el, err := lf.elector(ctx, conn, "scheduler", "", log)
 		if err != nil {
 			return nil, err
 		}
@@ -355,7 +359,7 @@ func cmdController(ctx context.Context, args []string, stderr io.Writer) error {
 	return single(ctx, "controller", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
 		cfg := ctl.config(log)
 		var err error
-		if cfg.Elector, err = lf.elector(ctx, conn, "controller", log); err != nil {
+		if cfg.Elector, err = lf.elector(ctx, conn, "controller", "", log); err != nil {
 			return nil, err
 		}
 		return controller.New(cfg, conn)

@@ -29,7 +29,10 @@ type LeaseConfig struct {
 	// Name of the role, a KV key ("scheduler").
 	Name string
 	// Holder identifies this process in the lease value; default
-	// hostname-pid-random.
+	// hostname-pid-random. A holder that finds the lease still held under
+	// its own name (it was restarted before the TTL ran out) takes it back
+	// at once, so give a stable name only to a process that cannot run
+	// twice, like `miniku up` with its embedded NATS server.
 	Holder string
 	// TTL is rounded up to whole seconds (the server's granularity), at
 	// least 1 s. Default DefaultLeaseTTL.
@@ -134,7 +137,13 @@ func (l *Lease) acquire(ctx context.Context) (uint64, error) {
 		if err == nil {
 			return rev, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && ctx.Err() == nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			if e, gerr := l.kv.Get(ctx, l.cfg.Name); gerr == nil && string(e.Value()) == l.cfg.Holder {
+				if rev, err := l.renew(ctx, e.Revision()); err == nil {
+					return rev, nil
+				}
+			}
+		} else if ctx.Err() == nil {
 			l.log.Debug("campaign for lease", "err", err)
 		}
 		select {

@@ -31,9 +31,13 @@ func (c *campaigner) lead(ctx context.Context) error {
 }
 
 func campaign(t *testing.T, conn *bus.Conn, name string) (*campaigner, context.CancelFunc) {
+	return campaignFor(t, conn, "scheduler", name)
+}
+
+func campaignFor(t *testing.T, conn *bus.Conn, lease, name string) (*campaigner, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	l, err := conn.NewLease(ctx, bus.LeaseConfig{Name: "scheduler", Holder: name, TTL: time.Second, Logger: bustest.Logger(t)})
+	l, err := conn.NewLease(ctx, bus.LeaseConfig{Name: lease, Holder: name, TTL: time.Second, Logger: bustest.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,5 +98,40 @@ func TestLeaseSingleLeaderAndTakeover(t *testing.T) {
 	})
 	if a.terms.Load() != 1 || b.terms.Load() != 1 || c.terms.Load() != 1 {
 		t.Fatalf("terms a=%d b=%d c=%d, want 1 each", a.terms.Load(), b.terms.Load(), c.terms.Load())
+	}
+}
+
+// A holder restarted before its lease expired (kill -9 of `miniku up`) takes
+// it back at once rather than waiting for the TTL.
+func TestLeaseReclaimedBySameHolder(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	conn := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx := context.Background()
+	if _, err := conn.NewLease(ctx, bus.LeaseConfig{Name: "x", Holder: "up", TTL: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := conn.NATS().JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := kv.KeyValue(bus.BucketLeases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The crashed process's lease, as it left it (without a TTL here, so
+	// only reclaiming can end it).
+	if _, err := store.Create("x", []byte("up")); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := campaignFor(t, conn, "x", "someone-else")
+	same, _ := campaignFor(t, conn, "x", "up")
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if !same.leading.Load() {
+			return errors.New("restarted holder did not reclaim its lease")
+		}
+		return nil
+	})
+	if other.leading.Load() {
+		t.Fatal("another holder took a lease that never expired")
 	}
 }
