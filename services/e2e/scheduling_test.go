@@ -180,6 +180,11 @@ func TestTwoSchedulersTwoControllers(t *testing.T) {
 	var perNode map[string]int
 	eventually(t, 90*time.Second, func() (err error) { perNode, err = checkCapacity(a, nodes, "web", 200); return err })
 	t.Logf("200 pods bound: %v", perNode)
+	if m := <-maxSeen; m > 200 {
+		t.Fatalf("saw %d pods of web at once: duplicates were created", m)
+	} else {
+		maxSeen <- m
+	}
 
 	scale(t, a, "web", 120)
 	eventually(t, 60*time.Second, func() (err error) { _, err = checkCapacity(a, nodes, "web", 120); return err })
