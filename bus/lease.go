@@ -104,7 +104,7 @@ func (l *Lease) Holder() string { return l.cfg.Holder }
 // wait for the TTL.
 func (l *Lease) Run(ctx context.Context, lead func(ctx context.Context) error) error {
 	for {
-		rev, err := l.acquire(ctx)
+		rev, sent, err := l.acquire(ctx)
 		if err != nil {
 			return nil // ctx ended while campaigning
 		}
@@ -112,7 +112,7 @@ func (l *Lease) Run(ctx context.Context, lead func(ctx context.Context) error) e
 		lctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- lead(lctx) }()
-		rev, lost := l.hold(lctx, rev, done)
+		rev, lost := l.hold(lctx, rev, sent, done)
 		cancel()
 		leadErr := <-done
 		if !lost {
@@ -128,19 +128,23 @@ func (l *Lease) Run(ctx context.Context, lead func(ctx context.Context) error) e
 	}
 }
 
-// acquire retries Create until it succeeds or ctx ends.
-func (l *Lease) acquire(ctx context.Context) (uint64, error) {
+// acquire retries Create until it succeeds or ctx ends. It returns the
+// revision and when the winning write was sent: the server's TTL counts from
+// a moment no earlier than that.
+func (l *Lease) acquire(ctx context.Context) (uint64, time.Time, error) {
 	t := time.NewTicker(l.retry)
 	defer t.Stop()
 	for {
+		sent := time.Now()
 		rev, err := l.kv.Create(ctx, l.cfg.Name, []byte(l.cfg.Holder), jetstream.KeyTTL(l.cfg.TTL))
 		if err == nil {
-			return rev, nil
+			return rev, sent, nil
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			if e, gerr := l.kv.Get(ctx, l.cfg.Name); gerr == nil && string(e.Value()) == l.cfg.Holder {
+				sent = time.Now()
 				if rev, err := l.renew(ctx, e.Revision()); err == nil {
-					return rev, nil
+					return rev, sent, nil
 				}
 			}
 		} else if ctx.Err() == nil {
@@ -148,7 +152,7 @@ func (l *Lease) acquire(ctx context.Context) (uint64, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return 0, time.Time{}, ctx.Err()
 		case <-t.C:
 		}
 	}
@@ -156,10 +160,14 @@ func (l *Lease) acquire(ctx context.Context) (uint64, error) {
 
 // hold renews the lease until lead returns (done), ctx ends, or the lease
 // is lost. It returns the last revision written and whether it was lost.
-func (l *Lease) hold(ctx context.Context, rev uint64, done chan error) (uint64, bool) {
+// renewed is when the last successful write was sent; the lease counts as
+// lost renewDeadline after it, by a timer of its own, so a renewal stuck
+// in a stalled connection cannot keep us leading past the TTL.
+func (l *Lease) hold(ctx context.Context, rev uint64, renewed time.Time, done chan error) (uint64, bool) {
 	t := time.NewTicker(l.renewEvery)
 	defer t.Stop()
-	renewed := time.Now()
+	deadline := time.NewTimer(time.Until(renewed.Add(l.renewDeadline)))
+	defer deadline.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -167,19 +175,23 @@ func (l *Lease) hold(ctx context.Context, rev uint64, done chan error) (uint64, 
 		case err := <-done:
 			done <- err // Run reads it again
 			return rev, false
+		case <-deadline.C:
+			l.log.Warn("lease not renewed in time", "since", time.Since(renewed).Round(time.Millisecond))
+			return rev, true
 		case <-t.C:
 		}
-		next, err := l.renew(ctx, rev)
+		sent := time.Now()
+		rctx, cancel := context.WithDeadline(ctx, renewed.Add(l.renewDeadline))
+		next, err := l.renew(rctx, rev)
+		cancel()
 		switch {
 		case err == nil:
-			rev, renewed = next, time.Now()
+			rev, renewed = next, sent
+			deadline.Reset(time.Until(renewed.Add(l.renewDeadline)))
 		case errors.Is(err, jetstream.ErrKeyExists):
 			// Someone else holds it: our TTL ran out while we were
 			// stalled. Stop at once.
 			l.log.Warn("lease taken over", "err", err)
-			return rev, true
-		case time.Since(renewed) > l.renewDeadline:
-			l.log.Warn("lease not renewed in time", "since", time.Since(renewed).Round(time.Millisecond), "err", err)
 			return rev, true
 		case ctx.Err() == nil:
 			l.log.Debug("renew lease", "err", err)
@@ -191,8 +203,6 @@ func (l *Lease) hold(ctx context.Context, rev uint64, done chan error) (uint64, 
 // KeyValue.Update cannot carry a TTL (the new message would never expire),
 // so this is the same compare-and-swap publish with the TTL header added.
 func (l *Lease) renew(ctx context.Context, rev uint64) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.renewDeadline)
-	defer cancel()
 	subj := "$KV." + BucketLeases + "." + l.cfg.Name
 	ack, err := l.conn.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Data: []byte(l.cfg.Holder)},
 		jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(l.cfg.TTL))

@@ -177,9 +177,10 @@ func TestTwoSchedulersTwoControllers(t *testing.T) {
 	if code, body := a.do("POST", "/replicasets", rs); code != 201 {
 		t.Fatalf("POST /replicasets: %d %s", code, body)
 	}
+	posted := time.Now()
 	var perNode map[string]int
 	eventually(t, 90*time.Second, func() (err error) { perNode, err = checkCapacity(a, nodes, "web", 200); return err })
-	t.Logf("200 pods bound: %v", perNode)
+	t.Logf("200 pods bound in %v: %v", time.Since(posted).Round(time.Millisecond), perNode)
 	if m := <-maxSeen; m > 200 {
 		t.Fatalf("saw %d pods of web at once: duplicates were created", m)
 	} else {
