@@ -3,8 +3,11 @@ package scheduler_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/bustest"
@@ -176,4 +179,57 @@ func TestReplicaSetSpreadAcrossNodes(t *testing.T) {
 	if count["a"] != 3 || count["b"] != 3 || count["c"] != 3 {
 		t.Fatalf("web spread %v, want 3 per node", count)
 	}
+}
+
+// events returns "Reason: message" of every event recorded about pod.
+func (e env) events(pod string) []string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := e.conn.EventsStream().OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{bus.EventSubject(schemas.KindPod, pod)}})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for {
+		msgs, err := cons.FetchNoWait(100)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		n := 0
+		for m := range msgs.Messages() {
+			n++
+			var ev schemas.ObjectEvent
+			if err := schemas.Unmarshal(m.Data(), &ev); err != nil {
+				e.t.Fatal(err)
+			}
+			out = append(out, ev.Type+" "+ev.Reason+": "+ev.Message)
+		}
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+func TestSchedulingEvents(t *testing.T) {
+	e := startScheduler(t)
+	e.node("n1", "1", "1Gi", nil)
+	e.pod("big", "", "2", "", nil)
+	bustest.Eventually(t, 20*time.Second, func() error {
+		if got := strings.Join(e.events("big"), "\n"); got != "Warning FailedScheduling: 0/1 nodes available: 1 insufficient cpu" {
+			return fmt.Errorf("events %q", got)
+		}
+		return nil
+	})
+	e.node("n2", "4", "1Gi", nil)
+	e.waitBound("big")
+	bustest.Eventually(t, 20*time.Second, func() error {
+		got := e.events("big")
+		// Once per reason: the retries in between wrote nothing.
+		if len(got) != 2 || got[1] != "Normal Scheduled: Successfully assigned big to n2" {
+			return fmt.Errorf("events %q", got)
+		}
+		return nil
+	})
 }
