@@ -39,6 +39,7 @@ type Scheduler struct {
 	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
 	nodes *bus.Informer[schemas.Node, *schemas.Node]
 	q     *queue.Queue
+	room  *roomTracker
 
 	// bindMu serialises decide+bind so concurrent workers see each other's
 	// placements when spreading.
@@ -64,6 +65,7 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 		pods:  bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
 		nodes: bus.NewInformer(conn, conn.Nodes, cfg.Resync, log),
 		q:     queue.New(),
+		room:  newRoomTracker(),
 	}
 	s.pods.AddHandler(func(name string) {
 		p, ok := s.pods.Get(name)
@@ -71,12 +73,18 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 			s.q.Add(name)
 		}
 		// A pod gone or finished frees room on its node.
-		if !ok || p.Status.Terminal() {
+		if s.room.podChanged(name, p, ok) {
 			s.enqueuePending()
 		}
 	})
-	// A node becoming Ready (or appearing) may unblock every pending pod.
-	s.nodes.AddHandler(func(string) { s.enqueuePending() })
+	// A node becoming Ready, uncordoned, relabelled or added may unblock
+	// every pending pod; a mere heartbeat does not.
+	s.nodes.AddHandler(func(name string) {
+		n, ok := s.nodes.Get(name)
+		if s.room.nodeChanged(name, n, ok) {
+			s.enqueuePending()
+		}
+	})
 	return s, nil
 }
 
