@@ -34,6 +34,9 @@ type Config struct {
 	EvictionTimeout time.Duration
 	// Now is the clock; tests may inject one.
 	Now func() time.Time
+	// Elector, when set, runs the loops only while this process holds the
+	// lease (leader.go); nil runs them unconditionally.
+	Elector Elector
 }
 
 // Defaults, as documented in the README.
@@ -129,6 +132,9 @@ func (c *Controller) podChanged(name string) {
 
 // Run runs both loops until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
+	if c.cfg.Elector != nil {
+		return c.runElected(ctx)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -354,6 +360,8 @@ func (c *Controller) reconcileNode(ctx context.Context, name string) error {
 			c.nodes.Observe(updated)
 			c.log.Warn("node NotReady", "node", name, "reason", updated.Reason)
 			c.publish(bus.SubjNodeNotReady, schemas.Event{Type: "notready", Kind: schemas.KindNode, Name: name, Node: name, Reason: "NodeNotReady", Message: updated.Reason})
+			c.conn.Emit(schemas.ObjectEvent{Type: schemas.EventWarning, Reason: "NodeNotReady", Kind: schemas.KindNode, Name: name, Node: name,
+				Component: "controller", Message: "Node " + name + " status is now: NodeNotReady (" + updated.Reason + ")"})
 		}
 		return nil
 	}
@@ -398,6 +406,8 @@ func (c *Controller) evictPods(ctx context.Context, node string) error {
 			c.pods.Observe(updated)
 			c.log.Warn("evicted pod from lost node", "pod", p.Name, "node", node)
 			c.publish(bus.SubjPodFailed, schemas.Event{Type: "failed", Kind: schemas.KindPod, Name: p.Name, Node: node, Reason: "NodeLost"})
+			c.conn.Emit(schemas.ObjectEvent{Type: schemas.EventWarning, Reason: "Evicted", Kind: schemas.KindPod, Name: p.Name, Node: node,
+				Component: "controller", Message: "NodeLost: " + updated.Message})
 		}
 	}
 	return errors.Join(errs...)

@@ -65,6 +65,7 @@ type Config struct {
 	// RestartBackoff is the crash-loop backoff; zero fields take
 	// Kubernetes' defaults (10 s doubling to 5 min, reset after 10 min).
 	RestartBackoff Backoff
+	Node           NodeInfo // capacity and labels (node.go)
 }
 
 // DefaultHeartbeatInterval gives three heartbeats per default node grace.
@@ -81,6 +82,8 @@ type Kubelet struct {
 	q      *queue.Queue
 	// backoff is cfg.RestartBackoff with defaults filled in.
 	backoff Backoff
+	// capacity is cfg.Node resolved once (host defaults filled in).
+	capacity schemas.ResourceList
 
 	mu         sync.Mutex
 	containers map[string]ctr.Container // by container ID
@@ -106,8 +109,13 @@ func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, 
 	if cfg.Workers <= 0 {
 		cfg.Workers = 8
 	}
+	capacity, err := cfg.Node.Capacity()
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger.With("component", "kubelet", "node", cfg.NodeName)
 	k := &Kubelet{
+		capacity:   capacity,
 		cfg:        cfg,
 		conn:       conn,
 		rt:         rt,
@@ -534,15 +542,18 @@ func (k *Kubelet) heartbeat(ctx context.Context) error {
 		n.Status = schemas.NodeReady
 		n.Reason = ""
 		n.Hostname = hostname
+		k.describe(n)
 		return nil
 	})
 	if errors.Is(err, bus.ErrNotFound) {
-		err = k.conn.Nodes.Create(ctx, &schemas.Node{
+		n := &schemas.Node{
 			ObjectMeta:    schemas.ObjectMeta{Name: k.cfg.NodeName, CreatedAt: now, UID: newContainerID()[:32]},
 			Status:        schemas.NodeReady,
 			LastHeartbeat: now,
 			Hostname:      hostname,
-		})
+		}
+		k.describe(n)
+		err = k.conn.Nodes.Create(ctx, n)
 		if errors.Is(err, bus.ErrAlreadyExists) {
 			return k.heartbeat(ctx)
 		}
