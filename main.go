@@ -161,11 +161,18 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	mirror := fs.String("registry-mirror", "", "registry to pull docker.io images from, e.g. http://127.0.0.1:5000")
 	ctl := controllerFlags(fs)
 	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "kubelet heartbeat interval")
+	bo := backoffFlags(fs)
+	nf := nodeFlags(fs)
+	lf := leaseFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *nodes < 0 || *nodes > 1000 {
 		return fmt.Errorf("--nodes must be between 0 and 1000")
+	}
+	info, err := nf.info()
+	if err != nil {
+		return err
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
@@ -183,17 +190,29 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	defer conn.Close()
 
 	g, gctx := newGroup(ctx)
+	// up cannot run twice on one store, so after a kill -9 and restart it
+	// takes its leases back at once instead of waiting out their TTL.
+	host, _ := os.Hostname()
+	upHolder := "miniku-up@" + host
 	api, err := apiserver.New(apiserver.Config{Addr: *apiAddr, Logger: log}, conn)
 	if err != nil {
 		return err
 	}
 	g.Go("apiserver", func() error { return api.Run(gctx) })
-	sched, err := scheduler.New(scheduler.Config{Logger: log}, conn)
+	schedElector, err := lf.elector(ctx, conn, "scheduler", upHolder, log)
+	if err != nil {
+		return err
+	}
+	sched, err := scheduler.New(scheduler.Config{Logger: log, Elector: schedElector}, conn)
 	if err != nil {
 		return err
 	}
 	g.Go("scheduler", func() error { return sched.Run(gctx) })
-	ctrl, err := controller.New(ctl.config(log), conn)
+	ctlCfg := ctl.config(log)
+	if ctlCfg.Elector, err = lf.elector(ctx, conn, "controller", upHolder, log); err != nil {
+		return err
+	}
+	ctrl, err := controller.New(ctlCfg, conn)
 	if err != nil {
 		return err
 	}
@@ -205,7 +224,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	for i := 1; i <= *nodes; i++ {
 		name := fmt.Sprintf("node-%d", i)
-		if err := startKubelet(gctx, g, conn, images, c.dataDir, name, *hb, log); err != nil {
+		if err := startKubelet(gctx, g, conn, images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, log); err != nil {
 			return err
 		}
 	}
@@ -220,12 +239,15 @@ func startNATS(dataDir, addr string, log *slog.Logger) (*server.Server, error) {
 	return bus.StartServer(bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log})
 }
 
-func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, hb time.Duration, log *slog.Logger) error {
+// startKubelet runs a kubelet for node with cfg (NodeName and Logger are
+// filled in here) and a runtime rooted in the node's data directory.
+func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, cfg kubelet.Config, log *slog.Logger) error {
 	rt, err := mkrt.New(filepath.Join(dataDir, "nodes", node, "containers"), log.With("node", node))
 	if err != nil {
 		return fmt.Errorf("kubelet %s: %w", node, err)
 	}
-	k, err := kubelet.New(kubelet.Config{NodeName: node, HeartbeatInterval: hb, Logger: log}, conn, rt, images)
+	cfg.NodeName, cfg.Logger = node, log
+	k, err := kubelet.New(cfg, conn, rt, images)
 	if err != nil {
 		_ = rt.Close()
 		return err
@@ -236,6 +258,18 @@ func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.
 	})
 	return nil
 }
+
+type boFlags struct{ base, max *time.Duration }
+
+// backoffFlags: the crash-loop backoff (tests use short ones).
+func backoffFlags(fs *flag.FlagSet) boFlags {
+	return boFlags{
+		base: fs.Duration("restart-backoff", kubelet.DefaultRestartBackoff, "delay before the second restart in a row of a crashing container; doubles each time"),
+		max:  fs.Duration("restart-backoff-max", kubelet.DefaultRestartBackoffMax, "cap of the restart backoff (reset after a container ran twice this long)"),
+	}
+}
+
+func (f boFlags) backoff() kubelet.Backoff { return kubelet.Backoff{Base: *f.base, Max: *f.max} }
 
 type ctlFlags struct {
 	grace, eviction *time.Duration
@@ -315,11 +349,16 @@ func cmdScheduler(ctx context.Context, args []string, stderr io.Writer) error {
 	var c common
 	c.register(fs, false)
 	c.registerNATS(fs)
+	lf := leaseFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	return single(ctx, "scheduler", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
-		return scheduler.New(scheduler.Config{Logger: log}, conn)
+		el, err := lf.elector(ctx, conn, "scheduler", "", log)
+		if err != nil {
+			return nil, err
+		}
+		return scheduler.New(scheduler.Config{Logger: log, Elector: el}, conn)
 	})
 }
 
@@ -329,11 +368,17 @@ func cmdController(ctx context.Context, args []string, stderr io.Writer) error {
 	c.register(fs, false)
 	c.registerNATS(fs)
 	ctl := controllerFlags(fs)
+	lf := leaseFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	return single(ctx, "controller", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
-		return controller.New(ctl.config(log), conn)
+		cfg := ctl.config(log)
+		var err error
+		if cfg.Elector, err = lf.elector(ctx, conn, "controller", "", log); err != nil {
+			return nil, err
+		}
+		return controller.New(cfg, conn)
 	})
 }
 
@@ -345,11 +390,17 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 	node := fs.String("node-name", "", "this node's name (required; a DNS label)")
 	mirror := fs.String("registry-mirror", "", "registry to pull docker.io images from")
 	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "heartbeat interval")
+	bo := backoffFlags(fs)
+	nf := nodeFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if strings.TrimSpace(*node) == "" {
 		return errors.New("kubelet: --node-name is required")
+	}
+	info, err := nf.info()
+	if err != nil {
+		return err
 	}
 	log, err := c.logger(stderr)
 	if err != nil {
@@ -368,7 +419,7 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	g, gctx := newGroup(ctx)
-	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, *hb, log); err != nil {
+	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, log); err != nil {
 		return err
 	}
 	return g.Wait()

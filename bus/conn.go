@@ -43,6 +43,8 @@ type Conn struct {
 	reconnected chan struct{}
 
 	events jetstream.Stream
+	// replicas of the buckets this connection creates (leases too).
+	replicas int
 
 	Pods        *Bucket[schemas.Pod, *schemas.Pod]
 	ReplicaSets *Bucket[schemas.ReplicaSet, *schemas.ReplicaSet]
@@ -103,6 +105,7 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	}
 	c.js = js
 	replicas := max(o.Replicas, 1)
+	c.replicas = replicas
 	if err := c.ensureBuckets(ctx, replicas); err != nil {
 		nc.Close()
 		return nil, err

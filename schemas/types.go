@@ -99,6 +99,10 @@ type Pod struct {
 	// DeletionTimestamp set means the pod is Terminating: its kubelet
 	// stops the container, then removes the object.
 	DeletionTimestamp *time.Time `json:"deletionTimestamp,omitempty"`
+	// DeletionGracePeriodSeconds is the grace the kubelet gives the
+	// container once Terminating: the pod's own, or the one the delete
+	// request asked for (Kubernetes' metadata.deletionGracePeriodSeconds).
+	DeletionGracePeriodSeconds *int64 `json:"deletionGracePeriodSeconds,omitempty"`
 
 	// Status: written by the kubelet (and by the node controller for lost nodes).
 	Status       PodPhase   `json:"status"`
@@ -130,6 +134,15 @@ func (s *PodSpec) GracePeriod() time.Duration {
 		return DefaultTerminationGracePeriod
 	}
 	return time.Duration(*s.TerminationGracePeriodSeconds) * time.Second
+}
+
+// DeletionGrace is how long a Terminating pod's container gets between
+// SIGTERM and SIGKILL.
+func (p *Pod) DeletionGrace() time.Duration {
+	if p.DeletionGracePeriodSeconds != nil {
+		return time.Duration(*p.DeletionGracePeriodSeconds) * time.Second
+	}
+	return p.GracePeriod()
 }
 
 // PodTemplate is what a replicaset stamps its pods from.

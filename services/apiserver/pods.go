@@ -68,6 +68,8 @@ func (s *Server) createPod(ctx context.Context, w http.ResponseWriter, r *http.R
 	p.ExitCode = nil
 	p.Reason, p.Message = "", ""
 	p.StartedAt, p.FinishedAt = nil, nil
+	p.RestartCount = 0
+	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = nil, nil
 	if err := p.Validate(); err != nil {
 		return 0, nil, invalid(kindPod, err)
 	}
@@ -91,19 +93,20 @@ func (s *Server) createPod(ctx context.Context, w http.ResponseWriter, r *http.R
 
 func (s *Server) deletePod(ctx context.Context, _ http.ResponseWriter, r *http.Request, name string) (int, any, error) {
 	q := r.URL.Query()
-	if err := checkQuery(q, "resourceVersion"); err != nil {
+	if err := checkQuery(q, "resourceVersion", "gracePeriodSeconds"); err != nil {
 		return 0, nil, err
 	}
 	want, err := parseResourceVersion(q)
 	if err != nil {
 		return 0, nil, err
 	}
-	p, err := deleteObject(ctx, s.conn.Pods, kindPod, name, want)
+	grace, err := parseGracePeriod(q)
 	if err != nil {
 		return 0, nil, err
 	}
-	s.log.Info("pod deleted", "pod", name, "node", p.NodeName, "resourceVersion", p.ResourceVersion)
-	// Node lets kubelets that subscribe to all deletions skip other nodes' pods.
-	s.publish(bus.SubjPodDeleted, schemas.Event{Type: "deleted", Kind: schemas.KindPod, Name: name, Node: p.NodeName, Revision: p.ResourceVersion})
+	p, err := s.deletePodGracefully(ctx, name, want, grace)
+	if err != nil {
+		return 0, nil, err
+	}
 	return http.StatusOK, p, nil
 }

@@ -48,6 +48,8 @@ func (s *Server) routes(segs []string) (eps []endpoint, kind string, ok bool) {
 		return []endpoint{{http.MethodGet, s.listNodes}}, "", true
 	case len(segs) == 2 && segs[0] == "nodes":
 		return []endpoint{{http.MethodGet, s.getNode}}, "node", true
+	case len(segs) == 3 && segs[0] == "nodes":
+		return s.nodeActionRoutes(segs[2])
 	}
 	return nil, "", false
 }

@@ -34,6 +34,9 @@ type Config struct {
 	EvictionTimeout time.Duration
 	// Now is the clock; tests may inject one.
 	Now func() time.Time
+	// Elector, when set, runs the loops only while this process holds the
+	// lease (leader.go); nil runs them unconditionally.
+	Elector Elector
 }
 
 // Defaults, as documented in the README.
@@ -129,6 +132,9 @@ func (c *Controller) podChanged(name string) {
 
 // Run runs both loops until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
+	if c.cfg.Elector != nil {
+		return c.runElected(ctx)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -205,7 +211,7 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 		var errs []error
 		for _, p := range c.pods.List() {
 			if p.Owner == name {
-				errs = append(errs, c.deletePod(ctx, p, "replicaset deleted"))
+				errs = append(errs, c.terminatePod(ctx, p, "replicaset deleted"))
 			}
 		}
 		return errors.Join(errs...)
@@ -214,11 +220,11 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 	var errs []error
 	// Pods of an earlier replicaset with the same name.
 	for _, p := range orphans {
-		errs = append(errs, c.deletePod(ctx, p, "owner replaced"))
+		errs = append(errs, c.terminatePod(ctx, p, "owner replaced"))
 	}
 	plan := DecideReplicaSet(rs, owned)
 	for _, p := range plan.Delete {
-		errs = append(errs, c.deletePod(ctx, p, "scale down or replace"))
+		errs = append(errs, c.terminatePod(ctx, p, "scale down or replace"))
 	}
 	for range plan.Create {
 		if err := c.createPod(ctx, rs); err != nil {
@@ -354,6 +360,8 @@ func (c *Controller) reconcileNode(ctx context.Context, name string) error {
 			c.nodes.Observe(updated)
 			c.log.Warn("node NotReady", "node", name, "reason", updated.Reason)
 			c.publish(bus.SubjNodeNotReady, schemas.Event{Type: "notready", Kind: schemas.KindNode, Name: name, Node: name, Reason: "NodeNotReady", Message: updated.Reason})
+			c.conn.Emit(schemas.ObjectEvent{Type: schemas.EventWarning, Reason: "NodeNotReady", Kind: schemas.KindNode, Name: name, Node: name,
+				Component: "controller", Message: "Node " + name + " status is now: NodeNotReady (" + updated.Reason + ")"})
 		}
 		return nil
 	}
@@ -366,6 +374,13 @@ func (c *Controller) reconcileNode(ctx context.Context, name string) error {
 func (c *Controller) evictPods(ctx context.Context, node string) error {
 	var errs []error
 	for _, p := range c.pods.List() {
+		if p.NodeName == node && p.DeletionTimestamp != nil {
+			// No kubelet will finish it: force-delete, as Kubernetes'
+			// pod GC does for pods of lost nodes. If the node returns,
+			// its kubelet stops the container of the vanished pod.
+			errs = append(errs, c.deletePod(ctx, p, "terminating on lost node"))
+			continue
+		}
 		if p.NodeName != node || p.Status.Terminal() {
 			continue
 		}
@@ -391,6 +406,8 @@ func (c *Controller) evictPods(ctx context.Context, node string) error {
 			c.pods.Observe(updated)
 			c.log.Warn("evicted pod from lost node", "pod", p.Name, "node", node)
 			c.publish(bus.SubjPodFailed, schemas.Event{Type: "failed", Kind: schemas.KindPod, Name: p.Name, Node: node, Reason: "NodeLost"})
+			c.conn.Emit(schemas.ObjectEvent{Type: schemas.EventWarning, Reason: "Evicted", Kind: schemas.KindPod, Name: p.Name, Node: node,
+				Component: "controller", Message: "NodeLost: " + updated.Message})
 		}
 	}
 	return errors.Join(errs...)

@@ -13,13 +13,18 @@ type Plan struct {
 	Status schemas.ReplicaSet
 }
 
-// DecideReplicaSet compares a replicaset with its pods. Terminal pods are
+// DecideReplicaSet compares a replicaset with its pods. Terminating pods
+// (deletionTimestamp set) are already going and count for nothing, so
+// replacements start at once, as in Kubernetes. Terminal pods are
 // deleted and replaced. Extras go in Kubernetes' order: unscheduled first,
 // then not yet running, then the newest.
 func DecideReplicaSet(rs *schemas.ReplicaSet, pods []*schemas.Pod) Plan {
 	var plan Plan
 	var active []*schemas.Pod
 	for _, p := range pods {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
 		if p.Status.Terminal() {
 			plan.Delete = append(plan.Delete, p)
 			continue

@@ -63,3 +63,33 @@ func TestDecideScaleDownOrder(t *testing.T) {
 		t.Fatalf("plan %+v", plan)
 	}
 }
+
+func TestDecideIgnoresTerminating(t *testing.T) {
+	rs := &schemas.ReplicaSet{DesiredCount: 2}
+	gone := pod("going", schemas.PodRunning, "n", time.Hour)
+	ts := time.Unix(2000, 0)
+	gone.DeletionTimestamp = &ts
+	goneFailed := pod("going-failed", schemas.PodFailed, "n", time.Hour)
+	goneFailed.DeletionTimestamp = &ts
+	plan := DecideReplicaSet(rs, []*schemas.Pod{gone, goneFailed, pod("ok", schemas.PodRunning, "n", time.Hour)})
+	// Terminating pods are neither counted nor deleted again: a
+	// replacement starts at once.
+	if plan.Create != 1 || len(plan.Delete) != 0 {
+		t.Fatalf("plan create %d delete %v, want 1 and none", plan.Create, names(plan.Delete))
+	}
+	if plan.Status.CurrentCount != 2 || plan.Status.ReadyCount != 1 {
+		t.Fatalf("status %+v", plan.Status)
+	}
+}
+
+func TestDecideTemplateChangeKeepsPods(t *testing.T) {
+	rs := &schemas.ReplicaSet{DesiredCount: 2, Template: schemas.PodTemplate{PodSpec: schemas.PodSpec{Image: "busybox:2", Command: []string{"new"}}}}
+	old := []*schemas.Pod{pod("a", schemas.PodRunning, "n", time.Hour), pod("b", schemas.PodRunning, "n", time.Hour)}
+	for _, p := range old {
+		p.PodSpec = schemas.PodSpec{Image: "busybox:1", Command: []string{"old"}}
+	}
+	plan := DecideReplicaSet(rs, old)
+	if plan.Create != 0 || len(plan.Delete) != 0 {
+		t.Fatalf("a template change touched existing pods: create %d delete %v", plan.Create, names(plan.Delete))
+	}
+}

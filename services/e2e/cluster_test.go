@@ -229,6 +229,8 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 }
 
 // running checks that rs has exactly n pods, all Running with a container.
+// Terminating pods (deletionTimestamp set) are on their way out and not
+// counted, as the replicaset controller does not count them.
 func running(a api, rs string, n int) ([]schemas.Pod, error) {
 	pods, err := a.pods()
 	if err != nil {
@@ -236,7 +238,7 @@ func running(a api, rs string, n int) ([]schemas.Pod, error) {
 	}
 	var mine []schemas.Pod
 	for _, p := range pods {
-		if p.Owner == rs {
+		if p.Owner == rs && p.DeletionTimestamp == nil {
 			mine = append(mine, p)
 		}
 	}

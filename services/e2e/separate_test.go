@@ -128,6 +128,20 @@ func TestSeparateProcessesNodeFailure(t *testing.T) {
 		return nil
 	})
 	t.Logf("kubelet death to replacements Running: %v", time.Since(died))
+	// The replaced pods were deleted gracefully, but no kubelet runs on
+	// node-b to finish that: the controller force-deletes them.
+	eventually(t, 30*time.Second, func() error {
+		pods, err := a.pods()
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			if p.Owner == "web" && p.NodeName == "node-b" {
+				return fmt.Errorf("pod %s still on lost node-b: %s deletionTimestamp %v", p.Name, p.Status, p.DeletionTimestamp)
+			}
+		}
+		return nil
+	})
 	// The old copy still runs on the dead node's host...
 	if _, ok := liveContainers(t, dataDir)[onB]; !ok {
 		t.Fatalf("container %s on node-b should still run while its kubelet is down", onB)

@@ -62,6 +62,10 @@ type Config struct {
 	Resync            time.Duration
 	Workers           int
 	Logger            *slog.Logger
+	// RestartBackoff is the crash-loop backoff; zero fields take
+	// Kubernetes' defaults (10 s doubling to 5 min, reset after 10 min).
+	RestartBackoff Backoff
+	Node           NodeInfo // capacity and labels (node.go)
 }
 
 // DefaultHeartbeatInterval gives three heartbeats per default node grace.
@@ -76,10 +80,15 @@ type Kubelet struct {
 	log    *slog.Logger
 	pods   *bus.Informer[schemas.Pod, *schemas.Pod]
 	q      *queue.Queue
+	// backoff is cfg.RestartBackoff with defaults filled in.
+	backoff Backoff
+	// capacity is cfg.Node resolved once (host defaults filled in).
+	capacity schemas.ResourceList
 
 	mu         sync.Mutex
 	containers map[string]ctr.Container // by container ID
 	waiting    map[string]bool          // container IDs with a waiter goroutine
+	stopping   map[string]*stopOp       // container IDs being stopped
 	wg         sync.WaitGroup
 }
 
@@ -100,8 +109,13 @@ func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, 
 	if cfg.Workers <= 0 {
 		cfg.Workers = 8
 	}
+	capacity, err := cfg.Node.Capacity()
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger.With("component", "kubelet", "node", cfg.NodeName)
 	k := &Kubelet{
+		capacity:   capacity,
 		cfg:        cfg,
 		conn:       conn,
 		rt:         rt,
@@ -111,6 +125,8 @@ func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, 
 		q:          queue.New(),
 		containers: map[string]ctr.Container{},
 		waiting:    map[string]bool{},
+		stopping:   map[string]*stopOp{},
+		backoff:    cfg.RestartBackoff.withDefaults(),
 	}
 	k.pods.AddHandler(func(name string) {
 		if p, ok := k.pods.Get(name); (ok && p.NodeName == k.cfg.NodeName) || k.hasContainer(name) {
@@ -273,21 +289,26 @@ func (k *Kubelet) syncPod(ctx context.Context, name string) error {
 	if !mine {
 		return nil
 	}
+	if pod.DeletionTimestamp != nil {
+		return k.syncTerminating(ctx, pod, current)
+	}
 
 	switch {
 	case pod.Status.Terminal():
 		// Failed by someone else (e.g. NodeLost while we were away): a
 		// replacement may run elsewhere, so this copy must stop.
 		if current != nil && current.Status == ctr.StatusRunning {
-			return k.stop(ctx, *current, pod.GracePeriod(), "pod is "+string(pod.Status))
+			k.stopAsync(ctx, pod, *current, pod.GracePeriod(), "pod is "+string(pod.Status))
 		}
 		return nil
 	case current == nil && pod.Status == schemas.PodPending:
-		return k.start(ctx, pod)
+		return k.start(ctx, pod, 0)
+	case current == nil && pod.RestartPolicy != schemas.RestartNever:
+		return k.restartMissing(ctx, pod)
 	case current == nil:
 		// Running (or Unknown) but the container is gone, e.g. the host
-		// rebooted. With no restart policy yet, report it Failed so its
-		// replicaset replaces it.
+		// rebooted, and the restart policy is Never: report it Failed so
+		// its replicaset replaces it.
 		return k.report(ctx, pod, nil, func(p *schemas.Pod) {
 			now := time.Now().UTC()
 			p.Status = schemas.PodFailed
@@ -301,6 +322,8 @@ func (k *Kubelet) syncPod(ctx context.Context, name string) error {
 		}
 		c := *current
 		return k.report(ctx, pod, &c, func(p *schemas.Pod) { setRunning(p, c) })
+	case wantsRestart(pod, *current):
+		return k.restartExited(ctx, pod, *current)
 	default:
 		c := *current
 		return k.report(ctx, pod, &c, func(p *schemas.Pod) { setExited(p, c) })
@@ -308,6 +331,9 @@ func (k *Kubelet) syncPod(ctx context.Context, name string) error {
 }
 
 func setRunning(p *schemas.Pod, c ctr.Container) {
+	if p.ContainerID != "" && p.ContainerID != c.ID {
+		p.RestartCount++ // a new container replaced the pod's previous one
+	}
 	p.Status = schemas.PodRunning
 	p.ContainerID = c.ID
 	p.Reason, p.Message = "", ""
@@ -343,7 +369,10 @@ func setExited(p *schemas.Pod, c ctr.Container) {
 }
 
 // start pulls the image and starts the pod's container, then reports it.
-func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod) error {
+// crashes is how many times in a row the pod's container has crashed
+// before (restart backoff state, kept on the container).
+func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod, crashes int) error {
+	pullStart := time.Now()
 	img, err := k.images.Pull(ctx, pod.Image)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -358,6 +387,7 @@ func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod) error {
 			p.FinishedAt = &now
 		})
 	}
+	k.event(pod, schemas.EventNormal, "Pulled", fmt.Sprintf("Image %q ready in %s", pod.Image, time.Since(pullStart).Round(time.Millisecond)))
 	args := pod.Command
 	if args == nil {
 		args = append(append([]string{}, img.Config.Entrypoint...), img.Config.Cmd...)
@@ -382,6 +412,7 @@ func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod) error {
 			labelGrace:  strconv.FormatInt(int64(pod.GracePeriod()/time.Second), 10),
 		},
 	}
+	spec.Labels[labelCrashes] = strconv.Itoa(crashes)
 	c, err := k.rt.Start(ctx, spec)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -398,6 +429,8 @@ func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod) error {
 	}
 	k.track(ctx, c)
 	k.log.Info("started container", "pod", pod.Name, "container", c.ID, "pid", c.Pid)
+	k.event(pod, schemas.EventNormal, "Created", "Created container "+containerName(pod))
+	k.event(pod, schemas.EventNormal, "Started", "Started container "+containerName(pod))
 	return k.report(ctx, pod, &c, func(p *schemas.Pod) { setRunning(p, c) })
 }
 
@@ -472,9 +505,9 @@ func (k *Kubelet) destroy(ctx context.Context, c ctr.Container, why string) erro
 		grace = time.Duration(s) * time.Second
 	}
 	if c.Status == ctr.StatusRunning {
-		if err := k.stop(ctx, c, grace, why); err != nil {
-			return err
-		}
+		// Removed once stopped: the stop requeues the pod.
+		k.stopAsync(ctx, nil, c, grace, why)
+		return nil
 	}
 	if err := k.rt.Remove(c.ID); err != nil && !errors.Is(err, ctr.ErrNotFound) {
 		return fmt.Errorf("remove container %s: %w", c.ID, err)
@@ -510,15 +543,18 @@ func (k *Kubelet) heartbeat(ctx context.Context) error {
 		n.Status = schemas.NodeReady
 		n.Reason = ""
 		n.Hostname = hostname
+		k.describe(n)
 		return nil
 	})
 	if errors.Is(err, bus.ErrNotFound) {
-		err = k.conn.Nodes.Create(ctx, &schemas.Node{
+		n := &schemas.Node{
 			ObjectMeta:    schemas.ObjectMeta{Name: k.cfg.NodeName, CreatedAt: now, UID: newContainerID()[:32]},
 			Status:        schemas.NodeReady,
 			LastHeartbeat: now,
 			Hostname:      hostname,
-		})
+		}
+		k.describe(n)
+		err = k.conn.Nodes.Create(ctx, n)
 		if errors.Is(err, bus.ErrAlreadyExists) {
 			return k.heartbeat(ctx)
 		}

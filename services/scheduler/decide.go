@@ -8,36 +8,169 @@ import (
 	"github.com/miniku/miniku/schemas"
 )
 
-// Decide picks the node for pod: among Ready nodes, the one with the fewest
-// pods (ties broken by name so the choice is deterministic). podsOnNode
-// counts non-terminal pods per node. With no candidate it returns "" and a
-// reason in Kubernetes' "0/N nodes available: ..." form.
-func Decide(pod *schemas.Pod, nodes []*schemas.Node, podsOnNode map[string]int) (string, string) {
-	var candidates []*schemas.Node
-	notReady := 0
+// DefaultMaxPods is the pod capacity of a node that does not report one
+// (Kubernetes' default --max-pods).
+const DefaultMaxPods = 110
+
+// Reasons a node is filtered out, as they appear in the message of an
+// unschedulable pod ("0/3 nodes available: 2 insufficient memory, 1 NotReady").
+const (
+	ReasonNotReady      = "NotReady"
+	ReasonUnschedulable = "unschedulable"
+	ReasonSelector      = "didn't match nodeSelector"
+	ReasonTooManyPods   = "too many pods"
+	ReasonCPU           = "insufficient cpu"
+	ReasonMemory        = "insufficient memory"
+)
+
+// usage is what the pods bound to a node request.
+type usage struct {
+	cpu, mem int64
+	pods     int
+	// owners counts this node's pods per replicaset, for spreading.
+	owners map[string]int
+}
+
+// Decide picks the node for pod, or returns "" and why no node fits. It is
+// a pure function of its inputs: bound holds the pods the scheduler knows
+// (those bound to a node and not terminal count against its capacity).
+//
+// Filters, as in kube-scheduler: the node is Ready, not cordoned, carries
+// every label of the pod's nodeSelector, has a free pod slot and room for
+// the pod's cpu and memory requests (an unset node capacity is unlimited,
+// an unset pod request is zero). Scores, in order: fewest pods of the same
+// replicaset (spread), then the lowest share of the node allocated once the
+// pod is placed (least allocated: the mean of the cpu, memory and pod
+// fractions it has capacity for), then the name, so the choice is
+// deterministic.
+func Decide(pod *schemas.Pod, nodes []*schemas.Node, bound []*schemas.Pod) (string, string) {
+	use := usageByNode(pod, bound)
+	reqCPU, reqMem := pod.Resources.CPUMilli(), pod.Resources.MemoryBytes()
+	failures := map[string]int{}
+	var best *schemas.Node
+	var bestSpread int
+	var bestAlloc float64
 	for _, n := range nodes {
-		if n.Status != schemas.NodeReady {
-			notReady++
+		u := use[n.Name]
+		if why := filter(pod, n, u, reqCPU, reqMem); len(why) > 0 {
+			for _, r := range why {
+				failures[r]++
+			}
 			continue
 		}
-		candidates = append(candidates, n)
+		spread := 0
+		if pod.Owner != "" && u != nil {
+			spread = u.owners[pod.Owner]
+		}
+		alloc := allocated(n, u, reqCPU, reqMem)
+		if best == nil || spread < bestSpread ||
+			(spread == bestSpread && (alloc < bestAlloc || (alloc == bestAlloc && n.Name < best.Name))) {
+			best, bestSpread, bestAlloc = n, spread, alloc
+		}
 	}
-	if len(candidates) == 0 {
-		var why []string
-		if notReady > 0 {
-			why = append(why, fmt.Sprintf("%d NotReady", notReady))
-		}
-		if len(nodes) == 0 {
-			why = append(why, "no nodes registered")
-		}
-		return "", fmt.Sprintf("0/%d nodes available: %s", len(nodes), strings.Join(why, ", "))
+	if best != nil {
+		return best.Name, ""
 	}
-	sort.Slice(candidates, func(i, j int) bool {
-		a, b := podsOnNode[candidates[i].Name], podsOnNode[candidates[j].Name]
-		if a != b {
-			return a < b
+	return "", unschedulableMessage(len(nodes), failures)
+}
+
+func usageByNode(pod *schemas.Pod, bound []*schemas.Pod) map[string]*usage {
+	use := map[string]*usage{}
+	for _, p := range bound {
+		if p.NodeName == "" || p.Status.Terminal() || p.Name == pod.Name {
+			continue
 		}
-		return candidates[i].Name < candidates[j].Name
+		u := use[p.NodeName]
+		if u == nil {
+			u = &usage{owners: map[string]int{}}
+			use[p.NodeName] = u
+		}
+		u.cpu += p.Resources.CPUMilli()
+		u.mem += p.Resources.MemoryBytes()
+		u.pods++
+		if p.Owner != "" {
+			u.owners[p.Owner]++
+		}
+	}
+	return use
+}
+
+// filter returns why pod cannot go to n; empty means it fits. Like
+// kube-scheduler, a node lacking several resources counts under each.
+func filter(pod *schemas.Pod, n *schemas.Node, u *usage, reqCPU, reqMem int64) []string {
+	if n.Status != schemas.NodeReady {
+		return []string{ReasonNotReady}
+	}
+	if n.Unschedulable {
+		return []string{ReasonUnschedulable}
+	}
+	for k, v := range pod.NodeSelector {
+		if got, ok := n.Labels[k]; !ok || got != v {
+			return []string{ReasonSelector}
+		}
+	}
+	if u == nil {
+		u = &usage{}
+	}
+	var why []string
+	if u.pods+1 > maxPods(n) {
+		why = append(why, ReasonTooManyPods)
+	}
+	if c := n.Capacity.CPUMilli(); n.Capacity.CPU != "" && u.cpu+reqCPU > c {
+		why = append(why, ReasonCPU)
+	}
+	if m := n.Capacity.MemoryBytes(); n.Capacity.Memory != "" && u.mem+reqMem > m {
+		why = append(why, ReasonMemory)
+	}
+	return why
+}
+
+func maxPods(n *schemas.Node) int {
+	if n.Capacity.Pods > 0 {
+		return n.Capacity.Pods
+	}
+	return DefaultMaxPods
+}
+
+// allocated is the mean fraction of the node's capacities in use once pod
+// is placed there.
+func allocated(n *schemas.Node, u *usage, reqCPU, reqMem int64) float64 {
+	if u == nil {
+		u = &usage{}
+	}
+	sum := float64(u.pods+1) / float64(maxPods(n))
+	dims := 1.0
+	if c := n.Capacity.CPUMilli(); c > 0 {
+		sum += float64(u.cpu+reqCPU) / float64(c)
+		dims++
+	}
+	if m := n.Capacity.MemoryBytes(); m > 0 {
+		sum += float64(u.mem+reqMem) / float64(m)
+		dims++
+	}
+	return sum / dims
+}
+
+// unschedulableMessage renders Kubernetes' FailedScheduling message, most
+// frequent reason first.
+func unschedulableMessage(total int, failures map[string]int) string {
+	if total == 0 {
+		return "0/0 nodes available: no nodes registered"
+	}
+	reasons := make([]string, 0, len(failures))
+	for r := range failures {
+		reasons = append(reasons, r)
+	}
+	sort.Slice(reasons, func(i, j int) bool {
+		a, b := reasons[i], reasons[j]
+		if failures[a] != failures[b] {
+			return failures[a] > failures[b]
+		}
+		return a < b
 	})
-	return candidates[0].Name, ""
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = fmt.Sprintf("%d %s", failures[r], r)
+	}
+	return fmt.Sprintf("0/%d nodes available: %s", total, strings.Join(parts, ", "))
 }

@@ -26,6 +26,9 @@ type Config struct {
 	Resync time.Duration
 	// Workers bind pods concurrently.
 	Workers int
+	// Elector, when set, runs the scheduler only while this process holds
+	// the lease (see leader.go); nil schedules unconditionally.
+	Elector Elector
 }
 
 // Scheduler is the binding loop.
@@ -36,6 +39,7 @@ type Scheduler struct {
 	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
 	nodes *bus.Informer[schemas.Node, *schemas.Node]
 	q     *queue.Queue
+	room  *roomTracker
 
 	// bindMu serialises decide+bind so concurrent workers see each other's
 	// placements when spreading.
@@ -61,19 +65,31 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 		pods:  bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
 		nodes: bus.NewInformer(conn, conn.Nodes, cfg.Resync, log),
 		q:     queue.New(),
+		room:  newRoomTracker(),
 	}
 	s.pods.AddHandler(func(name string) {
-		if p, ok := s.pods.Get(name); ok && needsBinding(p) {
+		p, ok := s.pods.Get(name)
+		if ok && needsBinding(p) {
 			s.q.Add(name)
 		}
+		// A pod gone or finished frees room on its node.
+		if s.room.podChanged(name, p, ok) {
+			s.enqueuePending()
+		}
 	})
-	// A node becoming Ready (or appearing) may unblock every pending pod.
-	s.nodes.AddHandler(func(string) { s.enqueuePending() })
+	// A node becoming Ready, uncordoned, relabelled or added may unblock
+	// every pending pod; a mere heartbeat does not.
+	s.nodes.AddHandler(func(name string) {
+		n, ok := s.nodes.Get(name)
+		if s.room.nodeChanged(name, n, ok) {
+			s.enqueuePending()
+		}
+	})
 	return s, nil
 }
 
 func needsBinding(p *schemas.Pod) bool {
-	return p.NodeName == "" && p.Status == schemas.PodPending
+	return p.NodeName == "" && p.Status == schemas.PodPending && p.DeletionTimestamp == nil
 }
 
 func (s *Scheduler) enqueuePending() {
@@ -86,6 +102,9 @@ func (s *Scheduler) enqueuePending() {
 
 // Run schedules until ctx ends.
 func (s *Scheduler) Run(ctx context.Context) error {
+	if s.cfg.Elector != nil {
+		return s.runElected(ctx)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -132,19 +151,22 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 
 	s.bindMu.Lock()
 	defer s.bindMu.Unlock()
-	node, reason := Decide(pod, s.nodes.List(), s.podsPerNode())
+	node, reason := Decide(pod, s.nodes.List(), s.pods.List())
 	if node == "" {
 		s.log.Debug("pod unschedulable", "pod", name, "reason", reason)
-		// Node changes requeue pending pods; the retry only covers a
-		// missed node event.
+		// Node changes and freed pods requeue pending pods; the retry
+		// only covers a missed event.
 		s.q.AddAfter(name, 5*time.Second)
-		return nil
+		return s.markUnschedulable(ctx, pod, reason)
 	}
 	bound, err := bus.Clone(pod)
 	if err != nil {
 		return err
 	}
 	bound.NodeName = node
+	if bound.Reason == ReasonPodUnschedulable {
+		bound.Reason, bound.Message = "", ""
+	}
 	if err := s.conn.Pods.Update(ctx, bound); err != nil {
 		if errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrNotFound) {
 			// Someone changed it first (another scheduler, a delete):
@@ -162,19 +184,11 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 	}
 	s.pods.Observe(bound)
 	s.log.Info(fmt.Sprintf("assigning pod %s to node %s", name, node), "pod", name, "node", node)
+	s.conn.Emit(schemas.ObjectEvent{Type: schemas.EventNormal, Reason: "Scheduled", Kind: schemas.KindPod, Name: name, Node: node,
+		Component: "scheduler", Message: fmt.Sprintf("Successfully assigned %s to %s", name, node)})
 	ev := schemas.Event{Type: "assigned", Kind: schemas.KindPod, Name: name, Node: node, Revision: bound.ResourceVersion}
 	if err := s.conn.Publish(bus.NodeSubject(bus.SubjPodAssigned, node), ev); err != nil {
 		s.log.Warn("publish assignment", "pod", name, "err", err)
 	}
 	return nil
-}
-
-func (s *Scheduler) podsPerNode() map[string]int {
-	counts := map[string]int{}
-	for _, p := range s.pods.List() {
-		if p.NodeName != "" && !p.Status.Terminal() {
-			counts[p.NodeName]++
-		}
-	}
-	return counts
 }

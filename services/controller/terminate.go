@@ -1,0 +1,53 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/schemas"
+)
+
+// terminatePod is the controller's pod delete: like DELETE /pods/{name} it
+// marks the pod Terminating with CAS (deletionTimestamp, and the pod's own
+// grace period), and the kubelet stops the container and deletes the
+// object. A pod no kubelet would finish — unbound, or bound to a node that
+// does not exist — is deleted at once. Terminating pods on a node that
+// stays NotReady are force-deleted by the node loop (see evictPods).
+func (c *Controller) terminatePod(ctx context.Context, p *schemas.Pod, why string) error {
+	if p.DeletionTimestamp != nil {
+		return nil
+	}
+	if _, known := c.nodes.Get(p.NodeName); p.NodeName == "" || !known {
+		return c.deletePod(ctx, p, why)
+	}
+	var unbound *schemas.Pod
+	updated, err := c.conn.Pods.Mutate(ctx, p.Name, func(cur *schemas.Pod) error {
+		if cur.UID != p.UID || cur.DeletionTimestamp != nil {
+			return bus.ErrNoChange
+		}
+		if cur.NodeName == "" {
+			unbound = cur
+			return bus.ErrNoChange
+		}
+		now := c.cfg.Now().UTC()
+		grace := int64(cur.GracePeriod().Seconds())
+		cur.DeletionTimestamp = &now
+		cur.DeletionGracePeriodSeconds = &grace
+		return nil
+	})
+	switch {
+	case errors.Is(err, bus.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("terminate pod %s: %w", p.Name, err)
+	case unbound != nil:
+		return c.deletePod(ctx, unbound, why)
+	}
+	if updated.UID == p.UID && updated.DeletionTimestamp != nil {
+		c.pods.Observe(updated)
+		c.log.Info("terminating pod", "pod", p.Name, "replicaset", p.Owner, "node", p.NodeName, "reason", why)
+	}
+	return nil
+}
