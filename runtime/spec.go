@@ -18,7 +18,15 @@ type Spec struct {
 	WorkDir  string            // absolute, default "/"; created when missing
 	Hostname string            // UTS hostname inside the container, default the ID
 	Labels   map[string]string // opaque to the runtime, persisted with the state
+
+	User        string    // image config User: "uid", "uid:gid", or a name looked up in the rootfs /etc/passwd and /etc/group
+	HostNetwork bool      // false: new network namespace with lo up
+	Resources   Resources // cgroup limits
+	LogMaxBytes int64     // rotate container.log at this size into container.log.1 (one rotated file kept); 0 = 10 MiB
 }
+
+// DefaultLogMaxBytes is the size at which container.log rotates by default.
+const DefaultLogMaxBytes = 10 << 20
 
 // DefaultPath is the PATH of a container whose Env does not set one, the
 // same default as Docker's so images behave as they do elsewhere.
@@ -44,6 +52,7 @@ type Container struct {
 	ExitCode   int       // valid when Status==StatusExited && ExitKnown
 	ExitKnown  bool      // false when the container exited while no miniku process was its parent
 	FinishedAt time.Time // zero when unknown
+	OOMKilled  bool      // the container was killed by the OOM killer (its cgroup's oom kill count rose)
 }
 
 var (
@@ -91,6 +100,18 @@ func (s *Spec) validate() error {
 	}
 	if len(s.Hostname) > 64 || !hostnameRE.MatchString(s.Hostname) {
 		return fmt.Errorf("%w: hostname %q", ErrInvalidSpec, s.Hostname)
+	}
+	if strings.IndexByte(s.WorkDir, 0) >= 0 || strings.IndexByte(s.User, 0) >= 0 {
+		return fmt.Errorf("%w: workdir or user contains NUL", ErrInvalidSpec)
+	}
+	if r := s.Resources; r.CPUMilli < 0 || r.MemoryBytes < 0 || r.Pids < 0 {
+		return fmt.Errorf("%w: negative resource limit %+v", ErrInvalidSpec, r)
+	}
+	if s.LogMaxBytes < 0 {
+		return fmt.Errorf("%w: negative log size %d", ErrInvalidSpec, s.LogMaxBytes)
+	}
+	if s.LogMaxBytes == 0 {
+		s.LogMaxBytes = DefaultLogMaxBytes
 	}
 	return nil
 }
