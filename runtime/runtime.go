@@ -211,7 +211,12 @@ func (r *Runtime) start(ctx context.Context, spec Spec) (Container, error) {
 	cfgR.Close()
 	resW.Close()
 	err = sendConfig(ctx, cfgW, cfg.encode())
-	res, rerr := readResult(ctx, resR)
+	// Not ctx: once the shim has its config it runs the container whatever
+	// happens here, and a container must not run without its state.json.
+	// The result comes in milliseconds; the timeout only bounds a hung mount.
+	rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	res, rerr := readResult(rctx, resR)
+	cancel()
 	cmd.Wait() // the launcher exits as soon as it has forked the shim
 	if rerr != nil {
 		return Container{}, rerr
