@@ -526,7 +526,8 @@ static void shim(struct config *c) {
 		}
 		if (p[0].revents) {
 			struct signalfd_siginfo si;
-			if (read(sfd, &si, sizeof si) == sizeof si && si.ssi_signo != SIGCHLD)
+			// Once reaped, the pid may belong to a stranger: forward no more.
+			if (read(sfd, &si, sizeof si) == sizeof si && si.ssi_signo != SIGCHLD && !exited)
 				kill(child, si.ssi_signo);
 			int st;
 			pid_t w;
