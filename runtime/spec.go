@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -55,12 +54,41 @@ type Container struct {
 	OOMKilled  bool      // the container was killed by the OOM killer (its cgroup's oom kill count rose)
 }
 
+// idRE and hostnameRE are matchers written out by hand rather than
+// regexps: compiling those in package init cost every miniku command,
+// container starts from the command line included, half a millisecond.
 var (
-	idRE = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
+	idRE = matcher(func(s string) bool {
+		if len(s) < 1 || len(s) > 64 {
+			return false
+		}
+		for _, c := range []byte(s) {
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+				return false
+			}
+		}
+		return true
+	})
 	// RFC 1123 host name: what sethostname accepts is far looser, but
 	// anything else would surprise the programs inside the container.
-	hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*$`)
+	hostnameRE = matcher(func(s string) bool {
+		for label := range strings.SplitSeq(s, ".") {
+			if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
+				return false
+			}
+			for _, c := range []byte(label) {
+				if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' {
+					return false
+				}
+			}
+		}
+		return true
+	})
 )
+
+type matcher func(string) bool
+
+func (m matcher) MatchString(s string) bool { return m(s) }
 
 // validate checks s and fills in defaults.
 func (s *Spec) validate() error {
