@@ -3,6 +3,8 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -10,14 +12,20 @@ import (
 	"github.com/miniku/miniku/runtime/image/imagetest"
 )
 
+// crunBundleEnv names an OCI bundle (running /bin/true) for
+// BenchmarkContainerStart to time `crun run` with, interleaved with its own
+// starts, so that both figures see the same machine load.
+const crunBundleEnv = "MINIKU_BENCH_CRUN_BUNDLE"
+
 // BenchmarkContainerStart is the start of a container inside a long-lived
 // process (the kubelet): create, start and wait for /bin/true, then remove.
 func BenchmarkContainerStart(b *testing.B) {
 	r := mustRuntime(b, "")
 	rootfs := imagetest.BusyboxRootfs(b)
+	bundle := os.Getenv(crunBundleEnv)
 	ctx := context.Background()
 	i := 0
-	var times []time.Duration
+	var times, crun []time.Duration
 	for b.Loop() {
 		t0 := time.Now()
 		id := fmt.Sprintf("bench%d", i)
@@ -36,8 +44,24 @@ func BenchmarkContainerStart(b *testing.B) {
 			b.Fatal(err)
 		}
 		times = append(times, time.Since(t0))
+		if bundle != "" {
+			b.StopTimer()
+			t0 := time.Now()
+			if out, err := exec.Command("crun", "run", "--bundle", bundle, fmt.Sprintf("gobench%d-%d", os.Getpid(), i)).CombinedOutput(); err != nil {
+				b.Fatalf("crun run: %v: %s", err, out)
+			}
+			crun = append(crun, time.Since(t0))
+			b.StartTimer()
+		}
 	}
-	// The median, as bench/runtime.sh compares it with the CLIs' medians.
-	slices.Sort(times)
-	b.ReportMetric(times[len(times)/2].Seconds(), "median-s")
+	// Medians, as bench/runtime.sh compares them with the CLIs' medians.
+	b.ReportMetric(median(times).Seconds(), "median-s")
+	if len(crun) > 0 {
+		b.ReportMetric(median(crun).Seconds(), "crun-median-s")
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
 }

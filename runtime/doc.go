@@ -29,7 +29,7 @@
 //	exit.json        written by the shim when the container has exited
 //	container.log    "<RFC3339Nano> <stdout|stderr> <F|P> <content>" lines; rotated to container.log.1
 //	upper/ work/     overlay upper and work directories
-//	rootfs/          overlay mountpoint (the mount exists only inside the container)
+//	                 the directory itself is the overlay's mountpoint, inside the container only
 //
 // A container is running while its shim is (the pid AND its start time,
 // field 22 of /proc/<pid>/stat, must match, so that a reused pid is never
