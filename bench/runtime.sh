@@ -78,7 +78,7 @@ echo "container start, /bin/true in a busybox rootfs, $N runs each, medians (wal
 printf '  %-44s %8s s\n' "miniku runtime run" "$M" "crun run ($(crun --version | head -1 | awk '{print $3}'))" "$C" \
 	"runc run ($(runc --version | head -1 | awk '{print $3}'))" "$R"
 echo "in a long-lived process (BenchmarkContainerStart), interleaved with crun run:"
-printf '  %-44s %8s s\n' "miniku Start+Wait+Remove" "$G" "crun run" "$GC"
+printf '  %-44s %8s s\n' "miniku Start+Wait" "$G" "crun run" "$GC"
 awk -v m="$M" -v c="$C" -v r="$R" -v g="$G" -v gc="$GC" 'BEGIN {
 	printf "ratio miniku/crun, CLI against CLI          %.2f  (target <= 1.0)\n", m / c
 	printf "ratio miniku/runc, CLI against CLI          %.2f\n", m / r
