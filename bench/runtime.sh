@@ -23,6 +23,11 @@ if [ -z "${MINIKU_BENCH_INNER:-}" ]; then
 	exec unshare --mount --propagation private env MINIKU_BENCH_INNER=1 "$0" "$N"
 fi
 if [ -d /sys/fs/cgroup/unified ]; then umount -l /sys/fs/cgroup/unified 2>/dev/null || true; fi
+# All three keep their state under /run (/run/crun, /run/runc,
+# /run/miniku/runtime), which is a tmpfs on a standard host but plain disk on
+# this machine: give it the standard tmpfs, for all three alike.
+RUN_FS=$(stat -f -c %T /run)
+if [ "$RUN_FS" != tmpfs ]; then mount -t tmpfs -o mode=755 tmpfs /run; fi
 
 WORK=$(mktemp -d /tmp/miniku-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -33,7 +38,7 @@ for a in $("$ROOTFS/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybo
 echo 'root:x:0:0:root:/root:/bin/sh' >"$ROOTFS/etc/passwd"
 (cd "$WORK/bundle" && runc spec && sed -i -e 's/"terminal": true/"terminal": false/' -e 's|"sh"|"/bin/true"|' config.json)
 MINIKU=$REPO/.bin/miniku
-STATE=$WORK/miniku-state
+STATE=/run/miniku/runtime
 
 now() { date +%s%N; }
 declare -a T_MINIKU T_CRUN T_RUNC
@@ -74,7 +79,7 @@ wait 2>/dev/null || true
 P=$(printf '%s\n' "${PSS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 
 echo
-echo "container start, /bin/true in a busybox rootfs, $N runs each, medians (wall):"
+echo "container start, /bin/true in a busybox rootfs, $N runs each, medians (wall); state under /run (tmpfs):"
 printf '  %-44s %8s s\n' "miniku runtime run" "$M" "crun run ($(crun --version | head -1 | awk '{print $3}'))" "$C" \
 	"runc run ($(runc --version | head -1 | awk '{print $3}'))" "$R"
 echo "in a long-lived process (BenchmarkContainerStart), interleaved with crun run:"
