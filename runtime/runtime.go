@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -194,20 +193,27 @@ func (r *Runtime) start(ctx context.Context, spec Spec) (Container, error) {
 	defer resR.Close()
 	defer resW.Close()
 
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return Container{}, err
+	}
+	defer devNull.Close()
 	// The launched process forks the shim and exits at once; the shim runs
-	// the container and outlives this process.
-	cmd := exec.Command("/proc/self/exe", InitArg, dir)
-	cmd.ExtraFiles = []*os.File{cfgR, resW} // initConfigFD, initResultFD
-	// The host environment has no business in the container; the
-	// command's own environment comes with the config.
-	cmd.Env = []string{}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
+	// the container and outlives this process. syscall.ForkExec rather than
+	// os/exec: the latter's first use in a process probes pidfd support
+	// with an extra fork, which `miniku runtime run` would pay every time.
+	launcher, err := syscall.ForkExec("/proc/self/exe", []string{"/proc/self/exe", InitArg, dir}, &syscall.ProcAttr{
+		// The host environment has no business in the container; the
+		// command's own environment comes with the config.
+		Env: []string{},
+		// 3 and 4: initConfigFD, initResultFD.
+		Files: []uintptr{devNull.Fd(), devNull.Fd(), devNull.Fd(), cfgR.Fd(), resW.Fd()},
 		// Its own session keeps terminal signals aimed at the kubelet away
 		// from the shim and the container.
-		Setsid: true,
-	}
-	if err := cmd.Start(); err != nil {
-		return Container{}, err
+		Sys: &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		return Container{}, &os.PathError{Op: "fork/exec", Path: "/proc/self/exe", Err: err}
 	}
 	// Only the child may hold these ends: resW must close when the shim
 	// has reported, or the read below would never see EOF.
@@ -220,7 +226,7 @@ func (r *Runtime) start(ctx context.Context, spec Spec) (Container, error) {
 	rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	res, rerr := readResult(rctx, resR)
 	cancel()
-	cmd.Wait() // the launcher exits as soon as it has forked the shim
+	reapLauncher(launcher)
 	if rerr != nil {
 		return Container{}, rerr
 	}
@@ -272,6 +278,17 @@ func (r *Runtime) start(ctx context.Context, spec Spec) (Container, error) {
 		CreatedAt: createdAt,
 		Status:    StatusRunning,
 	}, nil
+}
+
+// reapLauncher waits for the launched process, which exits as soon as it
+// has forked the shim (or failed to).
+func reapLauncher(pid int) {
+	var ws syscall.WaitStatus
+	for {
+		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != syscall.EINTR {
+			return
+		}
+	}
 }
 
 // deadlineOn makes blocking I/O on f (a pipe, so pollable) fail once ctx is done.
