@@ -372,16 +372,11 @@ func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod) error {
 			p.Message = fmt.Sprintf("pod has no command and image %s has no entrypoint or cmd", pod.Image)
 		})
 	}
-	// Pod env after the image's: the later value of a name wins.
-	env := append([]string{}, img.Config.Env...)
-	for _, e := range pod.Env {
-		env = append(env, e.Name+"="+e.Value)
-	}
 	spec := ctr.Spec{
 		ID:          newContainerID(),
 		Rootfs:      img.Rootfs,
 		Args:        args,
-		Env:         env,
+		Env:         mergeEnv(img.Config.Env, pod.Env), // the pod's win
 		WorkDir:     img.Config.WorkingDir,
 		Hostname:    pod.Name,
 		User:        img.Config.User,
