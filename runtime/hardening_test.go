@@ -313,6 +313,7 @@ func TestCleanupCycles(t *testing.T) {
 		if i%2 == 1 {
 			spec.Args = []string{"sleep", "1000"} // stopped, not exited
 		}
+		cleanupContainer(t, r, id) // only matters when the test fails half-way
 		if _, err := r.Start(context.Background(), spec); err != nil {
 			t.Fatal(err)
 		}
