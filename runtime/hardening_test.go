@@ -334,3 +334,17 @@ func TestCleanupCycles(t *testing.T) {
 		t.Errorf("left behind: %v", after)
 	}
 }
+
+// TestShellPID1ReapsOrphans: the command is PID 1 (no init of ours), so
+// orphans are reaped by it; a shell does.
+func TestShellPID1ReapsOrphans(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	// The subshell exits at once, orphaning sleep to PID 1, which then
+	// exits while PID 1 waits for its own foreground sleep.
+	_, out := run(t, r, Spec{ID: "reaper", Args: []string{"sh", "-c",
+		`(sleep 0.1 &); sleep 1; ps -o stat,comm | grep -c "^Z" || true`}})
+	if strings.TrimSpace(out) != "0" {
+		t.Errorf("zombies in the container: %q, want 0", out)
+	}
+}
