@@ -5,3 +5,5 @@ package runtime
 
 // #cgo CFLAGS: -O2 -Wall
 import "C"
+
+const haveNsexec = true

@@ -39,6 +39,9 @@ type Runtime struct {
 // missing. Containers already there, started by an earlier process, are
 // visible through Get and List at once.
 func New(root string, log *slog.Logger) (*Runtime, error) {
+	if !haveNsexec {
+		return nil, errors.New("new runtime: built without cgo; the container init needs it (install gcc, CGO_ENABLED=1)")
+	}
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("new runtime: %w", err)
