@@ -68,7 +68,7 @@ func cgroupLeaf(root, id string) string {
 // setupCgroups creates the cgroups for res and writes the limits. Only the
 // controllers that limit something are used: a container without limits
 // costs no cgroup work at start.
-func setupCgroups(v cgroupVersion, leaf string, res Resources) (cgroupSetup, error) {
+func setupCgroups(v cgroupVersion, root, leaf string, res Resources) (cgroupSetup, error) {
 	var cg cgroupSetup
 	if res == (Resources{}) {
 		return cg, nil
@@ -76,9 +76,9 @@ func setupCgroups(v cgroupVersion, leaf string, res Resources) (cgroupSetup, err
 	var err error
 	switch v {
 	case cgroupV1:
-		err = cg.v1(leaf, res)
+		err = cg.v1(root, leaf, res)
 	case cgroupV2:
-		err = cg.v2(leaf, res)
+		err = cg.v2(root, leaf, res)
 	default:
 		err = errors.New("no cgroup hierarchy on this host")
 	}
@@ -105,9 +105,9 @@ func (cg *cgroupSetup) mkdir(dir string) error {
 	return nil
 }
 
-func (cg *cgroupSetup) v1(leaf string, res Resources) error {
+func (cg *cgroupSetup) v1(root, leaf string, res Resources) error {
 	if res.MemoryBytes > 0 {
-		dir := filepath.Join(cgroupRoot, "memory", cgroupParent, leaf)
+		dir := filepath.Join(root, "memory", cgroupParent, leaf)
 		if err := cg.mkdir(dir); err != nil {
 			return err
 		}
@@ -125,7 +125,7 @@ func (cg *cgroupSetup) v1(leaf string, res Resources) error {
 		cg.OOM = filepath.Join(dir, "memory.oom_control")
 	}
 	if res.Pids > 0 {
-		dir := filepath.Join(cgroupRoot, "pids", cgroupParent, leaf)
+		dir := filepath.Join(root, "pids", cgroupParent, leaf)
 		if err := cg.mkdir(dir); err != nil {
 			return err
 		}
@@ -134,7 +134,7 @@ func (cg *cgroupSetup) v1(leaf string, res Resources) error {
 		}
 	}
 	if res.CPUMilli > 0 {
-		dir := filepath.Join(cgroupRoot, "cpu", cgroupParent, leaf)
+		dir := filepath.Join(root, "cpu", cgroupParent, leaf)
 		if err := cg.mkdir(dir); err != nil {
 			return err
 		}
@@ -151,14 +151,14 @@ func (cg *cgroupSetup) v1(leaf string, res Resources) error {
 // cpuQuota is the CFS quota in µs per 100 ms period; the kernel's minimum is 1 ms.
 func cpuQuota(milli int64) int64 { return max(milli*100, 1000) }
 
-func (cg *cgroupSetup) v2(leaf string, res Resources) error {
-	parent := filepath.Join(cgroupRoot, cgroupParent)
+func (cg *cgroupSetup) v2(root, leaf string, res Resources) error {
+	parent := filepath.Join(root, cgroupParent)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
 	// Controllers must be enabled down the path; each separately, so that
 	// one the host lacks does not block the others.
-	for _, dir := range []string{cgroupRoot, parent} {
+	for _, dir := range []string{root, parent} {
 		for _, c := range []string{"+memory", "+pids", "+cpu"} {
 			_ = writeFile(dir, "cgroup.subtree_control", c)
 		}

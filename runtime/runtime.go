@@ -177,7 +177,7 @@ func (r *Runtime) start(ctx context.Context, spec Spec) (Container, error) {
 			return Container{}, err
 		}
 	}
-	cg, err = setupCgroups(r.cgroups, cgroupLeaf(r.root, spec.ID), spec.Resources)
+	cg, err = setupCgroups(r.cgroups, cgroupRoot, cgroupLeaf(r.root, spec.ID), spec.Resources)
 	if err != nil {
 		return Container{}, err
 	}
