@@ -348,3 +348,30 @@ func TestShellPID1ReapsOrphans(t *testing.T) {
 		t.Errorf("zombies in the container: %q, want 0", out)
 	}
 }
+
+// TestShimMemory: what a running container costs the host besides its own
+// processes is its shim, which must stay under 1 MiB PSS.
+func TestShimMemory(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	c := mustStart(t, r, Spec{ID: "pss", Args: []string{"sh", "-c", "echo ready; exec sleep 1000"}})
+	logContains(t, c, "ready")
+	var st state
+	if err := readJSON(filepath.Join(r.dir("pss"), stateFileName), &st); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", st.ShimPid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pss int
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+			pss, _ = strconv.Atoi(f[1])
+		}
+	}
+	t.Logf("shim PSS: %d KiB", pss)
+	if pss <= 0 || pss >= 1024 {
+		t.Errorf("shim PSS %d KiB, want under 1024", pss)
+	}
+}
