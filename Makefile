@@ -31,5 +31,6 @@ lint: ## go vet and gofmt
 tidy-check: ## fail if go.mod/go.sum are not tidy
 	$(GO) mod tidy -diff
 
-bench: ## run the benchmarks
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./runtime/ ./bus/
+bench: ## run the benchmarks (the runtime's against crun and runc: bench/runtime.sh, needs root)
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./bus/
+	bash bench/runtime.sh 30

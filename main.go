@@ -24,6 +24,7 @@ import (
 	"github.com/miniku/miniku/bus"
 	mkrt "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/runtime/image"
+	"github.com/miniku/miniku/runtime/runtimecmd"
 	"github.com/miniku/miniku/services/apiserver"
 	"github.com/miniku/miniku/services/controller"
 	"github.com/miniku/miniku/services/kubelet"
@@ -35,6 +36,9 @@ func main() {
 	// path must run before anything else (no flags, no logging setup).
 	if len(os.Args) > 1 && os.Args[1] == mkrt.InitArg {
 		mkrt.Init()
+	}
+	if len(os.Args) > 1 && os.Args[1] == "runtime" {
+		os.Exit(runtimecmd.Main(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -53,6 +57,7 @@ commands:
   scheduler   run the scheduler
   controller  run the replicaset and node controllers
   kubelet     run a node agent (--node-name)
+  runtime     run one container in the foreground (runtime run), list containers (runtime ps)
 
 Run 'miniku <command> -h' for its flags.
 `

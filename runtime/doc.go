@@ -1,31 +1,39 @@
 // Package runtime runs containers for the kubelet: one process tree per
-// container in fresh PID, mount, UTS and IPC namespaces, on an overlay of a
-// shared read-only image root filesystem.
+// container in fresh PID, mount, UTS, IPC and (unless HostNetwork) network
+// namespaces, on an overlay of a shared read-only image root filesystem,
+// with cgroup limits, dropped capabilities and no_new_privs.
 //
-// A container is started by re-executing the current binary (/proc/self/exe)
-// with the single argument InitArg; main must hand that invocation to Init
-// before doing anything else. Init runs as PID 1 of the new PID namespace,
-// builds the container's root (overlay, /proc, /dev), pivots into it and
-// execs the user command, so no miniku code stays resident in the container.
+// Start executes the current binary (/proc/self/exe) as "<exe> runtime-init
+// <dir>", handing it the container's configuration on fd 3 and reading the
+// result on fd 4. A C constructor (nsexec.c) takes that process over before
+// the Go runtime starts, so no container pays for starting a large Go
+// binary. It forks a shim and exits; the shim, re-parented to init, clones
+// the container's init into the new namespaces. The init joins the cgroups,
+// mounts the overlay, /proc, /sys (read-only), /dev, /dev/pts, /dev/shm and
+// /tmp, pivots into it, masks /proc/kcore and friends, makes /proc/sys
+// read-only, drops capabilities, sets no_new_privs and the user, and execs
+// the command, which is PID 1 of the container (as in Docker without
+// --init: it reaps the orphans of its namespace, if it reaps at all).
+//
+// The shim stays the container's parent: it forwards SIGTERM, SIGINT,
+// SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, pumps stdout and stderr into the
+// log in the CRI format with size-capped rotation, and when the container
+// exits writes its exit code, signal, finish time and whether the cgroup
+// saw an OOM kill into exit.json, then exits. Exit codes therefore survive
+// any restart of the kubelet: a Runtime created later reads the same record.
 //
 // Everything the runtime knows about a container lives in one directory,
 // root/<id>/:
 //
-//	state.json     identity written at start: pid and process start time, labels
-//	exit.json      exit code and time, written when this process reaped the container
-//	container.log  stdout and stderr of the container, appended by the container itself
-//	upper/ work/   overlay upper and work directories
-//	rootfs/        overlay mountpoint (the mount exists only inside the container)
+//	state.json       written by Start: pids and start times of the container and its shim, labels, cgroups
+//	exit.json        written by the shim when the container has exited
+//	container.log    "<RFC3339Nano> <stdout|stderr> <F|P> <content>" lines; rotated to container.log.1
+//	upper/ work/     overlay upper and work directories
+//	                 the directory itself is the overlay's mountpoint, inside the container only
 //
-// The container is not a child of anything that must stay alive: it runs in
-// its own session, without a parent-death signal, and writes its log file
-// directly, so it survives the kubelet being killed. A Runtime created later
-// over the same root rediscovers it from state.json; liveness is decided by
-// the pid AND its start time (field 22 of /proc/<pid>/stat) so that a reused
-// pid is never mistaken for the container, and waiting or signalling uses a
-// pidfd so that the signal cannot reach a process that reused the pid.
-//
-// Exit codes are only known for containers this process started and reaped;
-// a container that exits while no miniku process is its parent is reported
-// exited with ExitKnown false.
+// A container is running while its shim is (the pid AND its start time,
+// field 22 of /proc/<pid>/stat, must match, so that a reused pid is never
+// mistaken for it). Waiting and signalling use pidfds, so that neither can
+// reach a process that reused the pid; an adopted container is waited for
+// and stopped exactly like one this process started.
 package runtime

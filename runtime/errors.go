@@ -20,6 +20,4 @@ var (
 var (
 	// errGone: the pid no longer names the process with the recorded start time.
 	errGone = errors.New("process gone")
-	// errNotInPath: the command is in no directory of the container's PATH.
-	errNotInPath = errors.New("executable file not found in $PATH")
 )

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -24,35 +22,26 @@ import (
 // Runtime starts and tracks the containers whose state lives under one root
 // directory. It is safe for concurrent use.
 type Runtime struct {
-	root string
-	log  *slog.Logger
+	root    string
+	log     *slog.Logger
+	cgroups cgroupVersion
 
-	// ctx is cancelled by Close and stops the reapers, which leave their
-	// containers running.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // reapers and in-flight Starts
+	wg sync.WaitGroup // in-flight Starts
 
 	mu     sync.Mutex
 	closed bool
 	// busy holds the IDs a Start or Remove is working on, so that a Remove
 	// cannot delete the directory of a container still being started.
 	busy map[string]bool
-	// children are the containers this Runtime started and is reaping.
-	children map[string]*child
-}
-
-// child is a container this process is the parent of.
-type child struct {
-	// done is closed when the reaper returns: exit.json is written, or
-	// Close stopped the reaper.
-	done chan struct{}
 }
 
 // New returns a Runtime keeping container state under root, created if
 // missing. Containers already there, started by an earlier process, are
 // visible through Get and List at once.
 func New(root string, log *slog.Logger) (*Runtime, error) {
+	if !haveNsexec {
+		return nil, errors.New("new runtime: built without cgo; the container init needs it (install gcc, CGO_ENABLED=1)")
+	}
 	abs, err := filepath.Abs(root)
 	if err != nil {
 		return nil, fmt.Errorf("new runtime: %w", err)
@@ -67,26 +56,24 @@ func New(root string, log *slog.Logger) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	return &Runtime{
-		root:     abs,
-		log:      log.With("component", "runtime"),
-		ctx:      ctx,
-		cancel:   cancel,
-		busy:     make(map[string]bool),
-		children: make(map[string]*child),
+		root:    abs,
+		log:     log.With("component", "runtime"),
+		cgroups: detectCgroups(),
+		busy:    make(map[string]bool),
 	}, nil
 }
 
-// Close stops the goroutines of r and waits for them. Containers keep
-// running; those that exit afterwards are reported exited with ExitKnown
-// false, and stay zombies until this process exits, since nothing reaps
-// them. Safe to call more than once.
+// CgroupVersion reports the cgroup hierarchy New detected: "v1", "v2" or "none".
+func (r *Runtime) CgroupVersion() string { return r.cgroups.String() }
+
+// Close waits for in-flight Starts and refuses new ones. Containers keep
+// running, and their shims keep recording their exits. Safe to call more
+// than once.
 func (r *Runtime) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
-	r.cancel()
 	r.wg.Wait()
 	return nil
 }
@@ -140,6 +127,10 @@ func (r *Runtime) start(ctx context.Context, spec Spec) (Container, error) {
 	if err := ctx.Err(); err != nil {
 		return Container{}, err
 	}
+	user, err := resolveUser(spec.Rootfs, spec.User)
+	if err != nil {
+		return Container{}, fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
 	if err := r.lock(spec.ID, true, ErrExists); err != nil {
 		return Container{}, err
 	}
@@ -152,146 +143,155 @@ func (r *Runtime) start(ctx context.Context, spec Spec) (Container, error) {
 		}
 		return Container{}, err
 	}
+	var cg cgroupSetup
 	started := false
 	defer func() {
 		if !started {
+			if err := removeCgroups(cg.Dirs); err != nil {
+				r.log.Warn("clean up failed start", "container", spec.ID, "err", err)
+			}
 			if err := os.RemoveAll(dir); err != nil {
 				r.log.Warn("clean up failed start", "container", spec.ID, "err", err)
 			}
 		}
 	}()
 	cfg := initConfig{
-		Lower:    spec.Rootfs,
-		Upper:    filepath.Join(dir, "upper"),
-		Work:     filepath.Join(dir, "work"),
-		Rootfs:   filepath.Join(dir, "rootfs"),
+		Dir:   dir,
+		Lower: spec.Rootfs,
+		Upper: filepath.Join(dir, "upper"),
+		Work:  filepath.Join(dir, "work"),
+		// The overlay is mounted over the container's own directory, in
+		// the container's mount namespace only: one directory fewer to
+		// create and delete per container, which on a busy disk is felt.
+		Rootfs:   dir,
 		Args:     spec.Args,
 		Env:      withDefaultPath(spec.Env),
 		WorkDir:  spec.WorkDir,
 		Hostname: spec.Hostname,
+		User:     user,
+		NetNS:    !spec.HostNetwork,
+		LogMax:   spec.LogMaxBytes,
 	}
-	for _, d := range []string{cfg.Upper, cfg.Work, cfg.Rootfs} {
+	for _, d := range []string{cfg.Upper, cfg.Work} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			return Container{}, err
 		}
 	}
-	logPath := filepath.Join(dir, logFileName)
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	cg, err = setupCgroups(r.cgroups, cgroupRoot, cgroupLeaf(r.root, spec.ID), spec.Resources)
 	if err != nil {
 		return Container{}, err
 	}
-	defer logf.Close() // the container has its own descriptor
+	cfg.Cgroups = cg
+
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
 		return Container{}, err
 	}
 	defer cfgR.Close()
 	defer cfgW.Close()
-	errR, errW, err := os.Pipe()
+	resR, resW, err := os.Pipe()
 	if err != nil {
 		return Container{}, err
 	}
-	defer errR.Close()
-	defer errW.Close()
+	defer resR.Close()
+	defer resW.Close()
 
-	cmd := exec.Command("/proc/self/exe", InitArg)
-	// Giving the log file itself, not a writer, means no copying goroutine:
-	// output keeps reaching the file after this process dies.
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{cfgR, errW} // initConfigFD, initErrorFD
-	// Init gets its config from the pipe; the host environment has no
-	// business in it, and the command's own environment is set at exec.
-	cmd.Env = []string{}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Its own session keeps terminal signals aimed at the kubelet away
-		// from the container, and no Pdeathsig lets it outlive the kubelet.
-		Setsid:     true,
-		Cloneflags: unix.CLONE_NEWPID | unix.CLONE_NEWNS | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC,
-	}
-	if err := cmd.Start(); err != nil {
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
 		return Container{}, err
 	}
-	pid := cmd.Process.Pid
-	kill := func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+	defer devNull.Close()
+	// The launched process forks the shim and exits at once; the shim runs
+	// the container and outlives this process. syscall.ForkExec rather than
+	// os/exec: the latter's first use in a process probes pidfd support
+	// with an extra fork, which `miniku runtime run` would pay every time.
+	launcher, err := syscall.ForkExec("/proc/self/exe", []string{"/proc/self/exe", InitArg, dir}, &syscall.ProcAttr{
+		// The host environment has no business in the container; the
+		// command's own environment comes with the config.
+		Env: []string{},
+		// 3 and 4: initConfigFD, initResultFD.
+		Files: []uintptr{devNull.Fd(), devNull.Fd(), devNull.Fd(), cfgR.Fd(), resW.Fd()},
+		// Its own session keeps terminal signals aimed at the kubelet away
+		// from the shim and the container.
+		Sys: &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		return Container{}, &os.PathError{Op: "fork/exec", Path: "/proc/self/exe", Err: err}
 	}
-	// Only the child may hold these ends: errW must close when init execs,
-	// or the read below would never see EOF.
+	// Only the child may hold these ends: resW must close when the shim
+	// has reported, or the read below would never see EOF.
 	cfgR.Close()
-	errW.Close()
-
-	if err := sendConfig(ctx, cfgW, &cfg); err != nil {
-		// A broken pipe means init died early; its message (if any) is
-		// more useful than ours.
-		if msg, _ := readInitError(ctx, errR); msg != "" {
-			cmd.Wait()
-			return Container{}, errors.New(msg)
-		}
-		kill()
+	resW.Close()
+	err = sendConfig(ctx, cfgW, cfg.encode())
+	// Not ctx: once the shim has its config it runs the container whatever
+	// happens here, and a container must not run without its state.json.
+	// The result comes in milliseconds; the timeout only bounds a hung mount.
+	rctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	res, rerr := readResult(rctx, resR)
+	cancel()
+	reapLauncher(launcher)
+	if rerr != nil {
+		return Container{}, rerr
+	}
+	if strings.HasPrefix(res, "E") {
+		return Container{}, errors.New(strings.TrimSpace(res[1:]))
+	}
+	if err != nil {
 		return Container{}, fmt.Errorf("send init config: %w", err)
 	}
-	msg, err := readInitError(ctx, errR)
-	if err != nil {
-		kill()
-		return Container{}, err
-	}
-	if msg != "" {
-		cmd.Wait()
-		return Container{}, errors.New(msg)
-	}
-
-	// The child is not reaped yet, so the pid cannot have been reused and
-	// /proc/<pid>/stat exists even if the command already exited.
-	ps, err := readProcStat(pid)
-	if err != nil {
-		kill()
-		return Container{}, err
+	var shimPid, pid int
+	var shimStart, startTime uint64
+	if _, err := fmt.Sscanf(res, "O%d %d %d %d", &shimPid, &shimStart, &pid, &startTime); err != nil {
+		return Container{}, fmt.Errorf("init result %q: %w", res, err)
 	}
 	// UTC without a monotonic reading: what Get decodes from state.json
 	// compares equal to what Start returns.
 	createdAt := t0.UTC().Round(0)
-	pfd, err := openPidfd(pid, ps.StartTime)
-	if err != nil {
-		kill()
-		return Container{}, err
-	}
 	st := state{
-		ID:        spec.ID,
-		Pid:       pid,
-		StartTime: ps.StartTime,
-		CreatedAt: createdAt,
-		Labels:    spec.Labels,
-		Rootfs:    spec.Rootfs,
-		Args:      spec.Args,
-		Env:       spec.Env,
-		WorkDir:   spec.WorkDir,
-		Hostname:  spec.Hostname,
+		ID:            spec.ID,
+		Pid:           pid,
+		StartTime:     startTime,
+		CreatedAt:     createdAt,
+		Labels:        spec.Labels,
+		Rootfs:        spec.Rootfs,
+		Args:          spec.Args,
+		Env:           spec.Env,
+		WorkDir:       spec.WorkDir,
+		Hostname:      spec.Hostname,
+		ShimPid:       shimPid,
+		ShimStartTime: shimStart,
+		Cgroups:       cg,
 	}
 	if err := writeJSONAtomic(filepath.Join(dir, stateFileName), &st); err != nil {
-		pfd.Close()
-		kill()
+		if p, perr := openPidfd(pid, startTime); perr == nil {
+			p.signal(unix.SIGKILL)
+			p.Close()
+		}
+		waitShim(context.Background(), st)
 		return Container{}, err
 	}
 	started = true
-
-	ch := &child{done: make(chan struct{})}
-	r.mu.Lock()
-	r.children[spec.ID] = ch
-	r.mu.Unlock()
-	r.wg.Add(1) // cannot race Close's Wait: this Start is counted in r.wg
-	go r.reap(spec.ID, cmd, pfd, ch)
-
-	r.log.Info("container started", "container", spec.ID, "pid", pid, "duration", time.Since(t0))
+	r.log.Debug("container started", "container", spec.ID, "pid", pid, "duration", time.Since(t0))
 	return Container{
 		ID:        spec.ID,
 		Pid:       pid,
-		StartTime: ps.StartTime,
+		StartTime: startTime,
 		Labels:    maps.Clone(spec.Labels),
-		LogPath:   logPath,
+		LogPath:   filepath.Join(dir, logFileName),
 		CreatedAt: createdAt,
 		Status:    StatusRunning,
 	}, nil
+}
+
+// reapLauncher waits for the launched process, which exits as soon as it
+// has forked the shim (or failed to).
+func reapLauncher(pid int) {
+	var ws syscall.WaitStatus
+	for {
+		if _, err := syscall.Wait4(pid, &ws, 0, nil); err != syscall.EINTR {
+			return
+		}
+	}
 }
 
 // deadlineOn makes blocking I/O on f (a pipe, so pollable) fail once ctx is done.
@@ -299,14 +299,10 @@ func deadlineOn(ctx context.Context, f *os.File) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { f.SetDeadline(time.Unix(1, 0)) })
 }
 
-func sendConfig(ctx context.Context, w *os.File, cfg *initConfig) error {
-	data, err := json.Marshal(cfg)
-	if err != nil {
-		return err
-	}
+func sendConfig(ctx context.Context, w *os.File, data []byte) error {
 	stop := deadlineOn(ctx, w)
 	defer stop()
-	_, err = w.Write(data)
+	_, err := w.Write(data)
 	if cerr := w.Close(); err == nil {
 		err = cerr
 	}
@@ -316,54 +312,30 @@ func sendConfig(ctx context.Context, w *os.File, cfg *initConfig) error {
 	return err
 }
 
-// readInitError reads init's error pipe to EOF: empty means the exec succeeded.
-func readInitError(ctx context.Context, r *os.File) (string, error) {
+// readResult reads the launched process's result pipe to EOF.
+func readResult(ctx context.Context, r *os.File) (string, error) {
 	stop := deadlineOn(ctx, r)
 	defer stop()
-	data, err := io.ReadAll(io.LimitReader(r, 64<<10))
-	if err != nil {
-		if ctx.Err() != nil {
-			return "", ctx.Err()
+	// Success is one line: no need to wait for the shim to close the pipe.
+	var data []byte
+	buf := make([]byte, 4096)
+	for len(data) < 64<<10 && !(len(data) > 0 && data[0] == 'O' && data[len(data)-1] == '\n') {
+		n, err := r.Read(buf)
+		data = append(data, buf[:n]...)
+		if err == io.EOF {
+			break
 		}
-		return "", fmt.Errorf("read init result: %w", err)
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			return "", fmt.Errorf("read init result: %w", err)
+		}
 	}
-	return strings.TrimSpace(string(data)), nil
-}
-
-// reap waits for a container this process started and records its exit code.
-func (r *Runtime) reap(id string, cmd *exec.Cmd, p *pidfd, ch *child) {
-	defer r.wg.Done()
-	defer close(ch.done)
-	defer func() {
-		r.mu.Lock()
-		delete(r.children, id)
-		r.mu.Unlock()
-	}()
-	err := p.wait(r.ctx)
-	p.Close()
-	if err != nil {
-		// Close: leave the container running; its exit code will be lost.
-		return
+	if len(data) == 0 {
+		return "", errors.New("init exited without a result")
 	}
-	cmd.Wait()
-	if cmd.ProcessState == nil {
-		r.log.Error("reap container: no exit status", "container", id)
-		return
-	}
-	rec := exitRecord{ExitCode: exitCode(cmd.ProcessState), FinishedAt: time.Now().UTC().Round(0)}
-	if err := writeJSONAtomic(filepath.Join(r.dir(id), exitFileName), &rec); err != nil {
-		r.log.Error("record container exit", "container", id, "err", err)
-		return
-	}
-	r.log.Info("container exited", "container", id, "exitCode", rec.ExitCode)
-}
-
-// exitCode maps death by signal to 128+signo, as shells do.
-func exitCode(ps *os.ProcessState) int {
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ps.ExitCode()
+	return string(data), nil
 }
 
 // Get returns the container with its status as of now. An unknown id gives
@@ -377,22 +349,24 @@ func (r *Runtime) Get(id string) (Container, error) {
 }
 
 func (r *Runtime) get(id string) (Container, error) {
-	if !idRE.MatchString(id) {
-		return Container{}, ErrNotFound
-	}
-	// Look the reaper up before reading exit.json: it records the exit
-	// before leaving r.children, so one of the two is always seen.
-	r.mu.Lock()
-	ch := r.children[id]
-	r.mu.Unlock()
+	c, _, err := r.getState(id)
+	return c, err
+}
 
+// getState reads a container's state. The shim records the exit before it
+// exits, so while the shim is alive the container counts as running, and
+// once it is gone exit.json is there, unless the shim was killed.
+func (r *Runtime) getState(id string) (Container, state, error) {
+	if !idRE.MatchString(id) {
+		return Container{}, state{}, ErrNotFound
+	}
 	dir := r.dir(id)
 	var st state
 	if err := readJSON(filepath.Join(dir, stateFileName), &st); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return Container{}, ErrNotFound
+			return Container{}, state{}, ErrNotFound
 		}
-		return Container{}, err
+		return Container{}, state{}, err
 	}
 	c := Container{
 		ID:        st.ID,
@@ -402,33 +376,37 @@ func (r *Runtime) get(id string) (Container, error) {
 		LogPath:   filepath.Join(dir, logFileName),
 		CreatedAt: st.CreatedAt,
 	}
-	for {
+	for range 2 {
 		var rec exitRecord
 		err := readJSON(filepath.Join(dir, exitFileName), &rec)
 		if err == nil {
-			c.Status, c.ExitKnown, c.ExitCode, c.FinishedAt = StatusExited, true, rec.ExitCode, rec.FinishedAt
-			return c, nil
+			c.Status, c.ExitKnown, c.ExitCode, c.FinishedAt, c.OOMKilled = StatusExited, true, rec.ExitCode, rec.FinishedAt.UTC(), rec.OOMKilled
+			return c, st, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			return Container{}, err
+			return Container{}, state{}, err
 		}
-		live, err := alive(st.Pid, st.StartTime)
+		shim, err := alive(st.ShimPid, st.ShimStartTime)
 		if err != nil {
-			return Container{}, err
+			return Container{}, state{}, err
 		}
-		if live {
+		if shim {
 			c.Status = StatusRunning
-			return c, nil
+			return c, st, nil
 		}
-		if ch == nil {
-			c.Status = StatusExited
-			return c, nil
-		}
-		// Our own child has just exited: its reaper is about to record the
-		// exit code, so wait for it rather than report it unknown.
-		<-ch.done
-		ch = nil
+		// The shim may have written exit.json and exited between the two
+		// checks: read it once more before calling the exit lost.
 	}
+	// Without its shim (killed) the container may still run, unrecorded.
+	live, err := alive(st.Pid, st.StartTime)
+	if err != nil {
+		return Container{}, state{}, err
+	}
+	c.Status = StatusExited
+	if live {
+		c.Status = StatusRunning
+	}
+	return c, st, nil
 }
 
 // List returns every container under the root, oldest first. Directories
@@ -461,28 +439,32 @@ func (r *Runtime) List() ([]Container, error) {
 	return out, nil
 }
 
-// Wait blocks until the container has exited and returns it. It works for
-// containers started by an earlier process too, through a pidfd.
+// Wait blocks until the container has exited and returns it. It works the
+// same for containers started by an earlier process: it waits for the shim,
+// which records the exit code before it exits.
 func (r *Runtime) Wait(ctx context.Context, id string) (Container, error) {
 	for {
-		c, err := r.get(id)
+		c, st, err := r.getState(id)
 		if err != nil {
 			return Container{}, fmt.Errorf("wait container %s: %w", id, err)
 		}
 		if c.Status == StatusExited {
 			return c, nil
 		}
-		if err := waitExit(ctx, c); err != nil {
+		if err := waitShim(ctx, st); err != nil {
 			return Container{}, fmt.Errorf("wait container %s: %w", id, err)
 		}
-		// get again: for our own child it waits for the exit code.
 	}
 }
 
-// waitExit waits for c's process to exit; a pid that is gone or reused
+// waitShim waits for the shim to exit or, when the shim is already gone
+// (killed), for the container's process; a pid that is gone or reused
 // counts as exited.
-func waitExit(ctx context.Context, c Container) error {
-	p, err := openPidfd(c.Pid, c.StartTime)
+func waitShim(ctx context.Context, st state) error {
+	p, err := openPidfd(st.ShimPid, st.ShimStartTime)
+	if errors.Is(err, errGone) {
+		p, err = openPidfd(st.Pid, st.StartTime)
+	}
 	if errors.Is(err, errGone) {
 		return nil
 	}
@@ -495,8 +477,9 @@ func waitExit(ctx context.Context, c Container) error {
 
 // Stop sends SIGTERM, waits up to grace for the container to exit, then
 // sends SIGKILL and waits for it; grace <= 0 kills at once. It returns as
-// soon as the container has exited, and nil if it already had. Note that
-// PID 1 of a PID namespace ignores SIGTERM unless it installed a handler.
+// soon as the container has exited and its exit is recorded, and nil if it
+// already had. Note that PID 1 of a PID namespace ignores SIGTERM unless it
+// installed a handler.
 func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
 	if err := r.stop(ctx, id, grace); err != nil {
 		return fmt.Errorf("stop container %s: %w", id, err)
@@ -505,53 +488,51 @@ func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) erro
 }
 
 func (r *Runtime) stop(ctx context.Context, id string, grace time.Duration) error {
-	c, err := r.get(id)
+	c, st, err := r.getState(id)
 	if err != nil {
 		return err
 	}
 	if c.Status == StatusExited {
 		return nil
 	}
-	// Signals go through the pidfd: kill(pid) could hit a process that
+	// Signals go through a pidfd: kill(pid) could hit a process that
 	// reused the pid after the container exited.
 	p, err := openPidfd(c.Pid, c.StartTime)
 	if errors.Is(err, errGone) {
-		_, err = r.get(id) // for our own child: wait for the exit record
-		return err
+		return waitShim(ctx, st) // exited; the shim is recording it
 	}
 	if err != nil {
 		return err
 	}
 	defer p.Close()
 	log := r.log.With("container", id, "pid", c.Pid)
-	exited := false
 	if grace > 0 {
 		if err := p.signal(unix.SIGTERM); err != nil {
 			return err
 		}
 		gctx, cancel := context.WithTimeout(ctx, grace)
-		err := p.wait(gctx)
+		err := waitShim(gctx, st)
 		cancel()
 		if err == nil {
-			exited = true
-		} else if ctx.Err() != nil {
+			log.Info("container stopped")
+			return nil
+		}
+		if ctx.Err() != nil {
 			return ctx.Err()
-		} else if !errors.Is(err, context.DeadlineExceeded) {
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
 			return err
 		}
-	}
-	if !exited {
 		log.Info("grace period over, killing container", "grace", grace)
-		if err := p.signal(unix.SIGKILL); err != nil {
-			return err
-		}
-		if err := p.wait(ctx); err != nil {
-			return err
-		}
 	}
-	_, err = r.get(id)
+	if err := p.signal(unix.SIGKILL); err != nil {
+		return err
+	}
+	if err := waitShim(ctx, st); err != nil {
+		return err
+	}
 	log.Info("container stopped")
-	return err
+	return nil
 }
 
 // Remove deletes an exited container and everything under its directory. It
@@ -572,12 +553,15 @@ func (r *Runtime) remove(id string) error {
 		return err
 	}
 	defer r.unlock(id, false)
-	c, getErr := r.get(id)
+	c, st, getErr := r.getState(id)
 	if getErr != nil && !errors.Is(getErr, ErrNotFound) {
 		return getErr
 	}
 	if getErr == nil && c.Status == StatusRunning {
 		return ErrRunning
+	}
+	if err := removeCgroups(st.Cgroups.Dirs); err != nil {
+		return err
 	}
 	// Without state.json the directory is a start that died before
 	// finishing; no Start can be using it now, as id is locked.

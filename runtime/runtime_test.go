@@ -119,7 +119,32 @@ func run(tb testing.TB, r *Runtime, spec Spec) (Container, string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return c, string(out)
+	return c, logText(tb, string(out))
+}
+
+// logText returns the content of a CRI-format log, both streams, as the
+// container wrote it (P parts joined, a newline after each F line).
+func logText(tb testing.TB, raw string) string {
+	tb.Helper()
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(raw, "\n") {
+		if l == "" {
+			continue
+		}
+		ts, rest, ok1 := strings.Cut(l, " ")
+		stream, rest, ok2 := strings.Cut(rest, " ")
+		tag, content, ok3 := strings.Cut(rest, " ")
+		if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || !ok1 || !ok2 || !ok3 ||
+			(stream != "stdout" && stream != "stderr") || (tag != "F" && tag != "P") || !strings.HasSuffix(content, "\n") {
+			tb.Fatalf("log line %q is not in the CRI format", l)
+		}
+		content = strings.TrimSuffix(content, "\n")
+		b.WriteString(content)
+		if tag == "F" {
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }
 
 // logContains waits until the container's log holds s.
@@ -220,6 +245,11 @@ func TestLogOutput(t *testing.T) {
 	}
 	if out != "to-stdout\nto-stderr\n" {
 		t.Errorf("log = %q", out)
+	}
+	raw, _ := os.ReadFile(c.LogPath)
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], " stdout F to-stdout") || !strings.Contains(lines[1], " stderr F to-stderr") {
+		t.Errorf("log lines %q, want one stdout and one stderr line tagged F", lines)
 	}
 }
 
@@ -497,8 +527,9 @@ func TestCloseKeepsContainers(t *testing.T) {
 	if err := r1.Stop(context.Background(), "survivor", 0); err != nil {
 		t.Fatal(err)
 	}
-	if c := mustWait(t, r1, "survivor"); c.ExitKnown {
-		t.Errorf("exit code known although nobody reaped the container: %+v", c)
+	// The shim, not the Runtime, records the exit: it is known all the same.
+	if c := mustWait(t, r1, "survivor"); !c.ExitKnown || c.ExitCode != 137 {
+		t.Errorf("after a kill with its Runtime closed: %+v, want exit code 137 known", c)
 	}
 }
 
@@ -522,6 +553,7 @@ func TestHelperKubelet(t *testing.T) {
 	for id, args := range map[string][]string{
 		"graceful": {"sh", "-c", trapLoop},
 		"stubborn": {"sleep", "1000"},
+		"orphan":   {"sh", "-c", `trap "exit 7" USR1; echo ready; while true; do sleep 0.1; done`},
 	} {
 		spec := Spec{ID: id, Rootfs: rootfs, Args: args, Labels: map[string]string{"pod": id}}
 		if _, err := r.Start(context.Background(), spec); err != nil {
@@ -553,6 +585,7 @@ func TestRediscovery(t *testing.T) {
 	r := mustRuntime(t, root)
 	cleanupContainer(t, r, "graceful")
 	cleanupContainer(t, r, "stubborn")
+	cleanupContainer(t, r, "orphan")
 	sc := bufio.NewScanner(stdout)
 	started := false
 	for !started && sc.Scan() {
@@ -570,13 +603,23 @@ func TestRediscovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 2 {
-		t.Fatalf("List after the kubelet died: %+v, want 2 containers", list)
+	if len(list) != 3 {
+		t.Fatalf("List after the kubelet died: %+v, want 3 containers", list)
 	}
 	for _, c := range list {
 		if c.Status != StatusRunning || c.Labels["pod"] != c.ID {
 			t.Errorf("container %s after the kubelet died: %+v, want running with its labels", c.ID, c)
 		}
+	}
+
+	// A container that exits while no kubelet runs: its shim records the code.
+	orphan, _ := r.Get("orphan")
+	logContains(t, orphan, "ready")
+	if err := syscall.Kill(orphan.Pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if c := mustWait(t, r, "orphan"); !c.ExitKnown || c.ExitCode != 7 || c.FinishedAt.Before(c.CreatedAt) {
+		t.Errorf("container that exited while its kubelet was dead: %+v, want exit code 7 and a finish time", c)
 	}
 
 	graceful, _ := r.Get("graceful")
@@ -598,8 +641,8 @@ func TestRediscovery(t *testing.T) {
 	if d := time.Since(t0); d > 5*time.Second {
 		t.Errorf("Stop of an adopted container took %v although it exits on SIGTERM", d)
 	}
-	if c := <-waited; c.Status != StatusExited || c.ExitKnown {
-		t.Errorf("Wait for an adopted container: %+v, want exited with unknown code", c)
+	if c := <-waited; c.Status != StatusExited || !c.ExitKnown || c.ExitCode != 0 {
+		t.Errorf("Wait for an adopted container: %+v, want exited with code 0", c)
 	}
 
 	const grace = 200 * time.Millisecond
@@ -626,7 +669,7 @@ func TestNoLeakedFDs(t *testing.T) {
 	}
 	t.Cleanup(func() { syscall.Close(fd) })
 	_, out := run(t, r, Spec{ID: "fds", Args: []string{"ls", "/proc/self/fd"}})
-	// 0-2 are stdin, log, log; 3 is ls reading the directory.
+	// 0-2 are /dev/null and the shim's two pipes; 3 is ls reading the directory.
 	if got := strings.Fields(out); strings.Join(got, " ") != "0 1 2 3" {
 		t.Errorf("open fds in the container: %q, want 0 1 2 3", got)
 	}

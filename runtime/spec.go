@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -18,7 +17,15 @@ type Spec struct {
 	WorkDir  string            // absolute, default "/"; created when missing
 	Hostname string            // UTS hostname inside the container, default the ID
 	Labels   map[string]string // opaque to the runtime, persisted with the state
+
+	User        string    // image config User: "uid", "uid:gid", or a name looked up in the rootfs /etc/passwd and /etc/group
+	HostNetwork bool      // false: new network namespace with lo up
+	Resources   Resources // cgroup limits
+	LogMaxBytes int64     // rotate container.log at this size into container.log.1 (one rotated file kept); 0 = 10 MiB
 }
+
+// DefaultLogMaxBytes is the size at which container.log rotates by default.
+const DefaultLogMaxBytes = 10 << 20
 
 // DefaultPath is the PATH of a container whose Env does not set one, the
 // same default as Docker's so images behave as they do elsewhere.
@@ -44,14 +51,44 @@ type Container struct {
 	ExitCode   int       // valid when Status==StatusExited && ExitKnown
 	ExitKnown  bool      // false when the container exited while no miniku process was its parent
 	FinishedAt time.Time // zero when unknown
+	OOMKilled  bool      // the container was killed by the OOM killer (its cgroup's oom kill count rose)
 }
 
+// idRE and hostnameRE are matchers written out by hand rather than
+// regexps: compiling those in package init cost every miniku command,
+// container starts from the command line included, half a millisecond.
 var (
-	idRE = regexp.MustCompile(`^[a-z0-9]{1,64}$`)
+	idRE = matcher(func(s string) bool {
+		if len(s) < 1 || len(s) > 64 {
+			return false
+		}
+		for _, c := range []byte(s) {
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+				return false
+			}
+		}
+		return true
+	})
 	// RFC 1123 host name: what sethostname accepts is far looser, but
 	// anything else would surprise the programs inside the container.
-	hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*$`)
+	hostnameRE = matcher(func(s string) bool {
+		for label := range strings.SplitSeq(s, ".") {
+			if label == "" || label[0] == '-' || label[len(label)-1] == '-' {
+				return false
+			}
+			for _, c := range []byte(label) {
+				if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' {
+					return false
+				}
+			}
+		}
+		return true
+	})
 )
+
+type matcher func(string) bool
+
+func (m matcher) MatchString(s string) bool { return m(s) }
 
 // validate checks s and fills in defaults.
 func (s *Spec) validate() error {
@@ -91,6 +128,18 @@ func (s *Spec) validate() error {
 	}
 	if len(s.Hostname) > 64 || !hostnameRE.MatchString(s.Hostname) {
 		return fmt.Errorf("%w: hostname %q", ErrInvalidSpec, s.Hostname)
+	}
+	if strings.IndexByte(s.WorkDir, 0) >= 0 || strings.IndexByte(s.User, 0) >= 0 {
+		return fmt.Errorf("%w: workdir or user contains NUL", ErrInvalidSpec)
+	}
+	if r := s.Resources; r.CPUMilli < 0 || r.MemoryBytes < 0 || r.Pids < 0 {
+		return fmt.Errorf("%w: negative resource limit %+v", ErrInvalidSpec, r)
+	}
+	if s.LogMaxBytes < 0 {
+		return fmt.Errorf("%w: negative log size %d", ErrInvalidSpec, s.LogMaxBytes)
+	}
+	if s.LogMaxBytes == 0 {
+		s.LogMaxBytes = DefaultLogMaxBytes
 	}
 	return nil
 }

@@ -33,12 +33,19 @@ type state struct {
 	Env       []string          `json:"env,omitempty"`
 	WorkDir   string            `json:"workDir"`
 	Hostname  string            `json:"hostname"`
+	// The shim: alive while the container's exit is not yet recorded.
+	ShimPid       int         `json:"shimPid"`
+	ShimStartTime uint64      `json:"shimStartTime"`
+	Cgroups       cgroupSetup `json:"cgroups,omitzero"`
 }
 
-// exitRecord is exit.json, written by the process that reaped the container.
+// exitRecord is exit.json, written by the shim when it has reaped the
+// container and drained its output.
 type exitRecord struct {
-	ExitCode   int       `json:"exitCode"`
+	ExitCode   int       `json:"exitCode"` // 128+signal when killed
+	Signal     int       `json:"signal"`
 	FinishedAt time.Time `json:"finishedAt"`
+	OOMKilled  bool      `json:"oomKilled"`
 }
 
 // writeJSONAtomic replaces path with v's encoding so that readers see the old

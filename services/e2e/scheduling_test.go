@@ -61,7 +61,7 @@ func checkCapacity(a api, nodes []schemas.Node, rs string, want int) (map[string
 	count := map[string]int{}
 	mine := 0
 	for _, p := range pods {
-		if p.Owner == rs {
+		if p.Owner == rs && p.DeletionTimestamp == nil {
 			mine++
 			if p.NodeName == "" {
 				return nil, fmt.Errorf("pod %s not bound (%s %s)", p.Name, p.Reason, p.Message)
@@ -166,6 +166,11 @@ func TestTwoSchedulersTwoControllers(t *testing.T) {
 		registerNode(t, conn, name, c)
 		nodes = append(nodes, schemas.Node{ObjectMeta: schemas.ObjectMeta{Name: name}, Capacity: c})
 	}
+
+	// No kubelets run here: finish graceful deletions as a kubelet would
+	// once the container is stopped, so terminating pods free their room.
+	stopFinisher := finishTerminations(t, conn)
+	defer stopFinisher()
 
 	// Never more pods than desired: watch every pod creation.
 	maxSeen := make(chan int, 1)
@@ -287,6 +292,12 @@ func watchPodCount(t *testing.T, conn *bus.Conn, rs string, maxSeen chan int) fu
 				}
 				var p schemas.Pod
 				if schemas.Unmarshal(e.Value(), &p) != nil || p.Owner != rs {
+					continue
+				}
+				if p.DeletionTimestamp != nil {
+					// Terminating pods are on their way out; replacements
+					// for them are expected, as in Kubernetes.
+					delete(live, e.Key())
 					continue
 				}
 				live[e.Key()] = true
@@ -413,4 +424,38 @@ func TestCordonDrainAndNodeSelector(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// finishTerminations deletes every Terminating pod (with CAS on the revision
+// it saw), standing in for the kubelets this test does not run.
+func finishTerminations(t *testing.T, conn *bus.Conn) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := conn.Pods.KV().WatchAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer w.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e == nil || e.Operation() != jetstream.KeyValuePut {
+					continue
+				}
+				var p schemas.Pod
+				if schemas.Unmarshal(e.Value(), &p) != nil || p.DeletionTimestamp == nil {
+					continue
+				}
+				_ = conn.Pods.Delete(ctx, e.Key(), e.Revision())
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }

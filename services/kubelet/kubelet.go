@@ -366,6 +366,10 @@ func setExited(p *schemas.Pod, c ctr.Container) {
 	p.Status = schemas.PodFailed
 	p.Reason = "Error"
 	p.Message = "container exited with code " + strconv.Itoa(code)
+	if c.OOMKilled {
+		p.Reason = "OOMKilled"
+		p.Message = "container exceeded its memory limit and was killed, exit code " + strconv.Itoa(code)
+	}
 }
 
 // start pulls the image and starts the pod's container, then reports it.
@@ -400,12 +404,19 @@ func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod, crashes int) erro
 		})
 	}
 	spec := ctr.Spec{
-		ID:       newContainerID(),
-		Rootfs:   img.Rootfs,
-		Args:     args,
-		Env:      img.Config.Env,
-		WorkDir:  img.Config.WorkingDir,
-		Hostname: pod.Name,
+		ID:          newContainerID(),
+		Rootfs:      img.Rootfs,
+		Args:        args,
+		Env:         mergeEnv(img.Config.Env, pod.Env), // the pod's win
+		WorkDir:     img.Config.WorkingDir,
+		Hostname:    pod.Name,
+		User:        img.Config.User,
+		HostNetwork: pod.HostNetwork,
+		Resources: ctr.Resources{
+			CPUMilli:    pod.Resources.CPUMilli(),
+			MemoryBytes: pod.Resources.MemoryBytes(),
+			Pids:        pod.Resources.Pids,
+		},
 		Labels: map[string]string{
 			labelPod:    pod.Name,
 			labelPodUID: pod.UID,

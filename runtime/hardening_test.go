@@ -1,0 +1,377 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/miniku/miniku/runtime/image/imagetest"
+)
+
+// fullRootfs is a busybox rootfs with every applet linked and an
+// /etc/passwd and /etc/group with a few users.
+func fullRootfs(tb testing.TB) string {
+	tb.Helper()
+	dir := imagetest.BusyboxRootfs(tb)
+	out, err := exec.Command(imagetest.BusyboxPath, "--list").Output()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, a := range strings.Fields(string(out)) {
+		if a == "busybox" {
+			continue
+		}
+		if err := os.Symlink("busybox", filepath.Join(dir, "bin", a)); err != nil && !errors.Is(err, os.ErrExist) {
+			tb.Fatal(err)
+		}
+	}
+	files := map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001:web:/srv:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+		"etc/group":  "root:x:0:\nweb:x:1001:\nlogs:x:1500:web,other\nnogroup:x:65534:\n",
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestEscapeAttempts runs the usual ways out of a container and checks that
+// each one fails, inside (the script reports) and outside (the host file).
+func TestEscapeAttempts(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	hostFile := filepath.Join(t.TempDir(), "host-secret")
+	if err := os.WriteFile(hostFile, []byte("host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host, _ := os.Hostname()
+	script := `
+HOSTFILE=` + hostFile + `
+n=$(ls -d /proc/[0-9]* | wc -l); [ "$n" -le 4 ] || echo "ESCAPED: sees $n processes"
+echo pwned > /proc/1/root$HOSTFILE 2>/dev/null && echo "ESCAPED: wrote via /proc/1/root"
+for p in /proc/[0-9]*; do cat $p/root$HOSTFILE 2>/dev/null && echo "ESCAPED: read via $p/root"; done
+cat $HOSTFILE 2>/dev/null && echo "ESCAPED: host path visible"
+mount -t tmpfs none /mnt 2>/dev/null && echo "ESCAPED: mount tmpfs"
+mount -t proc proc /tmp 2>/dev/null && echo "ESCAPED: mount proc"
+mount -o remount,rw /proc/sys 2>/dev/null && echo "ESCAPED: remount /proc/sys"
+unshare -m true 2>/dev/null && echo "ESCAPED: unshare"
+mkdir -p /jail && cd /jail && chroot ../../../.. /bin/cat $HOSTFILE 2>/dev/null && echo "ESCAPED: chroot"
+cd /
+mknod /tmp/sda b 8 0 2>/dev/null && echo "ESCAPED: mknod block device"
+echo garbage > /tmp/m.ko
+insmod /tmp/m.ko 2>/dev/null && echo "ESCAPED: insmod"
+grep -q "^CapBnd:	00000000a00425fb$" /proc/self/status || echo "ESCAPED: bounding set $(grep CapBnd /proc/self/status)"
+echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo "ESCAPED: sysctl write"
+test -w /proc/sysrq-trigger && echo "ESCAPED: sysrq-trigger writable"
+[ -z "$(cat /proc/keys 2>/dev/null)" ] || echo "ESCAPED: /proc/keys readable"
+hostname evil 2>/dev/null && echo "ESCAPED: hostname"
+ip link add dummy0 type dummy 2>/dev/null && echo "ESCAPED: ip link add"
+grep -q "^CapEff:	00000000a00425fb$" /proc/self/status || echo "ESCAPED: capabilities $(grep CapEff /proc/self/status)"
+grep -q "^NoNewPrivs:	1$" /proc/self/status || echo "ESCAPED: no_new_privs not set"
+reboot -f 2>/dev/null
+echo "survived reboot"
+echo done`
+	c, out := run(t, r, Spec{ID: "escape", Rootfs: fullRootfs(t), Args: []string{"sh", "-c", script}})
+	if strings.Contains(out, "ESCAPED") || !strings.Contains(out, "survived reboot\ndone") {
+		t.Errorf("escape attempts: exit %d, output:\n%s", c.ExitCode, out)
+	}
+	if data, _ := os.ReadFile(hostFile); string(data) != "host\n" {
+		t.Errorf("host file now %q", data)
+	}
+	if h, _ := os.Hostname(); h != host {
+		t.Errorf("host name changed to %q", h)
+	}
+}
+
+func TestNetworkNamespace(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	hostNS, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := fullRootfs(t)
+	_, out := run(t, r, Spec{ID: "netns", Rootfs: rootfs, Args: []string{"sh", "-c", "readlink /proc/self/ns/net; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags; ls /sys/class/net"}})
+	lines := strings.Fields(out)
+	if len(lines) != 4 || lines[0] == hostNS || lines[3] != "lo" {
+		t.Errorf("default network: %q; want its own namespace (host's is %s) with only lo", lines, hostNS)
+	}
+	// IFF_UP is 0x1.
+	if flags, err := strconv.ParseUint(strings.TrimPrefix(lines[2], "0x"), 16, 32); err != nil || flags&1 == 0 {
+		t.Errorf("lo flags %q: not up", lines[2])
+	}
+	_, out = run(t, r, Spec{ID: "hostnet", Rootfs: rootfs, HostNetwork: true, Args: []string{"readlink", "/proc/self/ns/net"}})
+	if strings.TrimSpace(out) != hostNS {
+		t.Errorf("hostNetwork: namespace %q, want the host's %s", out, hostNS)
+	}
+}
+
+func TestUser(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	rootfs := fullRootfs(t)
+	for i, tc := range []struct{ user, want string }{
+		{"", "0 0 0"},
+		{"web", "1000 1001 1001 1500"},
+		{"1000", "1000 1001 1001 1500"},
+		{"web:0", "1000 0 0"},
+		{"2000", "2000 0 0"},
+		{"2000:3000", "2000 3000 3000"},
+		{"nobody:web", "65534 1001 1001"},
+	} {
+		_, out := run(t, r, Spec{ID: fmt.Sprintf("user%d", i), Rootfs: rootfs, User: tc.user,
+			Args: []string{"sh", "-c", `echo $(id -u) $(id -g) $(id -G); grep CapEff /proc/self/status`}})
+		got, caps, _ := strings.Cut(out, "\n")
+		if got != tc.want {
+			t.Errorf("user %q: id %q, want %q", tc.user, got, tc.want)
+		}
+		if tc.user != "" && !strings.Contains(caps, "0000000000000000") {
+			t.Errorf("user %q keeps capabilities: %q", tc.user, caps)
+		}
+	}
+	for _, bad := range []string{"nosuch", "web:nosuch"} {
+		if _, err := r.Start(context.Background(), Spec{ID: "baduser", Rootfs: rootfs, User: bad, Args: []string{"true"}}); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("user %q: %v, want ErrInvalidSpec", bad, err)
+		}
+	}
+}
+
+func TestLogRotationAndPartialLines(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	const max = 4096
+	c, _ := run(t, r, Spec{ID: "rotate", LogMaxBytes: max, Args: []string{"sh", "-c",
+		`i=0; while [ $i -lt 300 ]; do echo "line $i"; i=$((i+1)); done`}})
+	cur, err := os.ReadFile(c.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := os.ReadFile(c.LogPath + ".1")
+	if err != nil {
+		t.Fatalf("no rotated log: %v", err)
+	}
+	if len(cur) > max || len(old) > max {
+		t.Errorf("log sizes %d and %d, want at most %d", len(cur), len(old), max)
+	}
+	if !strings.HasSuffix(logText(t, string(cur)), "line 299\n") {
+		t.Errorf("current log does not end with the last line: %q", cur)
+	}
+	if _, err := os.Stat(c.LogPath + ".2"); !os.IsNotExist(err) {
+		t.Errorf("more than one rotated file kept: %v", err)
+	}
+
+	// A 40000-byte line leaves in 16 KiB parts tagged P, then the rest F.
+	c, out := run(t, r, Spec{ID: "long", Args: []string{"sh", "-c", `head -c 40000 /dev/zero | tr '\0' x; echo; echo after`}})
+	if want := strings.Repeat("x", 40000) + "\nafter\n"; out != want {
+		t.Errorf("long line came back as %d bytes, want %d", len(out), len(want))
+	}
+	raw, _ := os.ReadFile(c.LogPath)
+	var tags []string
+	for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		tags = append(tags, strings.Fields(l)[2])
+	}
+	if strings.Join(tags, "") != "PPFF" {
+		t.Errorf("tags %v, want P P F F", tags)
+	}
+}
+
+// TestShimForwardsSignals: a signal to the shim reaches the container.
+func TestShimForwardsSignals(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	c := mustStart(t, r, Spec{ID: "fwd", Args: []string{"sh", "-c", `trap "exit 5" HUP; echo ready; while true; do sleep 0.1; done`}})
+	logContains(t, c, "ready")
+	var st state
+	if err := readJSON(filepath.Join(r.dir("fwd"), stateFileName), &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(st.ShimPid, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if c := mustWait(t, r, "fwd"); c.ExitCode != 5 {
+		t.Errorf("after SIGHUP to the shim: %+v, want exit code 5", c)
+	}
+}
+
+func requireCgroups(tb testing.TB, r *Runtime) {
+	tb.Helper()
+	if r.cgroups == cgroupNone {
+		tb.Skip("no cgroup hierarchy on this host")
+	}
+}
+
+func TestMemoryLimitOOMKilled(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	requireCgroups(t, r)
+	c, _ := run(t, r, Spec{ID: "hog", Resources: Resources{MemoryBytes: 16 << 20},
+		Args: []string{"sh", "-c", "x=a; while true; do x=$x$x; done"}})
+	if !c.OOMKilled || c.ExitCode != 128+int(syscall.SIGKILL) {
+		t.Errorf("memory hog: %+v, want OOMKilled with exit code 137", c)
+	}
+	c, _ = run(t, r, Spec{ID: "modest", Resources: Resources{MemoryBytes: 16 << 20}, Args: []string{"true"}})
+	if c.OOMKilled || c.ExitCode != 0 {
+		t.Errorf("modest container: %+v", c)
+	}
+}
+
+// TestForkBomb: the pids limit holds a fork bomb, the CPU limit keeps it
+// from eating the machine, and Stop ends it all.
+func TestForkBomb(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	requireCgroups(t, r)
+	const limit = 32
+	c := mustStart(t, r, Spec{ID: "bomb", Resources: Resources{Pids: limit, CPUMilli: 200, MemoryBytes: 128 << 20},
+		Args: []string{"sh", "-c", "b() { b | b & }; b; sleep 1000"}})
+	var st state
+	if err := readJSON(filepath.Join(r.dir("bomb"), stateFileName), &st); err != nil {
+		t.Fatal(err)
+	}
+	var pidsDir, cpuDir string
+	for _, d := range st.Cgroups.Dirs {
+		if _, err := os.Stat(filepath.Join(d, "pids.max")); err == nil {
+			pidsDir = d
+		}
+		if _, err := os.Stat(filepath.Join(d, "cpu.cfs_quota_us")); err == nil {
+			cpuDir = d
+		} else if _, err := os.Stat(filepath.Join(d, "cpu.max")); err == nil {
+			cpuDir = d
+		}
+	}
+	if pidsDir == "" || cpuDir == "" {
+		t.Fatalf("no pids or cpu cgroup among %q", st.Cgroups.Dirs)
+	}
+	if q, _ := os.ReadFile(filepath.Join(cpuDir, "cpu.cfs_quota_us")); r.cgroups == cgroupV1 && strings.TrimSpace(string(q)) != "20000" {
+		t.Errorf("cpu.cfs_quota_us = %q, want 20000 for 200m", q)
+	}
+	// The shell reports the forks the limit refused.
+	logContains(t, c, "can't fork")
+	data, err := os.ReadFile(filepath.Join(pidsDir, "pids.current"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := strconv.Atoi(strings.TrimSpace(string(data))); n > limit || n < limit/2 {
+		t.Errorf("pids.current %d with the bomb at the limit %d", n, limit)
+	}
+	// The host still forks.
+	if err := exec.Command("true").Run(); err != nil {
+		t.Errorf("host cannot run a process: %v", err)
+	}
+	if err := r.Stop(context.Background(), "bomb", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Remove("bomb"); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range st.Cgroups.Dirs {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("cgroup %s left: %v", d, err)
+		}
+	}
+}
+
+// hostResources counts what containers could leave behind on the host.
+func hostResources(tb testing.TB, r *Runtime) map[string]int {
+	tb.Helper()
+	counts := map[string]int{"mounts": len(mountsUnder(tb, r.root))}
+	entries, _ := os.ReadDir(r.root)
+	counts["state dirs"] = len(entries)
+	leafs, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", cgroupParent, "*-"+strings.TrimPrefix(cgroupLeaf(r.root, ""), "-")))
+	leafs2, _ := filepath.Glob(filepath.Join(cgroupRoot, cgroupParent, "*-"+strings.TrimPrefix(cgroupLeaf(r.root, ""), "-")))
+	counts["cgroups"] = len(leafs) + len(leafs2)
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if data, err := os.ReadFile(p); err == nil && strings.Contains(string(data), r.root) {
+			counts["shims"]++
+		}
+	}
+	return counts
+}
+
+// TestCleanupCycles: 100 create/delete cycles leave no mount, cgroup,
+// directory or process behind.
+func TestCleanupCycles(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	requireCgroups(t, r)
+	rootfs := imagetest.BusyboxRootfs(t)
+	before := hostResources(t, r)
+	for i := range 100 {
+		id := fmt.Sprintf("cycle%d", i)
+		spec := Spec{ID: id, Rootfs: rootfs, Args: []string{"sh", "-c", "echo hi > /tmp/x; echo out"},
+			Resources: Resources{MemoryBytes: 32 << 20, Pids: 64, CPUMilli: 500}}
+		if i%2 == 1 {
+			spec.Args = []string{"sleep", "1000"} // stopped, not exited
+		}
+		cleanupContainer(t, r, id) // only matters when the test fails half-way
+		if _, err := r.Start(context.Background(), spec); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Stop(context.Background(), id, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Remove(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := hostResources(t, r)
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s: %d before 100 cycles, %d after", k, v, after[k])
+		}
+	}
+	if after["cgroups"] != 0 || after["state dirs"] != 0 || after["shims"] != 0 {
+		t.Errorf("left behind: %v", after)
+	}
+}
+
+// TestShellPID1ReapsOrphans: the command is PID 1 (no init of ours), so
+// orphans are reaped by it; a shell does.
+func TestShellPID1ReapsOrphans(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	// The subshell exits at once, orphaning sleep to PID 1, which then
+	// exits while PID 1 waits for its own foreground sleep.
+	_, out := run(t, r, Spec{ID: "reaper", Args: []string{"sh", "-c",
+		`(sleep 0.1 &); sleep 1; ps -o stat,comm | grep -c "^Z" || true`}})
+	if strings.TrimSpace(out) != "0" {
+		t.Errorf("zombies in the container: %q, want 0", out)
+	}
+}
+
+// TestShimMemory: what a running container costs the host besides its own
+// processes is its shim, which must stay under 1 MiB PSS.
+func TestShimMemory(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	c := mustStart(t, r, Spec{ID: "pss", Args: []string{"sh", "-c", "echo ready; exec sleep 1000"}})
+	logContains(t, c, "ready")
+	var st state
+	if err := readJSON(filepath.Join(r.dir("pss"), stateFileName), &st); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", st.ShimPid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pss int
+	for _, l := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+			pss, _ = strconv.Atoi(f[1])
+		}
+	}
+	t.Logf("shim PSS: %d KiB", pss)
+	if pss <= 0 || pss >= 1024 {
+		t.Errorf("shim PSS %d KiB, want under 1024", pss)
+	}
+}
