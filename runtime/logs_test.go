@@ -19,7 +19,7 @@ const (
 	t3 = "2026-11-27T10:00:02Z"
 )
 
-func writeFile(t *testing.T, path, content string) {
+func writeLog(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o640); err != nil {
 		t.Fatal(err)
@@ -50,7 +50,7 @@ func readLogs(t *testing.T, path string, opts LogOptions) string {
 func TestReadLogsFormats(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "container.log")
-	writeFile(t, path, ""+
+	writeLog(t, path, ""+
 		t1+" stdout F hello world\n"+
 		t1+" stderr P par\n"+
 		t2+" stderr P ti\n"+
@@ -104,8 +104,8 @@ func TestReadLogsRotated(t *testing.T) {
 	for i := range 3 {
 		fmt.Fprintf(&cur, "%s stdout F new %d\n", t2, i)
 	}
-	writeFile(t, path+".1", old.String())
-	writeFile(t, path, cur.String())
+	writeLog(t, path+".1", old.String())
+	writeLog(t, path, cur.String())
 	all := "old 0\nold 1\nold 2\nold 3\nold 4\nspans rotation\nnew 0\nnew 1\nnew 2\n"
 	if got := readLogs(t, path, LogOptions{Tail: -1}); got != all {
 		t.Errorf("all: %q", got)
@@ -164,7 +164,7 @@ func waitFor(t *testing.T, b *syncBuffer, want string) {
 func TestReadLogsFollow(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "container.log")
-	writeFile(t, path, t1+" stdout F before 1\n"+t1+" stdout F before 2\n")
+	writeLog(t, path, t1+" stdout F before 1\n"+t1+" stdout F before 2\n")
 	done := make(chan struct{})
 	var out syncBuffer
 	errc := make(chan error, 1)
@@ -189,13 +189,13 @@ func TestReadLogsFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendFile(t, path+".1", t2+" stdout F written after the rename\n")
-	writeFile(t, path, t3+" stdout F first in new\n")
+	writeLog(t, path, t3+" stdout F first in new\n")
 	want += "last in old\nwritten after the rename\nfirst in new\n"
 	waitFor(t, &out, want)
 
 	// Truncation in place: reading restarts at the beginning (a shorter
 	// file is how truncation is told from growth).
-	writeFile(t, path, t3+" stdout F cut\n")
+	writeLog(t, path, t3+" stdout F cut\n")
 	want += "cut\n"
 	waitFor(t, &out, want)
 
@@ -226,7 +226,7 @@ func TestReadLogsFollowEndsWithContext(t *testing.T) {
 	go func() {
 		errc <- ReadLogs(ctx, path, LogOptions{Follow: true, Tail: -1, PollInterval: 5 * time.Millisecond}, &out)
 	}()
-	writeFile(t, path, "hello\n")
+	writeLog(t, path, "hello\n")
 	waitFor(t, &out, "hello\n")
 	cancel()
 	select {
@@ -245,7 +245,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, errors.New("reader gone
 
 func TestReadLogsWriteError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "container.log")
-	writeFile(t, path, strings.Repeat("x\n", 100000))
+	writeLog(t, path, strings.Repeat("x\n", 100000))
 	err := ReadLogs(context.Background(), path, LogOptions{Tail: -1, Follow: true}, failWriter{})
 	if err == nil || !strings.Contains(err.Error(), "reader gone") {
 		t.Fatalf("ReadLogs into a failing writer: %v", err)
