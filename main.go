@@ -84,6 +84,8 @@ type common struct {
 	natsURL  string
 	logLevel string
 	replicas int
+	// NATS login: role is the NATS user (security.go).
+	role, natsCreds, natsCA string
 }
 
 func (c *common) register(fs *flag.FlagSet, withData bool) {
@@ -96,6 +98,8 @@ func (c *common) register(fs *flag.FlagSet, withData bool) {
 func (c *common) registerNATS(fs *flag.FlagSet) {
 	fs.StringVar(&c.natsURL, "nats", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated for a cluster")
 	fs.IntVar(&c.replicas, "replicas", 1, "replicas of the KV buckets this component creates (3 on a NATS cluster)")
+	fs.StringVar(&c.natsCreds, "nats-creds", "", "NATS credentials file (default <data-dir>/nats/auth/<user>.json if it exists)")
+	fs.StringVar(&c.natsCA, "nats-ca", "", "CA certificate (PEM) of a NATS server using TLS")
 }
 
 func (c *common) logger(stderr io.Writer) (*slog.Logger, error) {
@@ -107,7 +111,12 @@ func (c *common) logger(stderr io.Writer) (*slog.Logger, error) {
 }
 
 func (c *common) connect(ctx context.Context, name string, log *slog.Logger) (*bus.Conn, error) {
-	return bus.Connect(ctx, bus.Options{URL: c.natsURL, Name: name, Replicas: c.replicas, Logger: log})
+	o, err := c.busOptions(log)
+	if err != nil {
+		return nil, err
+	}
+	o.Name = name
+	return bus.Connect(ctx, o)
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
@@ -161,6 +170,8 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	mirror := fs.String("registry-mirror", "", "registry to pull docker.io images from, e.g. http://127.0.0.1:5000")
 	ctl := controllerFlags(fs)
 	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "kubelet heartbeat interval")
+	sec := registerAPIFlags(fs)
+	natsContext := fs.String("nats-context", "miniku", "name of the nats CLI context written for the read-only viewer (empty: none)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -171,28 +182,65 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ns, err := startNATS(c.dataDir, *natsAddr, log)
+	var kubelets []string
+	for i := 1; i <= *nodes; i++ {
+		kubelets = append(kubelets, fmt.Sprintf("node-%d", i))
+	}
+	apiCfg, err := sec.config(c.dataDir, *apiAddr, log)
+	if err != nil {
+		return err
+	}
+	ns, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, log)
 	if err != nil {
 		return err
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	conn, err := bus.Connect(ctx, bus.Options{InProcess: ns, Name: "miniku-up", Logger: log})
+	if err := writeNATSContext(*natsContext, ns.ClientURL(), c.dataDir, *sec.tlsCert, log); err != nil {
+		log.Warn("no nats CLI context written", "err", err)
+	}
+	// Each component logs in as its own user, in process too, so that
+	// their permissions are the ones every run exercises.
+	var conns []*bus.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	connectAs := func(user string) (*bus.Conn, error) {
+		creds, err := bus.ReadCredentials(bus.CredentialsPath(authDir(c.dataDir), user))
+		if err != nil {
+			return nil, err
+		}
+		conn, err := bus.Connect(ctx, bus.Options{InProcess: ns, Name: "miniku-up-" + user, Logger: log,
+			User: creds.User, Password: creds.Password, Bind: strings.HasPrefix(user, "kubelet-")})
+		if err != nil {
+			return nil, fmt.Errorf("connect as %s: %w", user, err)
+		}
+		conns = append(conns, conn)
+		return conn, nil
+	}
+	conn, err := connectAs(bus.UserAPIServer)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
 
 	g, gctx := newGroup(ctx)
-	api, err := apiserver.New(apiserver.Config{Addr: *apiAddr, Logger: log}, conn)
+	api, err := apiserver.New(apiCfg, conn)
 	if err != nil {
 		return err
 	}
 	g.Go("apiserver", func() error { return api.Run(gctx) })
+	if conn, err = connectAs(bus.UserScheduler); err != nil {
+		return err
+	}
 	sched, err := scheduler.New(scheduler.Config{Logger: log}, conn)
 	if err != nil {
 		return err
 	}
 	g.Go("scheduler", func() error { return sched.Run(gctx) })
+	if conn, err = connectAs(bus.UserController); err != nil {
+		return err
+	}
 	ctrl, err := controller.New(ctl.config(log), conn)
 	if err != nil {
 		return err
@@ -203,8 +251,10 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for i := 1; i <= *nodes; i++ {
-		name := fmt.Sprintf("node-%d", i)
+	for _, name := range kubelets {
+		if conn, err = connectAs(bus.KubeletUser(name)); err != nil {
+			return err
+		}
 		if err := startKubelet(gctx, g, conn, images, c.dataDir, name, *hb, log); err != nil {
 			return err
 		}
@@ -213,11 +263,12 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	return g.Wait()
 }
 
-func startNATS(dataDir, addr string, log *slog.Logger) (*server.Server, error) {
+func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, log *slog.Logger) (*server.Server, error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	return bus.StartServer(bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log})
+	return bus.StartServer(bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log,
+		AuthDir: authDir(dataDir), Kubelets: kubelets, TLSCert: tlsCert, TLSKey: tlsKey})
 }
 
 func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, hb time.Duration, log *slog.Logger) error {
@@ -257,6 +308,9 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	var c common
 	c.register(fs, true)
 	addr := fs.String("addr", "127.0.0.1:4222", "listen address")
+	kubelets := fs.String("kubelets", "", "comma-separated node names whose kubelet users to create (kubelet-<node>.json in <data-dir>/nats/auth)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate: clients must use TLS")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -264,11 +318,11 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ns, err := startNATS(c.dataDir, *addr, log)
+	ns, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, log)
 	if err != nil {
 		return err
 	}
-	log.Info("nats is up", "url", ns.ClientURL(), "store", filepath.Join(c.dataDir, "nats"))
+	log.Info("nats is up", "url", ns.ClientURL(), "store", filepath.Join(c.dataDir, "nats"), "credentials", authDir(c.dataDir))
 	<-ctx.Done()
 	ns.Shutdown()
 	ns.WaitForShutdown()
@@ -298,22 +352,27 @@ func single(ctx context.Context, name string, c *common, stderr io.Writer, build
 
 func cmdAPIServer(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("apiserver", flag.ContinueOnError)
-	var c common
-	c.register(fs, false)
+	c := common{role: bus.UserAPIServer}
+	c.register(fs, true)
 	c.registerNATS(fs)
 	addr := fs.String("api-addr", "127.0.0.1:8080", "listen address")
+	sec := registerAPIFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	return single(ctx, "apiserver", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
-		return apiserver.New(apiserver.Config{Addr: *addr, Logger: log}, conn)
+		cfg, err := sec.config(c.dataDir, *addr, log)
+		if err != nil {
+			return nil, err
+		}
+		return apiserver.New(cfg, conn)
 	})
 }
 
 func cmdScheduler(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("scheduler", flag.ContinueOnError)
-	var c common
-	c.register(fs, false)
+	c := common{role: bus.UserScheduler}
+	c.register(fs, true)
 	c.registerNATS(fs)
 	if err := parse(fs, args); err != nil {
 		return err
@@ -325,8 +384,8 @@ func cmdScheduler(ctx context.Context, args []string, stderr io.Writer) error {
 
 func cmdController(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
-	var c common
-	c.register(fs, false)
+	c := common{role: bus.UserController}
+	c.register(fs, true)
 	c.registerNATS(fs)
 	ctl := controllerFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -351,6 +410,7 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 	if strings.TrimSpace(*node) == "" {
 		return errors.New("kubelet: --node-name is required")
 	}
+	c.role = bus.KubeletUser(*node)
 	log, err := c.logger(stderr)
 	if err != nil {
 		return err

@@ -80,6 +80,9 @@ type proc struct {
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(miniku(t), args...)
+	// The nats CLI context `up` writes goes to a temp dir, not ~/.config.
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+configHome(t))
+	recordTokenFile(args)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	// Own process group: a kill of the test must not leave it behind, and
@@ -186,6 +189,13 @@ func (a api) do(method, path, body string) (int, []byte) {
 	if err != nil {
 		a.t.Fatal(err)
 	}
+	// Every test runs with authentication on: send the token of the
+	// apiserver at this address (read at each call: it is created at start).
+	if f, ok := tokenFiles.Load(strings.TrimPrefix(a.base, "http://")); ok {
+		if tok, err := os.ReadFile(f.(string)); err == nil {
+			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		}
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, []byte(err.Error())
@@ -257,4 +267,40 @@ func (a api) getJSON(path string, v any) error {
 		return fmt.Errorf("GET %s: %d %s", path, code, body)
 	}
 	return json.Unmarshal(body, v)
+}
+
+// tokenFiles maps an apiserver address to its token file, recorded from the
+// arguments of every `up` and `apiserver` a test starts.
+var tokenFiles sync.Map
+
+func recordTokenFile(args []string) {
+	if len(args) == 0 || (args[0] != "up" && args[0] != "apiserver") {
+		return
+	}
+	flagValue := func(name, def string) string {
+		for i, a := range args {
+			if a == name && i+1 < len(args) {
+				return args[i+1]
+			}
+			if v, ok := strings.CutPrefix(a, name+"="); ok {
+				return v
+			}
+		}
+		return def
+	}
+	file := flagValue("--token-file", filepath.Join(flagValue("--data-dir", "/var/lib/miniku"), "token"))
+	tokenFiles.Store(flagValue("--api-addr", "127.0.0.1:8080"), file)
+}
+
+// configHomes holds each test's XDG_CONFIG_HOME, a temp dir shared by the
+// processes it starts.
+var configHomes sync.Map
+
+func configHome(t *testing.T) string {
+	if d, ok := configHomes.Load(t); ok {
+		return d.(string)
+	}
+	d := t.TempDir()
+	configHomes.Store(t, d)
+	return d
 }

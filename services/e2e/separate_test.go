@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/runtime/image/imagetest"
 	"github.com/miniku/miniku/schemas"
 )
@@ -24,12 +26,21 @@ func TestSeparateProcessesNodeFailure(t *testing.T) {
 	t.Cleanup(func() { cleanupContainers(t, dataDir) })
 	natsURL := "nats://" + natsAddr
 
-	start(t, "nats", "nats", "--addr", natsAddr, "--data-dir", filepath.Join(dataDir, "nats-server"))
-	start(t, "apiserver", "apiserver", "--nats", natsURL, "--api-addr", apiAddr)
-	start(t, "scheduler", "scheduler", "--nats", natsURL)
-	start(t, "controller", "controller", "--nats", natsURL, "--node-grace", "2s", "--eviction-timeout", "2s")
+	// The control plane shares the NATS server's data dir, so it finds
+	// its credentials at the default path; kubelets are given theirs.
+	ctlDir := filepath.Join(dataDir, "nats-server")
+	creds := func(user string) string { return filepath.Join(ctlDir, "nats", "auth", user+".json") }
+	start(t, "nats", "nats", "--addr", natsAddr, "--data-dir", ctlDir, "--kubelets", "node-a,node-b")
+	eventually(t, 30*time.Second, func() error { // written before it listens; viewer last
+		_, err := os.Stat(creds(bus.UserViewer))
+		return err
+	})
+	start(t, "apiserver", "apiserver", "--nats", natsURL, "--api-addr", apiAddr, "--data-dir", ctlDir)
+	start(t, "scheduler", "scheduler", "--nats", natsURL, "--data-dir", ctlDir)
+	start(t, "controller", "controller", "--nats", natsURL, "--node-grace", "2s", "--eviction-timeout", "2s", "--data-dir", ctlDir)
 	kubelet := func(node string) *proc {
 		return start(t, "kubelet "+node, "kubelet", "--nats", natsURL, "--node-name", node,
+			"--nats-creds", creds("kubelet-"+node),
 			"--data-dir", dataDir, "--registry-mirror", "http://"+registry, "--heartbeat-interval", "500ms")
 	}
 	kubelet("node-a")
@@ -53,7 +64,11 @@ func TestSeparateProcessesNodeFailure(t *testing.T) {
 		return nil
 	})
 
-	nc, err := nats.Connect(natsURL)
+	viewer, err := bus.ReadCredentials(creds(bus.UserViewer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(natsURL, nats.UserInfo(viewer.User, viewer.Password))
 	if err != nil {
 		t.Fatal(err)
 	}

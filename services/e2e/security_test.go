@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/miniku/miniku/schemas"
+)
+
+// `miniku up` requires a token for the API and credentials for NATS, and
+// writes a nats CLI context for the read-only viewer.
+func TestUpRequiresAuth(t *testing.T) {
+	dataDir := t.TempDir()
+	apiAddr, natsAddr := freeAddr(t), freeAddr(t)
+	start(t, "miniku up", "up", "--data-dir", dataDir, "--api-addr", apiAddr, "--nats-addr", natsAddr, "--nodes", "0")
+	a := api{t: t, base: "http://" + apiAddr}
+
+	// /healthz is open for liveness probes.
+	eventually(t, 30*time.Second, func() error {
+		resp, err := http.Get(a.base + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("healthz without token: %d", resp.StatusCode)
+		}
+		return nil
+	})
+	resp, err := http.Get(a.base + "/pods")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+		t.Fatalf("GET /pods without token: %d %q, want 401 with WWW-Authenticate: Bearer", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	fi, err := os.Stat(filepath.Join(dataDir, "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file mode %v, want 0600", fi.Mode().Perm())
+	}
+
+	// NATS: no anonymous clients; the viewer's context works for watching.
+	if nc, err := nats.Connect("nats://"+natsAddr, nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("anonymous NATS connection accepted")
+	}
+	ctxPath := filepath.Join(configHome(t), "nats", "context", "miniku.json")
+	data, err := os.ReadFile(ctxPath)
+	if err != nil {
+		t.Fatalf("nats CLI context: %v", err)
+	}
+	var nctx struct{ URL, User, Password string }
+	if err := json.Unmarshal(data, &nctx); err != nil || nctx.User != "viewer" || nctx.Password == "" {
+		t.Fatalf("nats context %s: %+v %v", ctxPath, nctx, err)
+	}
+	nc, err := nats.Connect(nctx.URL, nats.UserInfo(nctx.User, nctx.Password))
+	if err != nil {
+		t.Fatalf("connect with the nats context: %v", err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("pod.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := a.do("POST", "/pods", `{"name":"p","image":"busybox","command":["true"]}`); code != 201 {
+		t.Fatalf("POST /pods with the token: %d %s", code, body)
+	}
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("viewer got no pod event: %v", err)
+	}
+	var ev schemas.Event
+	if err := schemas.Unmarshal(msg.Data, &ev); err != nil || ev.Name != "p" {
+		t.Fatalf("event on %s: %+v %v", msg.Subject, ev, err)
+	}
+}
+
+// An unauthenticated API on a non-loopback address is refused at start.
+func TestUpRefusesOpenNonLoopback(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	port := strings.Split(freeAddr(t), ":")[1]
+	cmd := exec.CommandContext(ctx, miniku(t), "up", "--data-dir", t.TempDir(), "--api-addr", "0.0.0.0:"+port,
+		"--nats-addr", freeAddr(t), "--nodes", "0", "--insecure-no-auth")
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+configHome(t))
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "without authentication") {
+		t.Fatalf("up --api-addr 0.0.0.0 --insecure-no-auth: %v\n%s", err, out)
+	}
+}
