@@ -190,7 +190,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ns, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, log)
+	ns, natsCfg, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, log)
 	if err != nil {
 		return err
 	}
@@ -230,6 +230,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	g.Go("apiserver", func() error { return api.Run(gctx) })
+	g.Go("nats users", func() error { return bus.WatchUsers(gctx, ns, natsCfg, usersReloadInterval) })
 	if conn, err = connectAs(bus.UserScheduler); err != nil {
 		return err
 	}
@@ -263,12 +264,14 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	return g.Wait()
 }
 
-func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, log *slog.Logger) (*server.Server, error) {
+func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, log *slog.Logger) (*server.Server, bus.ServerConfig, error) {
+	cfg := bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log,
+		AuthDir: authDir(dataDir), Kubelets: kubelets, TLSCert: tlsCert, TLSKey: tlsKey}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+		return nil, cfg, fmt.Errorf("create data dir: %w", err)
 	}
-	return bus.StartServer(bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log,
-		AuthDir: authDir(dataDir), Kubelets: kubelets, TLSCert: tlsCert, TLSKey: tlsKey})
+	ns, err := bus.StartServer(cfg)
+	return ns, cfg, err
 }
 
 func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, hb time.Duration, log *slog.Logger) error {
@@ -318,15 +321,15 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ns, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, log)
+	ns, cfg, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, log)
 	if err != nil {
 		return err
 	}
 	log.Info("nats is up", "url", ns.ClientURL(), "store", filepath.Join(c.dataDir, "nats"), "credentials", authDir(c.dataDir))
-	<-ctx.Done()
+	err = bus.WatchUsers(ctx, ns, cfg, usersReloadInterval)
 	ns.Shutdown()
 	ns.WaitForShutdown()
-	return nil
+	return err
 }
 
 // single runs one service built from a connection.

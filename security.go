@@ -8,10 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/services/apiserver"
 )
+
+// usersReloadInterval is how often a NATS server looks for kubelet
+// credentials added while it runs.
+const usersReloadInterval = 2 * time.Second
 
 // authDir holds the NATS users' credentials of a server with this data dir.
 func authDir(dataDir string) string { return filepath.Join(dataDir, "nats", "auth") }
@@ -27,6 +32,14 @@ func (c *common) busOptions(log *slog.Logger) (bus.Options, error) {
 	if path == "" && c.dataDir != "" {
 		p := bus.CredentialsPath(authDir(c.dataDir), c.role)
 		if _, err := os.Stat(p); err == nil {
+			path = p
+		} else if _, err := os.Stat(authDir(c.dataDir)); err == nil && o.Bind {
+			// A new kubelet on the NATS server's host: create its user,
+			// which the running server admits within usersReloadInterval.
+			if _, err := bus.EnsureCredentials(authDir(c.dataDir), c.role); err != nil {
+				return o, err
+			}
+			log.Info("created NATS credentials for this kubelet", "path", p)
 			path = p
 		}
 	}

@@ -8,15 +8,20 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // NATS users. Every component logs in as its own user and gets only the
@@ -157,9 +162,9 @@ func validUser(user string) error {
 // a kubelet for each of kubelets, and any kubelet-*.json already in dir
 // (kubelets added with an earlier start, or by hand with EnsureCredentials).
 //
-// Passwords are kept in plain text in the server's options: they exist only
-// in this process's memory and in the 0600 files next to it, so bcrypt would
-// cost every connection ~50 ms without protecting anything.
+// The server keeps only bcrypt hashes. At the minimum cost: the passwords
+// are 256 random bits, so no cost factor makes guessing them any harder,
+// and each login costs ~1 ms instead of ~50 ms.
 func serverUsers(dir string, kubelets []string) ([]*server.User, error) {
 	names := map[string]bool{UserAPIServer: true, UserScheduler: true, UserController: true, UserViewer: true}
 	for _, n := range kubelets {
@@ -184,7 +189,11 @@ func serverUsers(dir string, kubelets []string) ([]*server.User, error) {
 		if err != nil {
 			return nil, err
 		}
-		users = append(users, &server.User{Username: c.User, Password: c.Password, Permissions: perms})
+		hash, err := bcrypt.GenerateFromPassword([]byte(c.Password), bcrypt.MinCost)
+		if err != nil {
+			return nil, fmt.Errorf("hash password of %s: %w", name, err)
+		}
+		users = append(users, &server.User{Username: c.User, Password: string(hash), Permissions: perms})
 	}
 	return users, nil
 }
@@ -356,7 +365,11 @@ func configureSecurity(opts *server.Options, cfg ServerConfig) error {
 func (o Options) securityOptions() []nats.Option {
 	var opts []nats.Option
 	if o.User != "" {
-		opts = append(opts, nats.UserInfo(o.User, o.Password), nats.CustomInboxPrefix(InboxPrefix(o.User)))
+		opts = append(opts, nats.UserInfo(o.User, o.Password), nats.CustomInboxPrefix(InboxPrefix(o.User)),
+			// Keep trying after "authorization violation": a kubelet
+			// whose user the server has not loaded yet (WatchUsers)
+			// must not give up, like on any other outage.
+			nats.IgnoreAuthErrorAbort())
 	}
 	if o.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(o.TLSCA))
@@ -380,4 +393,63 @@ func (c *Conn) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstrea
 		return c.js.Stream(ctx, cfg.Name)
 	}
 	return c.js.CreateOrUpdateStream(ctx, cfg)
+}
+
+// started keeps the options of servers with users, for WatchUsers.
+var started sync.Map // *server.Server -> *server.Options
+
+func rememberOptions(ns *server.Server, opts *server.Options, cfg ServerConfig) {
+	if cfg.AuthDir != "" {
+		started.Store(ns, opts.Clone())
+	}
+}
+
+// WatchUsers admits kubelets added while the server runs: every interval
+// it looks for new kubelet-*.json files in cfg.AuthDir (written by
+// `miniku kubelet` on this host, or copied in) and reloads the server's
+// users. It returns when ctx ends.
+func WatchUsers(ctx context.Context, ns *server.Server, cfg ServerConfig, every time.Duration) error {
+	v, ok := started.Load(ns)
+	if !ok {
+		return errors.New("watch nats users: server was not started by StartServer with an AuthDir")
+	}
+	defer started.Delete(ns)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	kubeletFiles := func() []string {
+		files, _ := filepath.Glob(filepath.Join(cfg.AuthDir, kubeletPrefix+"*.json"))
+		return files // sorted by Glob
+	}
+	last := kubeletFiles()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		cur := kubeletFiles()
+		if slices.Equal(cur, last) {
+			continue
+		}
+		users, err := serverUsers(cfg.AuthDir, cfg.Kubelets)
+		if err != nil {
+			log.Warn("reload nats users", "err", err)
+			continue
+		}
+		opts := v.(*server.Options).Clone()
+		opts.Users = users
+		if a, ok := ns.Addr().(*net.TCPAddr); ok {
+			opts.Port = a.Port // a random port (0) must not look like a change
+		}
+		if err := ns.ReloadOptions(opts); err != nil {
+			log.Warn("reload nats users", "err", err)
+			continue
+		}
+		last = cur
+		log.Info("nats users reloaded", "users", len(users))
+	}
 }

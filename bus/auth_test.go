@@ -1,8 +1,12 @@
 package bus_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -266,5 +270,106 @@ func TestNATSNonLoopbackWithoutAuthRefused(t *testing.T) {
 	_, err := bus.StartServer(bus.ServerConfig{Addr: "0.0.0.0:0", StoreDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "without authentication") {
 		t.Fatalf("got %v, want a refusal", err)
+	}
+}
+
+func TestNATSTLSRefusesPlainText(t *testing.T) {
+	cert, key := bustest.SelfSignedCert(t)
+	dir := t.TempDir()
+	authDir := filepath.Join(dir, "auth")
+	ns, err := bus.StartServer(bus.ServerConfig{Addr: "127.0.0.1:0", StoreDir: filepath.Join(dir, "store"),
+		AuthDir: authDir, TLSCert: cert, TLSKey: key, Logger: bustest.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	addr := ns.Addr().String()
+	creds, err := bus.ReadCredentials(bus.CredentialsPath(authDir, bus.UserViewer))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A plain-text client speaking the protocol with valid credentials
+	// gets no PONG: the server wants a TLS handshake.
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	info, err := r.ReadString('\n')
+	if err != nil || !strings.Contains(info, `"tls_required":true`) {
+		t.Fatalf("INFO %q: %v", info, err)
+	}
+	connect, _ := json.Marshal(map[string]any{"user": creds.User, "pass": creds.Password, "verbose": false, "pedantic": false})
+	fmt.Fprintf(conn, "CONNECT %s\r\nPING\r\n", connect)
+	var got strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		got.WriteString(line)
+		if err != nil {
+			break
+		}
+	}
+	if strings.Contains(got.String(), "PONG") {
+		t.Fatalf("plain-text client was answered: %q", got.String())
+	}
+
+	// With the CA, components connect over TLS.
+	api, err := bus.ReadCredentials(bus.CredentialsPath(authDir, bus.UserAPIServer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := bus.Connect(ctx, bus.Options{URL: "tls://" + addr, User: api.User, Password: api.Password,
+		TLSCA: cert, Logger: bustest.Logger(t)})
+	if err != nil {
+		t.Fatalf("component over TLS: %v", err)
+	}
+	c.Close()
+	nc, err := nats.Connect("tls://"+addr, nats.UserInfo(creds.User, creds.Password), nats.RootCAs(cert))
+	if err != nil {
+		t.Fatalf("TLS client with the CA: %v", err)
+	}
+	if !nc.TLSRequired() {
+		t.Fatal("connection not using TLS")
+	}
+	nc.Close()
+}
+
+// A kubelet whose credentials appear while the server runs is admitted
+// without a restart, and components already connected stay connected.
+func TestWatchUsersAdmitsNewKubelet(t *testing.T) {
+	dir := t.TempDir()
+	cfg := bus.ServerConfig{Addr: "127.0.0.1:0", StoreDir: filepath.Join(dir, "store"),
+		AuthDir: filepath.Join(dir, "auth"), Logger: bustest.Logger(t)}
+	ns, err := bus.StartServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- bus.WatchUsers(ctx, ns, cfg, 50*time.Millisecond) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	admin := bustest.ConnAs(t, ns.ClientURL(), cfg.AuthDir, bus.UserAPIServer, false)
+
+	if _, err := bus.EnsureCredentials(cfg.AuthDir, bus.KubeletUser("node-9")); err != nil {
+		t.Fatal(err)
+	}
+	k := bustest.ConnAs(t, ns.ClientURL(), cfg.AuthDir, bus.KubeletUser("node-9"), true)
+	if err := k.Nodes.Create(ctx, &schemas.Node{ObjectMeta: schemas.ObjectMeta{Name: "node-9"}}); err != nil {
+		t.Fatalf("new kubelet writes its node: %v", err)
+	}
+	if _, err := admin.Nodes.Get(ctx, "node-9"); err != nil {
+		t.Fatalf("apiserver connection after the reload: %v", err)
 	}
 }

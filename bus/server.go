@@ -57,6 +57,7 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create nats server: %w", err)
 	}
+	rememberOptions(ns, opts, cfg)
 	if cfg.Logger != nil {
 		ns.SetLoggerV2(&slogAdapter{l: cfg.Logger.With("component", "nats")}, false, false, false)
 	}

@@ -105,3 +105,39 @@ func TestUpRefusesOpenNonLoopback(t *testing.T) {
 		t.Fatalf("up --api-addr 0.0.0.0 --insecure-no-auth: %v\n%s", err, out)
 	}
 }
+
+// A kubelet started on the NATS server's host creates its own NATS user,
+// which the running server admits: no restart, no copied file.
+func TestKubeletJoinsWithOwnCredentials(t *testing.T) {
+	requireRoot(t)
+	dataDir := t.TempDir()
+	t.Cleanup(func() { cleanupContainers(t, dataDir) })
+	apiAddr, natsAddr := freeAddr(t), freeAddr(t)
+	start(t, "miniku up", "up", "--data-dir", dataDir, "--api-addr", apiAddr, "--nats-addr", natsAddr, "--nodes", "0")
+	a := api{t: t, base: "http://" + apiAddr}
+	eventually(t, 30*time.Second, func() error {
+		if code, body := a.do("GET", "/healthz", ""); code != 200 {
+			return fmt.Errorf("healthz: %d %s", code, body)
+		}
+		return nil
+	})
+	start(t, "kubelet node-3", "kubelet", "--nats", "nats://"+natsAddr, "--node-name", "node-3",
+		"--data-dir", dataDir, "--heartbeat-interval", "500ms")
+	eventually(t, 30*time.Second, func() error {
+		var n schemas.Node
+		if err := a.getJSON("/nodes/node-3", &n); err != nil {
+			return err
+		}
+		if n.Status != schemas.NodeReady {
+			return fmt.Errorf("node-3 is %s", n.Status)
+		}
+		return nil
+	})
+	fi, err := os.Stat(filepath.Join(dataDir, "nats", "auth", "kubelet-node-3.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("kubelet credentials mode %v", fi.Mode().Perm())
+	}
+}
