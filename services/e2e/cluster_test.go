@@ -189,13 +189,7 @@ func (a api) do(method, path, body string) (int, []byte) {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	// Every test runs with authentication on: send the token of the
-	// apiserver at this address (read at each call: it is created at start).
-	if f, ok := tokenFiles.Load(strings.TrimPrefix(a.base, "http://")); ok {
-		if tok, err := os.ReadFile(f.(string)); err == nil {
-			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-		}
-	}
+	a.authorize(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, []byte(err.Error())
@@ -267,6 +261,17 @@ func (a api) getJSON(path string, v any) error {
 		return fmt.Errorf("GET %s: %d %s", path, code, body)
 	}
 	return json.Unmarshal(body, v)
+}
+
+// authorize adds the bearer token of the apiserver at a.base: every test
+// runs with authentication on. Use it for requests not made with do. The
+// file is read at each call, as the apiserver creates it at start.
+func (a api) authorize(req *http.Request) {
+	if f, ok := tokenFiles.Load(strings.TrimPrefix(a.base, "http://")); ok {
+		if tok, err := os.ReadFile(f.(string)); err == nil {
+			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		}
+	}
 }
 
 // tokenFiles maps an apiserver address to its token file, recorded from the
