@@ -267,7 +267,9 @@ func Permissions(user string) (*server.Permissions, error) {
 	resp := &server.ResponsePermission{MaxMsgs: 1}
 	mk := func(pub, sub []string) *server.Permissions {
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: pub},
+			// Its own inbox too: a requester acks a streamed reply on
+			// <inbox>.ctl (log streams).
+			Publish:   &server.SubjectPermission{Allow: append(pub, inbox)},
 			Subscribe: &server.SubjectPermission{Allow: append(sub, inbox)},
 			Response:  resp,
 		}
@@ -283,7 +285,8 @@ func Permissions(user string) (*server.Permissions, error) {
 	switch {
 	case user == UserAPIServer, user == UserController:
 		return mk(
-			cat(jsRead(allStreams), jsAdmin(), kvWrite(allBuckets...), hints, []string{eventSubject}),
+			// kubelet.<node>.logs: log requests (apiserver to kubelet).
+			cat(jsRead(allStreams), jsAdmin(), kvWrite(allBuckets...), hints, []string{eventSubject, "kubelet.*.logs"}),
 			cat(hints, []string{eventSubject}),
 		), nil
 	case user == UserScheduler:
@@ -308,18 +311,29 @@ func Permissions(user string) (*server.Permissions, error) {
 		return p, nil
 	case strings.HasPrefix(user, kubeletPrefix) && len(user) > len(kubeletPrefix):
 		node := strings.TrimPrefix(user, kubeletPrefix)
-		return mk(
+		p := mk(
 			cat(jsRead(allStreams),
 				[]string{
 					"$KV." + BucketNodes + "." + node,
 					"$KV." + BucketPods + ".>",
 					NodeSubject(SubjNodeHeartbeat, node),
-					SubjNodeReady,
-					SubjPodRunning, SubjPodSucceeded, SubjPodFailed,
+					SubjNodeReady, SubjNodeNotReady,
+					"pod.>", // but not pod.assigned.> (denied below)
 					eventSubject,
 				}),
-			[]string{NodeSubject(SubjPodAssigned, node), "pod.>", "node.>"},
-		), nil
+			[]string{
+				"pod.>", "node.>",
+				// Log requests for this node, and the requester's acks
+				// (<reply>.ctl) of the stream it sends back.
+				"kubelet." + node + ".logs",
+				InboxPrefix(UserAPIServer) + ".*.ctl",
+			},
+		)
+		p.Publish.Deny = []string{SubjPodAssigned + ".>"}
+		// A log stream is many replies to one request, for as long as
+		// someone follows it; it may reply only to requests it received.
+		p.Response = &server.ResponsePermission{MaxMsgs: 1 << 30, Expires: 24 * time.Hour}
+		return p, nil
 	}
 	return nil, fmt.Errorf("unknown NATS user %q", user)
 }

@@ -373,3 +373,64 @@ func TestWatchUsersAdmitsNewKubelet(t *testing.T) {
 		t.Fatalf("apiserver connection after the reload: %v", err)
 	}
 }
+
+// The apiserver asks a kubelet for logs on kubelet.<node>.logs and the
+// kubelet streams many replies back, acked on <reply>.ctl; no other kubelet
+// may take the request, and a kubelet may publish only to replies it got.
+func TestLogStreamPermissions(t *testing.T) {
+	ns, authDir := bustest.SecureServer(t, "node-1", "node-2")
+	url := ns.ClientURL()
+	api, _ := rawAs(t, url, authDir, bus.UserAPIServer)
+	k1, k1errs := rawAs(t, url, authDir, bus.KubeletUser("node-1"))
+	k2, k2errs := rawAs(t, url, authDir, bus.KubeletUser("node-2"))
+
+	if _, err := k2.QueueSubscribe("kubelet.node-1.logs", "kubelet-logs", func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	wantViolation(t, k2errs, "kubelet.node-1.logs")
+
+	const chunks = 20
+	ctl := make(chan struct{}, 1)
+	if _, err := k1.QueueSubscribe("kubelet.node-1.logs", "kubelet-logs", func(m *nats.Msg) {
+		if _, err := k1.Subscribe(m.Reply+".ctl", func(*nats.Msg) { ctl <- struct{}{} }); err != nil {
+			t.Error(err)
+			return
+		}
+		_ = k1.Flush()
+		for i := 0; i < chunks; i++ {
+			_ = k1.Publish(m.Reply, []byte("chunk"))
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k1.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	reply := api.NewInbox()
+	sub, err := api.SubscribeSync(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := api.PublishRequest("kubelet.node-1.logs", reply, []byte("req")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < chunks; i++ {
+		if _, err := sub.NextMsg(10 * time.Second); err != nil {
+			t.Fatalf("chunk %d: %v", i, err)
+		}
+	}
+	bustest.Eventually(t, 10*time.Second, func() error {
+		_ = api.Publish(reply+".ctl", []byte("ack"))
+		select {
+		case <-ctl:
+			return nil
+		case <-time.After(100 * time.Millisecond):
+			return errors.New("kubelet got no ack")
+		}
+	})
+	// Not a reply it received: refused.
+	_ = k1.Publish(bus.InboxPrefix(bus.UserAPIServer)+".forged", []byte("x"))
+	wantViolation(t, k1errs, bus.InboxPrefix(bus.UserAPIServer)+".forged")
+	_ = k1.Publish("pod.assigned.node-2", []byte("x"))
+	wantViolation(t, k1errs, "pod.assigned.node-2")
+}

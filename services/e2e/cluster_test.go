@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/miniku/miniku/bus"
 	mkrt "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/runtime/image/imagetest"
 	"github.com/miniku/miniku/schemas"
@@ -308,4 +311,21 @@ func configHome(t *testing.T) string {
 	d := t.TempDir()
 	configHomes.Store(t, d)
 	return d
+}
+
+// viewerNATS connects to url as the read-only viewer of the NATS server
+// whose data dir is dataDir (`up --data-dir`, `nats --data-dir`): NATS has
+// no anonymous user. Closed at cleanup.
+func viewerNATS(t *testing.T, url, dataDir string) *nats.Conn {
+	t.Helper()
+	creds, err := bus.ReadCredentials(bus.CredentialsPath(filepath.Join(dataDir, "nats", "auth"), bus.UserViewer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, nats.UserInfo(creds.User, creds.Password))
+	if err != nil {
+		t.Fatalf("connect to nats as viewer: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }

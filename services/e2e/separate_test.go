@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/runtime/image/imagetest"
 	"github.com/miniku/miniku/schemas"
@@ -64,15 +62,7 @@ func TestSeparateProcessesNodeFailure(t *testing.T) {
 		return nil
 	})
 
-	viewer, err := bus.ReadCredentials(creds(bus.UserViewer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(natsURL, nats.UserInfo(viewer.User, viewer.Password))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := viewerNATS(t, natsURL, ctlDir)
 	notReady, err := nc.SubscribeSync("node.notready")
 	if err != nil {
 		t.Fatal(err)
