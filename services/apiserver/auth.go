@@ -64,7 +64,8 @@ func checkSecurity(cfg Config) error {
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("apiserver: TLS needs both a certificate and a key")
 	}
-	if cfg.Token != "" {
+	if cfg.Token != "" || cfg.Addr == "" {
+		// No address: used as a Handler only; Run checks what it binds.
 		return nil
 	}
 	host, _, err := net.SplitHostPort(cfg.Addr)
@@ -120,8 +121,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// listener wraps ln in TLS when a certificate is configured.
+// listener wraps ln in TLS when a certificate is configured, and refuses
+// an unauthenticated listener that other hosts can reach.
 func (s *Server) listener(ln net.Listener) (net.Listener, error) {
+	if a, ok := ln.Addr().(*net.TCPAddr); s.cfg.Token == "" && (!ok || !a.IP.IsLoopback()) {
+		ln.Close()
+		return nil, fmt.Errorf("apiserver: refusing to listen on %s without authentication; use a token or a loopback address", ln.Addr())
+	}
 	if s.cfg.TLSCert == "" {
 		return ln, nil
 	}

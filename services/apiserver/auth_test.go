@@ -136,6 +136,16 @@ func TestNonLoopbackWithoutTokenRefused(t *testing.T) {
 	if _, err := apiserver.New(apiserver.Config{Addr: "0.0.0.0:0", Token: testToken}, conn); err != nil {
 		t.Fatalf("0.0.0.0 with a token: %v", err)
 	}
+	// No address (a Handler only) is fine until Run binds every interface.
+	srv, err := apiserver.New(apiserver.Config{}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Run(ctx); err == nil || !strings.Contains(err.Error(), "without authentication") {
+		t.Fatalf("Run on every interface without a token: %v, want a refusal", err)
+	}
 }
 
 func TestTLSRefusesPlainText(t *testing.T) {
