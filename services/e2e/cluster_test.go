@@ -329,3 +329,23 @@ func viewerNATS(t *testing.T, url, dataDir string) *nats.Conn {
 	t.Cleanup(nc.Close)
 	return nc
 }
+
+// busConnAs connects a bus.Conn to url as user (bus.UserController for a
+// test's own writes of any object), with the credentials of the NATS server
+// whose data dir is dataDir. Closed at cleanup.
+func busConnAs(t *testing.T, url, dataDir, user string) *bus.Conn {
+	t.Helper()
+	creds, err := bus.ReadCredentials(bus.CredentialsPath(filepath.Join(dataDir, "nats", "auth"), user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := bus.Connect(ctx, bus.Options{URL: url, Name: t.Name(), User: creds.User, Password: creds.Password,
+		Bind: strings.HasPrefix(user, "kubelet-")})
+	if err != nil {
+		t.Fatalf("connect to nats as %s: %v", user, err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
