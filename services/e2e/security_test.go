@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/miniku/miniku/bus/bustest"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -139,5 +142,73 @@ func TestKubeletJoinsWithOwnCredentials(t *testing.T) {
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("kubelet credentials mode %v", fi.Mode().Perm())
+	}
+}
+
+// With --tls-cert and --tls-key, `up` serves the API over HTTPS only and
+// NATS over TLS only; the nats CLI context names the CA.
+func TestUpTLS(t *testing.T) {
+	dataDir := t.TempDir()
+	apiAddr, natsAddr := freeAddr(t), freeAddr(t)
+	cert, key := bustest.SelfSignedCert(t)
+	start(t, "miniku up", "up", "--data-dir", dataDir, "--api-addr", apiAddr, "--nats-addr", natsAddr, "--nodes", "0",
+		"--tls-cert", cert, "--tls-key", key)
+	pem, err := os.ReadFile(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	t.Cleanup(client.CloseIdleConnections)
+	get := func(c *http.Client, url string) (int, error) {
+		req, err := http.NewRequest("GET", url, nil)
+		if err != nil {
+			return 0, err
+		}
+		tok, err := os.ReadFile(filepath.Join(dataDir, "token"))
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	eventually(t, 30*time.Second, func() error {
+		code, err := get(client, "https://"+apiAddr+"/pods")
+		if err == nil && code != 200 {
+			err = fmt.Errorf("GET /pods over HTTPS: %d", code)
+		}
+		return err
+	})
+	if code, err := get(http.DefaultClient, "http://"+apiAddr+"/pods"); err == nil && code == 200 {
+		t.Fatal("plain HTTP answered with 200")
+	}
+
+	var nctx struct{ URL, User, Password, CA string }
+	data, err := os.ReadFile(filepath.Join(configHome(t), "nats", "context", "miniku.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &nctx); err != nil || nctx.CA != cert {
+		t.Fatalf("nats context %+v (%v), want ca %s", nctx, err, cert)
+	}
+	nc, err := nats.Connect(nctx.URL, nats.UserInfo(nctx.User, nctx.Password), nats.RootCAs(nctx.CA))
+	if err != nil {
+		t.Fatalf("nats over TLS with the context: %v", err)
+	}
+	if !nc.TLSRequired() {
+		t.Fatal("nats connection without TLS")
+	}
+	nc.Close()
+	// A client that does not do TLS (here: one that does not trust the
+	// certificate, so its handshake fails) gets no connection.
+	if nc, err := nats.Connect(nctx.URL, nats.UserInfo(nctx.User, nctx.Password), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("connected without the CA")
 	}
 }
