@@ -434,3 +434,15 @@ func TestLogStreamPermissions(t *testing.T) {
 	_ = k1.Publish("pod.assigned.node-2", []byte("x"))
 	wantViolation(t, k1errs, "pod.assigned.node-2")
 }
+
+// Without credentials a component fails with the reason instead of
+// waiting forever.
+func TestConnectWithoutCredentialsFails(t *testing.T) {
+	ns, _ := bustest.SecureServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := bus.Connect(ctx, bus.Options{URL: ns.ClientURL(), Logger: bustest.Logger(t)})
+	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Fatalf("connect without credentials: %v, want an authorization error", err)
+	}
+}

@@ -129,6 +129,14 @@ func (c *Conn) waitConnected(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for !c.nc.IsConnected() {
+		if c.nc.IsClosed() {
+			// The client gave up, e.g. after repeated authorization
+			// violations without credentials.
+			if err := c.nc.LastError(); err != nil {
+				return fmt.Errorf("connection closed: %w", err)
+			}
+			return errors.New("connection closed")
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the server: %w", ctx.Err())
