@@ -219,9 +219,25 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		conns = append(conns, conn)
 		return conn, nil
 	}
+	// The apiserver's connection first: it creates the buckets the
+	// kubelets' connections bind to.
 	conn, err := connectAs(bus.UserAPIServer)
 	if err != nil {
 		return err
+	}
+	schedConn, err := connectAs(bus.UserScheduler)
+	if err != nil {
+		return err
+	}
+	ctrlConn, err := connectAs(bus.UserController)
+	if err != nil {
+		return err
+	}
+	kubeletConns := make([]*bus.Conn, len(kubelets))
+	for i, name := range kubelets {
+		if kubeletConns[i], err = connectAs(bus.KubeletUser(name)); err != nil {
+			return err
+		}
 	}
 
 	g, gctx := newGroup(ctx)
@@ -231,18 +247,12 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	g.Go("apiserver", func() error { return api.Run(gctx) })
 	g.Go("nats users", func() error { return bus.WatchUsers(gctx, ns, natsCfg, usersReloadInterval) })
-	if conn, err = connectAs(bus.UserScheduler); err != nil {
-		return err
-	}
-	sched, err := scheduler.New(scheduler.Config{Logger: log}, conn)
+	sched, err := scheduler.New(scheduler.Config{Logger: log}, schedConn)
 	if err != nil {
 		return err
 	}
 	g.Go("scheduler", func() error { return sched.Run(gctx) })
-	if conn, err = connectAs(bus.UserController); err != nil {
-		return err
-	}
-	ctrl, err := controller.New(ctl.config(log), conn)
+	ctrl, err := controller.New(ctl.config(log), ctrlConn)
 	if err != nil {
 		return err
 	}
@@ -252,11 +262,8 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, name := range kubelets {
-		if conn, err = connectAs(bus.KubeletUser(name)); err != nil {
-			return err
-		}
-		if err := startKubelet(gctx, g, conn, images, c.dataDir, name, *hb, log); err != nil {
+	for i, name := range kubelets {
+		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, *hb, log); err != nil {
 			return err
 		}
 	}
