@@ -164,7 +164,7 @@ func validUser(user string) error {
 //
 // The server keeps only bcrypt hashes. At the minimum cost: the passwords
 // are 256 random bits, so no cost factor makes guessing them any harder,
-// and each login costs ~1 ms instead of ~50 ms.
+// and a login costs ~3 ms here (0.8 ms without users) rather than ~50 ms.
 func serverUsers(dir string, kubelets []string) ([]*server.User, error) {
 	names := map[string]bool{UserAPIServer: true, UserScheduler: true, UserController: true, UserViewer: true}
 	for _, n := range kubelets {
