@@ -89,6 +89,8 @@ type common struct {
 	natsURL  string
 	logLevel string
 	replicas int
+	// NATS login: role is the NATS user (security.go).
+	role, natsCreds, natsCA string
 }
 
 func (c *common) register(fs *flag.FlagSet, withData bool) {
@@ -101,6 +103,8 @@ func (c *common) register(fs *flag.FlagSet, withData bool) {
 func (c *common) registerNATS(fs *flag.FlagSet) {
 	fs.StringVar(&c.natsURL, "nats", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated for a cluster")
 	fs.IntVar(&c.replicas, "replicas", 1, "replicas of the KV buckets this component creates (3 on a NATS cluster)")
+	fs.StringVar(&c.natsCreds, "nats-creds", "", "NATS credentials file (default <data-dir>/nats/auth/<user>.json if it exists)")
+	fs.StringVar(&c.natsCA, "nats-ca", "", "CA certificate (PEM) of a NATS server using TLS")
 }
 
 func (c *common) logger(stderr io.Writer) (*slog.Logger, error) {
@@ -112,7 +116,12 @@ func (c *common) logger(stderr io.Writer) (*slog.Logger, error) {
 }
 
 func (c *common) connect(ctx context.Context, name string, log *slog.Logger) (*bus.Conn, error) {
-	return bus.Connect(ctx, bus.Options{URL: c.natsURL, Name: name, Replicas: c.replicas, Logger: log})
+	o, err := c.busOptions(log)
+	if err != nil {
+		return nil, err
+	}
+	o.Name = name
+	return bus.Connect(ctx, o)
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
@@ -169,6 +178,8 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	bo := backoffFlags(fs)
 	nf := nodeFlags(fs)
 	lf := leaseFlags(fs)
+	sec := registerAPIFlags(fs)
+	natsContext := fs.String("nats-context", "miniku", "name of the nats CLI context written for the read-only viewer (empty: none)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -183,41 +194,89 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ns, err := startNATS(c.dataDir, *natsAddr, log)
+	var kubelets []string
+	for i := 1; i <= *nodes; i++ {
+		kubelets = append(kubelets, fmt.Sprintf("node-%d", i))
+	}
+	apiCfg, err := sec.config(c.dataDir, *apiAddr, log)
+	if err != nil {
+		return err
+	}
+	ns, natsCfg, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, log)
 	if err != nil {
 		return err
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	conn, err := bus.Connect(ctx, bus.Options{InProcess: ns, Name: "miniku-up", Logger: log})
+	if err := writeNATSContext(*natsContext, ns.ClientURL(), c.dataDir, *sec.tlsCert, log); err != nil {
+		log.Warn("no nats CLI context written", "err", err)
+	}
+	// Each component logs in as its own user, in process too, so that
+	// their permissions are the ones every run exercises.
+	var conns []*bus.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	connectAs := func(user string) (*bus.Conn, error) {
+		creds, err := bus.ReadCredentials(bus.CredentialsPath(authDir(c.dataDir), user))
+		if err != nil {
+			return nil, err
+		}
+		conn, err := bus.Connect(ctx, bus.Options{InProcess: ns, Name: "miniku-up-" + user, Logger: log,
+			User: creds.User, Password: creds.Password, Bind: strings.HasPrefix(user, "kubelet-")})
+		if err != nil {
+			return nil, fmt.Errorf("connect as %s: %w", user, err)
+		}
+		conns = append(conns, conn)
+		return conn, nil
+	}
+	// The apiserver's connection first: it creates the buckets the
+	// kubelets' connections bind to.
+	conn, err := connectAs(bus.UserAPIServer)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	schedConn, err := connectAs(bus.UserScheduler)
+	if err != nil {
+		return err
+	}
+	ctrlConn, err := connectAs(bus.UserController)
+	if err != nil {
+		return err
+	}
+	kubeletConns := make([]*bus.Conn, len(kubelets))
+	for i, name := range kubelets {
+		if kubeletConns[i], err = connectAs(bus.KubeletUser(name)); err != nil {
+			return err
+		}
+	}
 
 	g, gctx := newGroup(ctx)
 	// up cannot run twice on one store, so after a kill -9 and restart it
 	// takes its leases back at once instead of waiting out their TTL.
 	host, _ := os.Hostname()
 	upHolder := "miniku-up@" + host
-	api, err := apiserver.New(apiserver.Config{Addr: *apiAddr, Logger: log}, conn)
+	api, err := apiserver.New(apiCfg, conn)
 	if err != nil {
 		return err
 	}
 	g.Go("apiserver", func() error { return api.Run(gctx) })
-	schedElector, err := lf.elector(ctx, conn, "scheduler", upHolder, log)
+	g.Go("nats users", func() error { return bus.WatchUsers(gctx, ns, natsCfg, usersReloadInterval) })
+	schedElector, err := lf.elector(ctx, schedConn, "scheduler", upHolder, log)
 	if err != nil {
 		return err
 	}
-	sched, err := scheduler.New(scheduler.Config{Logger: log, Elector: schedElector}, conn)
+	sched, err := scheduler.New(scheduler.Config{Logger: log, Elector: schedElector}, schedConn)
 	if err != nil {
 		return err
 	}
 	g.Go("scheduler", func() error { return sched.Run(gctx) })
 	ctlCfg := ctl.config(log)
-	if ctlCfg.Elector, err = lf.elector(ctx, conn, "controller", upHolder, log); err != nil {
+	if ctlCfg.Elector, err = lf.elector(ctx, ctrlConn, "controller", upHolder, log); err != nil {
 		return err
 	}
-	ctrl, err := controller.New(ctlCfg, conn)
+	ctrl, err := controller.New(ctlCfg, ctrlConn)
 	if err != nil {
 		return err
 	}
@@ -227,9 +286,8 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for i := 1; i <= *nodes; i++ {
-		name := fmt.Sprintf("node-%d", i)
-		if err := startKubelet(gctx, g, conn, images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, log); err != nil {
+	for i, name := range kubelets {
+		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, log); err != nil {
 			return err
 		}
 	}
@@ -237,11 +295,14 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	return g.Wait()
 }
 
-func startNATS(dataDir, addr string, log *slog.Logger) (*server.Server, error) {
+func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, log *slog.Logger) (*server.Server, bus.ServerConfig, error) {
+	cfg := bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log,
+		AuthDir: authDir(dataDir), Kubelets: kubelets, TLSCert: tlsCert, TLSKey: tlsKey}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data dir: %w", err)
+		return nil, cfg, fmt.Errorf("create data dir: %w", err)
 	}
-	return bus.StartServer(bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log})
+	ns, err := bus.StartServer(cfg)
+	return ns, cfg, err
 }
 
 // startKubelet runs a kubelet for node with cfg (NodeName and Logger are
@@ -296,6 +357,9 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	var c common
 	c.register(fs, true)
 	addr := fs.String("addr", "127.0.0.1:4222", "listen address")
+	kubelets := fs.String("kubelets", "", "comma-separated node names whose kubelet users to create (kubelet-<node>.json in <data-dir>/nats/auth)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate: clients must use TLS")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -303,15 +367,15 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ns, err := startNATS(c.dataDir, *addr, log)
+	ns, cfg, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, log)
 	if err != nil {
 		return err
 	}
-	log.Info("nats is up", "url", ns.ClientURL(), "store", filepath.Join(c.dataDir, "nats"))
-	<-ctx.Done()
+	log.Info("nats is up", "url", ns.ClientURL(), "store", filepath.Join(c.dataDir, "nats"), "credentials", authDir(c.dataDir))
+	err = bus.WatchUsers(ctx, ns, cfg, usersReloadInterval)
 	ns.Shutdown()
 	ns.WaitForShutdown()
-	return nil
+	return err
 }
 
 // single runs one service built from a connection.
@@ -337,22 +401,27 @@ func single(ctx context.Context, name string, c *common, stderr io.Writer, build
 
 func cmdAPIServer(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("apiserver", flag.ContinueOnError)
-	var c common
-	c.register(fs, false)
+	c := common{role: bus.UserAPIServer}
+	c.register(fs, true)
 	c.registerNATS(fs)
 	addr := fs.String("api-addr", "127.0.0.1:8080", "listen address")
+	sec := registerAPIFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	return single(ctx, "apiserver", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
-		return apiserver.New(apiserver.Config{Addr: *addr, Logger: log}, conn)
+		cfg, err := sec.config(c.dataDir, *addr, log)
+		if err != nil {
+			return nil, err
+		}
+		return apiserver.New(cfg, conn)
 	})
 }
 
 func cmdScheduler(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("scheduler", flag.ContinueOnError)
-	var c common
-	c.register(fs, false)
+	c := common{role: bus.UserScheduler}
+	c.register(fs, true)
 	c.registerNATS(fs)
 	lf := leaseFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -369,8 +438,8 @@ func cmdScheduler(ctx context.Context, args []string, stderr io.Writer) error {
 
 func cmdController(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
-	var c common
-	c.register(fs, false)
+	c := common{role: bus.UserController}
+	c.register(fs, true)
 	c.registerNATS(fs)
 	ctl := controllerFlags(fs)
 	lf := leaseFlags(fs)
@@ -407,6 +476,7 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	c.role = bus.KubeletUser(*node)
 	log, err := c.logger(stderr)
 	if err != nil {
 		return err

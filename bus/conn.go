@@ -28,6 +28,14 @@ type Options struct {
 	// a NATS cluster.
 	Replicas int
 	Logger   *slog.Logger
+	// User and Password log in to a server that requires it (auth.go).
+	User, Password string
+	// TLSCA is a PEM file of the CA that signed the server's certificate;
+	// set it for a server using TLS.
+	TLSCA string
+	// Bind uses the buckets and streams as they are and waits for them to
+	// exist, instead of creating them: for users that may not (kubelets).
+	Bind bool
 }
 
 // Conn is a NATS connection with JetStream and the MiniKu buckets.
@@ -35,6 +43,8 @@ type Conn struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	log *slog.Logger
+	// bind: never create buckets or streams (Options.Bind).
+	bind bool
 
 	mu sync.Mutex
 	// reconnected is closed and replaced at every reconnect, so any number
@@ -59,7 +69,7 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Conn{log: log, reconnected: make(chan struct{})}
+	c := &Conn{log: log, bind: o.Bind, reconnected: make(chan struct{})}
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
@@ -84,6 +94,7 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 			log.Warn("nats async error", "subject", subj, "err", err)
 		}),
 	}
+	opts = append(opts, o.securityOptions()...)
 	url := o.URL
 	if o.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(o.InProcess))
@@ -121,6 +132,14 @@ func (c *Conn) waitConnected(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for !c.nc.IsConnected() {
+		if c.nc.IsClosed() {
+			// The client gave up, e.g. after repeated authorization
+			// violations without credentials.
+			if err := c.nc.LastError(); err != nil {
+				return fmt.Errorf("connection closed: %w", err)
+			}
+			return errors.New("connection closed")
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the server: %w", ctx.Err())
@@ -138,7 +157,7 @@ func (c *Conn) ensureBuckets(ctx context.Context, replicas int) error {
 		// start; retry for as long as the caller lets us.
 		err := retry(ctx, func() error {
 			var err error
-			kv, err = c.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			kv, err = c.keyValue(ctx, jetstream.KeyValueConfig{
 				Bucket:   name,
 				History:  1,
 				Storage:  jetstream.FileStorage,

@@ -28,7 +28,7 @@ func EventSubject(kind, name string) string {
 
 func (c *Conn) ensureEventStream(ctx context.Context, replicas int) error {
 	return retry(ctx, func() error {
-		s, err := c.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		s, err := c.stream(ctx, jetstream.StreamConfig{
 			Name:      StreamEvents,
 			Subjects:  []string{SubjEventPrefix + ".>"},
 			Storage:   jetstream.FileStorage,

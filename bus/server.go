@@ -17,6 +17,14 @@ type ServerConfig struct {
 	// StoreDir holds JetStream's file store: the cluster state.
 	StoreDir string
 	Logger   *slog.Logger
+	// AuthDir holds the users' credentials (see auth.go). When set, every
+	// client must log in and gets its role's permissions. Empty means no
+	// authentication, which only a loopback address may use (bus tests).
+	AuthDir string
+	// Kubelets are nodes whose kubelet users are created at start.
+	Kubelets []string
+	// TLSCert and TLSKey make clients (other than in-process ones) use TLS.
+	TLSCert, TLSKey string
 }
 
 // StartServer runs an embedded nats-server with JetStream and waits until it
@@ -42,10 +50,14 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		// The embedding process owns signals; nats-server must not exit it.
 		NoSigs: true,
 	}
+	if err := configureSecurity(opts, cfg); err != nil {
+		return nil, err
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("create nats server: %w", err)
 	}
+	rememberOptions(ns, opts, cfg)
 	if cfg.Logger != nil {
 		ns.SetLoggerV2(&slogAdapter{l: cfg.Logger.With("component", "nats")}, false, false, false)
 	}

@@ -18,6 +18,12 @@ type Config struct {
 	// Addr is host:port to listen on; port 0 picks a free one.
 	Addr   string
 	Logger *slog.Logger
+	// Token is the bearer token every request but /healthz must present
+	// (auth.go). Empty disables authentication, which New refuses on a
+	// non-loopback address.
+	Token string
+	// TLSCert and TLSKey (PEM files) make the API HTTPS only.
+	TLSCert, TLSKey string
 }
 
 const (
@@ -56,6 +62,9 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 	if conn == nil {
 		return nil, errors.New("apiserver: nil bus connection")
 	}
+	if err := checkSecurity(cfg); err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -71,7 +80,7 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 		watchHeartbeat: defaultWatchHeartbeat,
 	}
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
-	s.handler = http.HandlerFunc(s.serve)
+	s.handler = s.authenticate(http.HandlerFunc(s.serve))
 	return s, nil
 }
 
@@ -103,6 +112,9 @@ func (s *Server) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("apiserver listen on %s: %w", s.cfg.Addr, err)
+	}
+	if ln, err = s.listener(ln); err != nil {
+		return err
 	}
 	srv := &http.Server{
 		Handler:           s.handler,

@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/miniku/miniku/bus"
 	mkrt "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/runtime/image/imagetest"
 	"github.com/miniku/miniku/schemas"
@@ -80,6 +83,9 @@ type proc struct {
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(miniku(t), args...)
+	// The nats CLI context `up` writes goes to a temp dir, not ~/.config.
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+configHome(t))
+	recordTokenFile(args)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	// Own process group: a kill of the test must not leave it behind, and
@@ -186,6 +192,7 @@ func (a api) do(method, path, body string) (int, []byte) {
 	if err != nil {
 		a.t.Fatal(err)
 	}
+	a.authorize(req)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, []byte(err.Error())
@@ -259,4 +266,88 @@ func (a api) getJSON(path string, v any) error {
 		return fmt.Errorf("GET %s: %d %s", path, code, body)
 	}
 	return json.Unmarshal(body, v)
+}
+
+// authorize adds the bearer token of the apiserver at a.base: every test
+// runs with authentication on. Use it for requests not made with do. The
+// file is read at each call, as the apiserver creates it at start.
+func (a api) authorize(req *http.Request) {
+	if f, ok := tokenFiles.Load(strings.TrimPrefix(a.base, "http://")); ok {
+		if tok, err := os.ReadFile(f.(string)); err == nil {
+			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		}
+	}
+}
+
+// tokenFiles maps an apiserver address to its token file, recorded from the
+// arguments of every `up` and `apiserver` a test starts.
+var tokenFiles sync.Map
+
+func recordTokenFile(args []string) {
+	if len(args) == 0 || (args[0] != "up" && args[0] != "apiserver") {
+		return
+	}
+	flagValue := func(name, def string) string {
+		for i, a := range args {
+			if a == name && i+1 < len(args) {
+				return args[i+1]
+			}
+			if v, ok := strings.CutPrefix(a, name+"="); ok {
+				return v
+			}
+		}
+		return def
+	}
+	file := flagValue("--token-file", filepath.Join(flagValue("--data-dir", "/var/lib/miniku"), "token"))
+	tokenFiles.Store(flagValue("--api-addr", "127.0.0.1:8080"), file)
+}
+
+// configHomes holds each test's XDG_CONFIG_HOME, a temp dir shared by the
+// processes it starts.
+var configHomes sync.Map
+
+func configHome(t *testing.T) string {
+	if d, ok := configHomes.Load(t); ok {
+		return d.(string)
+	}
+	d := t.TempDir()
+	configHomes.Store(t, d)
+	return d
+}
+
+// viewerNATS connects to url as the read-only viewer of the NATS server
+// whose data dir is dataDir (`up --data-dir`, `nats --data-dir`): NATS has
+// no anonymous user. Closed at cleanup.
+func viewerNATS(t *testing.T, url, dataDir string) *nats.Conn {
+	t.Helper()
+	creds, err := bus.ReadCredentials(bus.CredentialsPath(filepath.Join(dataDir, "nats", "auth"), bus.UserViewer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, nats.UserInfo(creds.User, creds.Password))
+	if err != nil {
+		t.Fatalf("connect to nats as viewer: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// busConnAs connects a bus.Conn to url as user (bus.UserController for a
+// test's own writes of any object), with the credentials of the NATS server
+// whose data dir is dataDir. Closed at cleanup.
+func busConnAs(t *testing.T, url, dataDir, user string) *bus.Conn {
+	t.Helper()
+	creds, err := bus.ReadCredentials(bus.CredentialsPath(filepath.Join(dataDir, "nats", "auth"), user))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := bus.Connect(ctx, bus.Options{URL: url, Name: t.Name(), User: creds.User, Password: creds.Password,
+		Bind: strings.HasPrefix(user, "kubelet-")})
+	if err != nil {
+		t.Fatalf("connect to nats as %s: %v", user, err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }

@@ -143,13 +143,9 @@ type eventLog struct {
 	evs []schemas.ObjectEvent
 }
 
-func watchEvents(t *testing.T, natsAddr string) *eventLog {
+func watchEvents(t *testing.T, natsAddr, dataDir string) *eventLog {
 	t.Helper()
-	nc, err := nats.Connect("nats://" + natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := viewerNATS(t, "nats://"+natsAddr, dataDir)
 	l := &eventLog{}
 	if _, err := nc.Subscribe("event.pod.>", func(m *nats.Msg) {
 		var ev schemas.ObjectEvent
@@ -182,7 +178,7 @@ func (l *eventLog) has(pod, typ, reason, msg string) error {
 func TestPodLifecycle(t *testing.T) {
 	c := newCluster(t)
 	c.upLifecycle(t)
-	events := watchEvents(t, c.natsAddr)
+	events := watchEvents(t, c.natsAddr, c.dataDir)
 	a := c.api
 
 	t.Run("CrashLoopBackOff", func(t *testing.T) {

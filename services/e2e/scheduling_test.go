@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -14,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/miniku/miniku/bus"
-	"github.com/miniku/miniku/bus/bustest"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -22,12 +22,18 @@ import (
 // API client, the NATS URL and a bus connection for the test's own writes.
 // No kubelets: the test registers node objects itself, so binding is all
 // that happens (pods stay Pending on their node).
-func controlPlane(t *testing.T) (api, string, *bus.Conn) {
+func controlPlane(t *testing.T) (api, string, *bus.Conn, string) {
 	t.Helper()
 	natsAddr, apiAddr := freeAddr(t), freeAddr(t)
 	natsURL := "nats://" + natsAddr
-	start(t, "nats", "nats", "--addr", natsAddr, "--data-dir", filepath.Join(t.TempDir(), "nats"))
-	start(t, "apiserver", "apiserver", "--nats", natsURL, "--api-addr", apiAddr)
+	dir := filepath.Join(t.TempDir(), "nats")
+	start(t, "nats", "nats", "--addr", natsAddr, "--data-dir", dir)
+	// Components find their NATS credentials under the shared data dir.
+	eventually(t, 30*time.Second, func() error {
+		_, err := os.Stat(filepath.Join(dir, "nats", "auth", "viewer.json"))
+		return err
+	})
+	start(t, "apiserver", "apiserver", "--nats", natsURL, "--api-addr", apiAddr, "--data-dir", dir)
 	a := api{t: t, base: "http://" + apiAddr}
 	eventually(t, 30*time.Second, func() error {
 		if code, body := a.do("GET", "/healthz", ""); code != 200 {
@@ -35,7 +41,7 @@ func controlPlane(t *testing.T) (api, string, *bus.Conn) {
 		}
 		return nil
 	})
-	return a, natsURL, bustest.Conn(t, natsURL, nil)
+	return a, natsURL, busConnAs(t, natsURL, dir, bus.UserController), dir
 }
 
 func registerNode(t *testing.T, conn *bus.Conn, name string, capacity schemas.ResourceList) {
@@ -145,12 +151,12 @@ var assignRE = regexp.MustCompile(`assigning pod (\S+) to node`)
 // same after scaling down and up. kill -9 of the leading scheduler and then
 // of the leading controller: the standbys take over.
 func TestTwoSchedulersTwoControllers(t *testing.T) {
-	a, natsURL, conn := controlPlane(t)
+	a, natsURL, conn, dir := controlPlane(t)
 	procs := map[int]*proc{}
 	for i := range 2 {
-		p := start(t, fmt.Sprint("scheduler-", i), "scheduler", "--nats", natsURL, "--lease-ttl", "2s")
+		p := start(t, fmt.Sprint("scheduler-", i), "scheduler", "--nats", natsURL, "--data-dir", dir, "--lease-ttl", "2s")
 		procs[p.cmd.Process.Pid] = p
-		c := start(t, fmt.Sprint("controller-", i), "controller", "--nats", natsURL, "--lease-ttl", "2s",
+		c := start(t, fmt.Sprint("controller-", i), "controller", "--nats", natsURL, "--data-dir", dir, "--lease-ttl", "2s",
 			"--node-grace", "1h", "--eviction-timeout", "1h")
 		procs[c.cmd.Process.Pid] = c
 	}
@@ -320,9 +326,9 @@ func watchPodCount(t *testing.T, conn *bus.Conn, rs string, maxSeen chan int) fu
 // replicaset replaces them elsewhere; nodeSelector pins pods to labelled
 // nodes.
 func TestCordonDrainAndNodeSelector(t *testing.T) {
-	a, natsURL, conn := controlPlane(t)
-	start(t, "scheduler", "scheduler", "--nats", natsURL, "--lease-ttl", "2s")
-	start(t, "controller", "controller", "--nats", natsURL, "--lease-ttl", "2s", "--node-grace", "1h", "--eviction-timeout", "1h")
+	a, natsURL, conn, dir := controlPlane(t)
+	start(t, "scheduler", "scheduler", "--nats", natsURL, "--data-dir", dir, "--lease-ttl", "2s")
+	start(t, "controller", "controller", "--nats", natsURL, "--data-dir", dir, "--lease-ttl", "2s", "--node-grace", "1h", "--eviction-timeout", "1h")
 	room := schemas.ResourceList{CPU: "8", Memory: "8Gi", Pods: 110}
 	for _, n := range []string{"n1", "n2", "n3"} {
 		registerNode(t, conn, n, room)

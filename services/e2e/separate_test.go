@@ -2,13 +2,13 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
+	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/runtime/image/imagetest"
 	"github.com/miniku/miniku/schemas"
 )
@@ -24,12 +24,21 @@ func TestSeparateProcessesNodeFailure(t *testing.T) {
 	t.Cleanup(func() { cleanupContainers(t, dataDir) })
 	natsURL := "nats://" + natsAddr
 
-	start(t, "nats", "nats", "--addr", natsAddr, "--data-dir", filepath.Join(dataDir, "nats-server"))
-	start(t, "apiserver", "apiserver", "--nats", natsURL, "--api-addr", apiAddr)
-	start(t, "scheduler", "scheduler", "--nats", natsURL)
-	start(t, "controller", "controller", "--nats", natsURL, "--node-grace", "2s", "--eviction-timeout", "2s")
+	// The control plane shares the NATS server's data dir, so it finds
+	// its credentials at the default path; kubelets are given theirs.
+	ctlDir := filepath.Join(dataDir, "nats-server")
+	creds := func(user string) string { return filepath.Join(ctlDir, "nats", "auth", user+".json") }
+	start(t, "nats", "nats", "--addr", natsAddr, "--data-dir", ctlDir, "--kubelets", "node-a,node-b")
+	eventually(t, 30*time.Second, func() error { // written before it listens; viewer last
+		_, err := os.Stat(creds(bus.UserViewer))
+		return err
+	})
+	start(t, "apiserver", "apiserver", "--nats", natsURL, "--api-addr", apiAddr, "--data-dir", ctlDir)
+	start(t, "scheduler", "scheduler", "--nats", natsURL, "--data-dir", ctlDir)
+	start(t, "controller", "controller", "--nats", natsURL, "--node-grace", "2s", "--eviction-timeout", "2s", "--data-dir", ctlDir)
 	kubelet := func(node string) *proc {
 		return start(t, "kubelet "+node, "kubelet", "--nats", natsURL, "--node-name", node,
+			"--nats-creds", creds("kubelet-"+node),
 			"--data-dir", dataDir, "--registry-mirror", "http://"+registry, "--heartbeat-interval", "500ms")
 	}
 	kubelet("node-a")
@@ -53,11 +62,7 @@ func TestSeparateProcessesNodeFailure(t *testing.T) {
 		return nil
 	})
 
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := viewerNATS(t, natsURL, ctlDir)
 	notReady, err := nc.SubscribeSync("node.notready")
 	if err != nil {
 		t.Fatal(err)

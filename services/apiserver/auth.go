@@ -1,0 +1,140 @@
+package apiserver
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/miniku/miniku/bus"
+)
+
+// Who may call the API: whoever presents the bearer token (Config.Token).
+// There is one token and it may do everything; /healthz is open so that
+// liveness probes need no secret (it reveals only "ok" or "not connected").
+
+// constantTimeCompare is crypto/subtle's, in a variable so a test can prove
+// every token check goes through it.
+var constantTimeCompare = subtle.ConstantTimeCompare
+
+// noAuthWarnEvery bounds how often an unauthenticated server reminds the
+// log that anyone who can reach it may do anything.
+const noAuthWarnEvery = 10 * time.Minute
+
+// EnsureToken returns the token in path, creating it (256 random bits, hex,
+// mode 0600) if the file does not exist; created says which. A token file
+// other users can read is refused.
+func EnsureToken(path string) (token string, created bool, err error) {
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := bus.CheckPrivate(path); err != nil {
+			return "", false, fmt.Errorf("token file: %w", err)
+		}
+		token = strings.TrimSpace(string(data))
+		if len(token) < 32 {
+			return "", false, fmt.Errorf("token file %s: token shorter than 32 characters", path)
+		}
+		return token, false, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", false, fmt.Errorf("read token file: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", false, fmt.Errorf("create token dir: %w", err)
+	}
+	token = bus.RandomSecret()
+	if err := bus.WriteFileAtomic(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", false, fmt.Errorf("write token file: %w", err)
+	}
+	return token, true, nil
+}
+
+// checkSecurity refuses a configuration that would let other hosts in
+// without a token.
+func checkSecurity(cfg Config) error {
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return errors.New("apiserver: TLS needs both a certificate and a key")
+	}
+	if cfg.Token != "" || cfg.Addr == "" {
+		// No address: used as a Handler only; Run checks what it binds.
+		return nil
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("apiserver address %q: %w", cfg.Addr, err)
+	}
+	if !bus.IsLoopback(host) {
+		return fmt.Errorf("apiserver: refusing to listen on %s without authentication; use a token or a loopback address", cfg.Addr)
+	}
+	return nil
+}
+
+// authenticate wraps the API: every request but GET /healthz needs
+// "Authorization: Bearer <token>". Without a token configured it lets
+// everything through and says so in the log.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	if s.cfg.Token == "" {
+		s.log.Warn("authentication is DISABLED: anyone who can reach the apiserver may do anything", "addr", s.cfg.Addr)
+		var lastWarn atomic.Int64
+		lastWarn.Store(time.Now().UnixNano())
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			now := time.Now().UnixNano()
+			if last := lastWarn.Load(); now-last > int64(noAuthWarnEvery) && lastWarn.CompareAndSwap(last, now) {
+				s.log.Warn("authentication is DISABLED: serving requests without a token", "remote", r.RemoteAddr)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	// Comparing digests keeps the comparison constant-time in the length
+	// of the presented token as well.
+	want := sha256.Sum256([]byte(s.cfg.Token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		auth := r.Header.Get("Authorization")
+		scheme, tok, ok := strings.Cut(auth, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+			if constantTimeCompare(got[:], want[:]) == 1 {
+				next.ServeHTTP(w, r)
+				return
+			}
+		}
+		msg := "missing bearer token: send Authorization: Bearer <token from the token file>"
+		if auth != "" {
+			msg = "invalid bearer token"
+		}
+		s.log.Info("unauthorized request", "method", r.Method, "path", r.URL.EscapedPath(), "remote", r.RemoteAddr)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="miniku"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": msg})
+	})
+}
+
+// listener wraps ln in TLS when a certificate is configured, and refuses
+// an unauthenticated listener that other hosts can reach.
+func (s *Server) listener(ln net.Listener) (net.Listener, error) {
+	if a, ok := ln.Addr().(*net.TCPAddr); s.cfg.Token == "" && (!ok || !a.IP.IsLoopback()) {
+		ln.Close()
+		return nil, fmt.Errorf("apiserver: refusing to listen on %s without authentication; use a token or a loopback address", ln.Addr())
+	}
+	if s.cfg.TLSCert == "" {
+		return ln, nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("apiserver TLS: %w", err)
+	}
+	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+}
