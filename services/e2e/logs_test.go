@@ -57,6 +57,7 @@ func TestLogsAndWatch(t *testing.T) {
 	wctx, wcancel := context.WithCancel(context.Background())
 	defer wcancel()
 	wreq, _ := http.NewRequestWithContext(wctx, "GET", a.base+"/pods?watch=true&labelSelector=", nil)
+	a.authorize(wreq)
 	wresp, err := http.DefaultClient.Do(wreq)
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +111,7 @@ func TestLogsAndWatch(t *testing.T) {
 	for i := range 3 {
 		ctx, cancel := context.WithCancel(context.Background())
 		req, _ := http.NewRequestWithContext(ctx, "GET", a.base+"/pods/logger/logs?follow=true&tail=1", nil)
+		a.authorize(req)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
