@@ -1,5 +1,6 @@
 # MiniKu. `make` lists the targets.
-GO        ?= go
+# sudo's secure_path usually lacks Go's own directory.
+GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN       ?= $(CURDIR)/.bin/miniku
 DATA_DIR  ?= /var/lib/miniku
 RUN_FLAGS ?=
