@@ -177,8 +177,10 @@ func TestReaperUnprivileged(t *testing.T) {
 			t.Fatalf("user %q: children of PID 1: %+v, want the command", user, cs)
 		}
 		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cs[0].pid))
-		if !strings.Contains(string(cmd), "NoNewPrivs:\t1\n") {
-			t.Errorf("user %q: command without no_new_privs:\n%s", user, cmd)
+		for _, want := range []string{"NoNewPrivs:\t1", "SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"} {
+			if !strings.Contains(string(cmd), want+"\n") {
+				t.Errorf("user %q: command's status lacks %q:\n%s", user, want, cmd)
+			}
 		}
 		if err := r.Stop(context.Background(), id, 0); err != nil {
 			t.Fatal(err)
