@@ -2,8 +2,9 @@
 # Container start, side by side: `miniku runtime run`, crun and runc running
 # /bin/true in one busybox root filesystem, plus BenchmarkContainerStart (the
 # start inside a long-lived process, as in the kubelet) and the memory a
-# running container's shim keeps. Needs root; installs runc and crun from
-# Debian when missing. Usage: bench/runtime.sh [ITERATIONS] (default 30).
+# running container's shim and init (its PID 1, the reaper) keep. Needs
+# root; installs runc and crun from Debian when missing.
+# Usage: bench/runtime.sh [ITERATIONS] (default 30).
 set -euo pipefail
 N=${1:-30}
 cd "$(dirname "$0")/.."
@@ -71,8 +72,9 @@ GD=$(metric "$BENCH" median-s)
 GDC=$(metric "$BENCH" crun-median-s)
 
 # Memory a running container costs the host besides its own processes:
-# its shim's PSS, with 5 containers running.
-PSS=()
+# the PSS of its shim and of its init (PID 1, the reaper), with 5
+# containers running.
+PSS=() PSS_INIT=()
 for i in 1 2 3 4 5; do
 	"$MINIKU" runtime run --root "$STATE" --rootfs "$ROOTFS" --id "pss$i" --grace 100ms -- sleep 1000 &
 done
@@ -81,11 +83,15 @@ for i in 1 2 3 4 5; do
 done
 for i in 1 2 3 4 5; do
 	shim=$(grep -o '"shimPid":[0-9]*' "$STATE/pss$i/state.json" | cut -d: -f2)
+	init=$(grep -o '"pid":[0-9]*' "$STATE/pss$i/state.json" | cut -d: -f2)
 	PSS+=($(awk '/^Pss:/ {print $2}' "/proc/$shim/smaps_rollup"))
+	PSS_INIT+=($(awk '/^Pss:/ {print $2}' "/proc/$init/smaps_rollup"))
 done
 kill $(jobs -p) 2>/dev/null || true
 wait 2>/dev/null || true
-P=$(printf '%s\n' "${PSS[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+medianInt() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+P=$(medianInt "${PSS[@]}")
+PI=$(medianInt "${PSS_INIT[@]}")
 
 echo
 echo "container start, /bin/true in a busybox rootfs, $N runs each, medians (wall); state under /run (tmpfs):"
@@ -99,4 +105,4 @@ awk -v m="$M" -v c="$C" -v r="$R" -v g="$G" -v gc="$GC" -v gd="$GD" -v gdc="$GDC
 	printf "ratio miniku/runc, CLI against CLI          %.2f\n", m / r
 	printf "ratio miniku in-process/crun CLI            %.2f  (target <= 0.5; state on disk: %.2f)\n", g / gc, gd / gdc
 }'
-echo "shim memory per running container: ${P} KiB PSS (target < 1024)"
+echo "memory per running container: shim ${P} KiB + init ${PI} KiB = $((P + PI)) KiB PSS (medians; target < 1024)"

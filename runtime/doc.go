@@ -11,11 +11,16 @@
 // the container's init into the new namespaces. The init joins the cgroups,
 // mounts the overlay, /proc, /sys (read-only), /dev, /dev/pts, /dev/shm and
 // /tmp, pivots into it, masks /proc/kcore and friends, makes /proc/sys
-// read-only, drops capabilities, sets no_new_privs and the user, and execs
-// the command, which is PID 1 of the container (as in Docker without
-// --init: it reaps the orphans of its namespace, if it reaps at all).
+// read-only, drops capabilities, sets no_new_privs and the user, then
+// forks: the child execs the command (PID 2), and the init stays PID 1 as a
+// reaper in C, like docker run --init: it drops every capability and
+// descriptor, forwards the signals it gets to the command, reaps every
+// orphan re-parented to it, and when the command exits hands the command's
+// wait status to the shim through a pipe and exits with its code. SIGTERM
+// thus reaches the command as an ordinary process, which dies of it unless
+// it traps or ignores it.
 //
-// The shim stays the container's parent: it forwards SIGTERM, SIGINT,
+// The shim stays the init's parent: it forwards SIGTERM, SIGINT,
 // SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, pumps stdout and stderr into the
 // log in the CRI format with size-capped rotation, and when the container
 // exits writes its exit code, signal, finish time and whether the cgroup

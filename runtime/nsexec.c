@@ -301,8 +301,59 @@ static char *look_path(struct config *c) {
 	fail("exec \"%s\": executable file not found in $PATH", file);
 }
 
-static void container_init(struct config *c, int out, int err, int null, int sync) __attribute__((noreturn));
-static void container_init(struct config *c, int out, int err, int null, int sync) {
+// drop_all_capabilities leaves PID 1 with no capability at all: it only
+// signals and reaps a process of its own user, and the command must not
+// find a privileged process to attack next to it.
+static void drop_all_capabilities(void) {
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2];
+	memset(d, 0, sizeof d);
+	if (syscall(SYS_capset, &h, d) < 0) _exit(1);
+	// Not ptrace-able nor readable through /proc by the command's user.
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+// reaper is what PID 1 of the container does once the command runs as its
+// child, like tini or docker run --init: forward the signals it gets to the
+// command, reap every process re-parented to it, and when the command
+// exits, hand its wait status to the shim on status_fd and exit with its
+// code (128+signal for a death by signal). Its exit ends the namespace:
+// the kernel kills whatever the command left behind, as before.
+// Every signal is blocked (by the caller, before the fork, so none is lost
+// in between) and taken with sigwaitinfo: PID 1 gets no signal it has no
+// handler for, but blocked ones are queued.
+static void reaper(pid_t child, int status_fd) __attribute__((noreturn));
+static void reaper(pid_t child, int status_fd) {
+	// Nothing but the status pipe: the sync pipe must reach EOF when the
+	// command is exec'd, and the log pipes when the command closes them.
+	if (status_fd > 0) syscall(SYS_close_range, 0, status_fd - 1, 0);
+	syscall(SYS_close_range, status_fd + 1, ~0U, 0);
+	drop_all_capabilities();
+	prctl(PR_SET_NAME, "init", 0, 0, 0); // in ps, PID 1 is not the runtime binary's name
+	sigset_t all;
+	sigfillset(&all);
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&all, &si);
+		if (sig < 0) continue;
+		if (sig != SIGCHLD) {
+			// The command is not reaped yet (else we would have exited), so
+			// the pid is still its own.
+			kill(child, sig);
+			continue;
+		}
+		int st;
+		pid_t w;
+		while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
+			if (w != child) continue;
+			if (write(status_fd, &st, sizeof st) != sizeof st) {} // the shim then uses our exit code
+			_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		}
+	}
+}
+
+static void container_init(struct config *c, int out, int err, int null, int sync, int status_fd) __attribute__((noreturn));
+static void container_init(struct config *c, int out, int err, int null, int sync, int status_fd) {
 	report_fd = sync;
 	sigset_t none;
 	sigemptyset(&none);
@@ -323,6 +374,15 @@ static void container_init(struct config *c, int out, int err, int null, int syn
 	if (chdir(c->workdir) < 0) fail("chdir %s: %s", c->workdir, errstr(errno));
 	char *path = look_path(c);
 	drop_privileges(c);
+	// The command runs as PID 1's child; PID 1 stays to reap orphans.
+	sigset_t all;
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	pid_t cmd = fork();
+	if (cmd < 0) fail("fork: %s", errstr(errno));
+	if (cmd > 0) reaper(cmd, status_fd);
+	close(status_fd);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	// Descriptors the kubelet inherited without close-on-exec stay out.
 	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) fail("close_range: %s", errstr(errno));
 	umask(022);
@@ -456,12 +516,24 @@ static void write_exit(int dirfd, int status, const struct timespec *fin, int oo
 	if (ok) renameat(dirfd, ".exit.json.tmp", dirfd, "exit.json");
 }
 
+// command_status is the command's wait status as the container's PID 1
+// handed it over, so that exit.json tells a death by signal as before; if
+// PID 1 itself was killed (Stop's SIGKILL), its own status.
+static int command_status(int fd, int init_status) {
+	int st;
+	ssize_t r;
+	while ((r = read(fd, &st, sizeof st)) < 0 && errno == EINTR) {}
+	close(fd);
+	return r == sizeof st ? st : init_status;
+}
+
 static void shim(struct config *c) __attribute__((noreturn));
 static void shim(struct config *c) {
-	int out[2], err[2], sync[2];
+	int out[2], err[2], sync[2], stp[2];
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null < 0) fail("open /dev/null: %s", errstr(errno));
-	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(sync, O_CLOEXEC) < 0)
+	if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(sync, O_CLOEXEC) < 0 ||
+	    pipe2(stp, O_CLOEXEC) < 0)
 		fail("pipe: %s", errstr(errno));
 	struct logfile lf = {.max = c->logmax > 0 ? c->logmax : 10 << 20};
 	lf.dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -483,10 +555,10 @@ static void shim(struct config *c) {
 	pid_t child = syscall(SYS_clone, flags, 0, 0, 0, 0);
 	if (child < 0) fail("clone: %s", errstr(errno));
 	if (child == 0) {
-		close(RESULT_FD);
-		container_init(c, out[1], err[1], null, sync[1]);
+		close(RESULT_FD), close(stp[0]);
+		container_init(c, out[1], err[1], null, sync[1], stp[1]);
 	}
-	close(out[1]), close(err[1]), close(sync[1]), close(null);
+	close(out[1]), close(err[1]), close(sync[1]), close(null), close(stp[1]);
 
 	// EOF on the sync pipe: the command was exec'd; bytes: init's error.
 	char msg[4096];
@@ -515,6 +587,7 @@ static void shim(struct config *c) {
 	close(RESULT_FD);
 	report_fd = -1;
 
+	int status_rd = stp[0];
 	struct stream so = {.fd = out[0], .name = "stdout"}, se = {.fd = err[0], .name = "stderr"};
 	int exited = 0, status = 0;
 	struct timespec fin = {0};
@@ -533,7 +606,7 @@ static void shim(struct config *c) {
 			pid_t w;
 			while ((w = waitpid(-1, &st, WNOHANG)) > 0) {
 				if (w == child) {
-					exited = 1, status = st;
+					exited = 1, status = command_status(status_rd, st);
 					clock_gettime(CLOCK_REALTIME, &fin);
 				}
 			}

@@ -478,8 +478,8 @@ func waitShim(ctx context.Context, st state) error {
 // Stop sends SIGTERM, waits up to grace for the container to exit, then
 // sends SIGKILL and waits for it; grace <= 0 kills at once. It returns as
 // soon as the container has exited and its exit is recorded, and nil if it
-// already had. Note that PID 1 of a PID namespace ignores SIGTERM unless it
-// installed a handler.
+// already had. SIGTERM goes to the container's init, which forwards it to
+// the command; SIGKILL kills the init and with it the whole namespace.
 func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
 	if err := r.stop(ctx, id, grace); err != nil {
 		return fmt.Errorf("stop container %s: %w", id, err)

@@ -162,7 +162,12 @@ func logContains(tb testing.TB, c Container, s string) {
 	})
 }
 
-const trapLoop = `trap "exit 0" TERM; echo ready; while true; do sleep 0.1; done`
+const (
+	trapLoop = `trap "exit 0" TERM; echo ready; while true; do sleep 0.1; done`
+	// ignoreTERM: SIGTERM reaches the command (PID 1 only forwards it),
+	// so a container that outlives it must ignore it; sleep inherits that.
+	ignoreTERM = `trap "" TERM; echo ready; exec sleep 1000`
+)
 
 func TestExitCode(t *testing.T) {
 	t.Parallel()
@@ -202,13 +207,17 @@ func TestPIDNamespace(t *testing.T) {
 	r := mustRuntime(t, "")
 	_, out := run(t, r, Spec{ID: "pidns", Args: []string{"sh", "-c", "echo $$; ps -o pid,comm; true"}}) // true: or sh execs ps
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) < 2 || lines[0] != "1" {
-		t.Fatalf("output %q: want $$ = 1 first", out)
+	// The command is the first child of the container's init (PID 1).
+	if len(lines) < 2 || lines[0] != "2" {
+		t.Fatalf("output %q: want $$ = 2 first", out)
 	}
-	// Header, then only the shell (PID 1) and ps itself.
+	// Header, then only the init, the shell and ps itself: no host process.
 	procs := lines[2:]
-	if len(procs) != 2 || !strings.HasPrefix(strings.TrimSpace(procs[0]), "1 ") {
-		t.Errorf("ps inside the container lists %q, want only PID 1 and ps", procs)
+	for i := range procs {
+		procs[i] = strings.Join(strings.Fields(procs[i]), " ")
+	}
+	if len(procs) != 3 || procs[0] != "1 init" || procs[1] != "2 sh" || !strings.HasSuffix(procs[2], " ps") {
+		t.Errorf("ps inside the container lists %q, want only 1 init, 2 sh and ps", procs)
 	}
 }
 
@@ -321,7 +330,7 @@ func TestStopGraceful(t *testing.T) {
 	t.Parallel()
 	r := mustRuntime(t, "")
 	c := mustStart(t, r, Spec{ID: "graceful", Args: []string{"sh", "-c", trapLoop}})
-	logContains(t, c, "ready") // the trap is installed: PID 1 ignores SIGTERM without one
+	logContains(t, c, "ready") // the trap is installed: without one SIGTERM kills the shell
 	t0 := time.Now()
 	if err := r.Stop(context.Background(), "graceful", 10*time.Second); err != nil {
 		t.Fatal(err)
@@ -341,7 +350,8 @@ func TestStopGraceful(t *testing.T) {
 func TestStopKillsAfterGrace(t *testing.T) {
 	t.Parallel()
 	r := mustRuntime(t, "")
-	mustStart(t, r, Spec{ID: "stubborn", Args: []string{"sleep", "1000"}})
+	c := mustStart(t, r, Spec{ID: "stubborn", Args: []string{"sh", "-c", ignoreTERM}})
+	logContains(t, c, "ready")
 	const grace = 300 * time.Millisecond
 	t0 := time.Now()
 	if err := r.Stop(context.Background(), "stubborn", grace); err != nil {
@@ -552,7 +562,7 @@ func TestHelperKubelet(t *testing.T) {
 	rootfs := os.Getenv(helperRootfsEnv)
 	for id, args := range map[string][]string{
 		"graceful": {"sh", "-c", trapLoop},
-		"stubborn": {"sleep", "1000"},
+		"stubborn": {"sh", "-c", ignoreTERM},
 		"orphan":   {"sh", "-c", `trap "exit 7" USR1; echo ready; while true; do sleep 0.1; done`},
 	} {
 		spec := Spec{ID: id, Rootfs: rootfs, Args: args, Labels: map[string]string{"pod": id}}
@@ -645,6 +655,8 @@ func TestRediscovery(t *testing.T) {
 		t.Errorf("Wait for an adopted container: %+v, want exited with code 0", c)
 	}
 
+	stubborn, _ := r.Get("stubborn")
+	logContains(t, stubborn, "ready")
 	const grace = 200 * time.Millisecond
 	t0 = time.Now()
 	if err := r.Stop(ctx, "stubborn", grace); err != nil {

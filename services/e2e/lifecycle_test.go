@@ -279,8 +279,8 @@ func TestPodLifecycle(t *testing.T) {
 		a.mustPost("/pods", `{"name":"trap","image":"busybox","terminationGracePeriodSeconds":600,
 			"command":["sh","-c","trap 'exit 0' TERM; echo trapped; sleep 1000 & wait"]}`)
 		waitPhase(t, a, "trap", schemas.PodRunning)
-		// A SIGTERM before the shell has set its trap would be ignored
-		// (PID 1 has no default action), so wait until it has.
+		// A SIGTERM before the shell has set its trap would kill it
+		// (143) instead of running the trap, so wait until it has.
 		eventually(t, 30*time.Second, func() error {
 			for _, ctr := range containersOf(t, c.dataDir, "trap") {
 				if out, _ := os.ReadFile(ctr.LogPath); strings.Contains(string(out), "trapped") {
@@ -303,10 +303,12 @@ func TestPodLifecycle(t *testing.T) {
 
 	t.Run("GracefulDeleteIgnoresTERM", func(t *testing.T) {
 		a := api{t: t, base: a.base}
-		// sh as PID 1 without a trap ignores SIGTERM.
+		// SIGTERM reaches the shell (the container's init forwards it),
+		// which ignores it.
 		a.mustPost("/pods", `{"name":"stubborn","image":"busybox","terminationGracePeriodSeconds":2,
-			"command":["sh","-c","while true; do sleep 0.1; done"]}`)
+			"command":["sh","-c","trap '' TERM; echo ignoring; while true; do sleep 0.1; done"]}`)
 		waitPhase(t, a, "stubborn", schemas.PodRunning)
+		waitLogged(t, c.dataDir, "stubborn", "ignoring")
 		begin := time.Now()
 		deletePod(t, a, "/pods/stubborn")
 		// Terminating: still there, still running, for the grace period.
@@ -328,8 +330,9 @@ func TestPodLifecycle(t *testing.T) {
 	t.Run("SecondDeleteShortensGrace", func(t *testing.T) {
 		a := api{t: t, base: a.base}
 		a.mustPost("/pods", `{"name":"long","image":"busybox","terminationGracePeriodSeconds":600,
-			"command":["sh","-c","while true; do sleep 0.1; done"]}`)
+			"command":["sh","-c","trap '' TERM; echo ignoring; while true; do sleep 0.1; done"]}`)
 		waitPhase(t, a, "long", schemas.PodRunning)
+		waitLogged(t, c.dataDir, "long", "ignoring")
 		deletePod(t, a, "/pods/long")
 		p := deletePod(t, a, "/pods/long?gracePeriodSeconds=1")
 		if *p.DeletionGracePeriodSeconds != 1 {
@@ -342,7 +345,7 @@ func TestPodLifecycle(t *testing.T) {
 	t.Run("DeleteReplicaSet", func(t *testing.T) {
 		a := api{t: t, base: a.base}
 		a.mustPost("/replicasets", `{"name":"rs","desiredCount":2,"selector":{"app":"rs"},
-			"template":{"image":"busybox","command":["sh","-c","while true; do sleep 0.1; done"],"terminationGracePeriodSeconds":2}}`)
+			"template":{"image":"busybox","command":["sh","-c","trap '' TERM; while true; do sleep 0.1; done"],"terminationGracePeriodSeconds":2}}`)
 		var pods []schemas.Pod
 		eventually(t, 60*time.Second, func() (err error) { pods, err = running(a, "rs", 2); return err })
 		if code, body := a.do("DELETE", "/replicasets/rs", ""); code != 200 {
@@ -379,7 +382,7 @@ func TestPodLifecycle(t *testing.T) {
 	t.Run("ScaleDownIsGraceful", func(t *testing.T) {
 		a := api{t: t, base: a.base}
 		a.mustPost("/replicasets", `{"name":"sd","desiredCount":3,"selector":{"app":"sd"},
-			"template":{"image":"busybox","command":["sh","-c","while true; do sleep 0.1; done"],"terminationGracePeriodSeconds":2}}`)
+			"template":{"image":"busybox","command":["sh","-c","trap '' TERM; while true; do sleep 0.1; done"],"terminationGracePeriodSeconds":2}}`)
 		eventually(t, 60*time.Second, func() error { _, err := running(a, "sd", 3); return err })
 		rs, err := a.replicaSet("sd")
 		if err != nil {
@@ -427,8 +430,9 @@ func TestLifecycleSurvivesRestart(t *testing.T) {
 	a := c.api
 	a.mustPost("/pods", `{"name":"crash","image":"busybox","command":["sh","-c","exit 1"]}`)
 	a.mustPost("/pods", `{"name":"slow","image":"busybox","terminationGracePeriodSeconds":5,
-		"command":["sh","-c","while true; do sleep 0.1; done"]}`)
+		"command":["sh","-c","trap '' TERM; echo ignoring; while true; do sleep 0.1; done"]}`)
 	slow := waitPhase(t, a, "slow", schemas.PodRunning)
+	waitLogged(t, c.dataDir, "slow", "ignoring")
 
 	// After 5 restarts the next one waits 4.8 s (300ms doubling, 5 s cap),
 	// longer than the restart of miniku takes.

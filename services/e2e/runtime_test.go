@@ -47,7 +47,7 @@ func TestRuntimeExitWhileKubeletDown(t *testing.T) {
 	c := newCluster(t)
 	up := c.up(t)
 	pod := `{"name":"orphan","image":"alpine","restartPolicy":"Never",
-		"command":["sh","-c","trap 'exit 7' USR1; while true; do sleep 0.1; done"]}`
+		"command":["sh","-c","trap 'exit 7' USR1; echo trapped; while true; do sleep 0.1; done"]}`
 	if code, body := c.api.do("POST", "/pods", pod); code != 201 {
 		t.Fatalf("POST /pods: %d %s", code, body)
 	}
@@ -61,6 +61,8 @@ func TestRuntimeExitWhileKubeletDown(t *testing.T) {
 		}
 		return nil
 	})
+	// A USR1 before the trap is set would kill the shell (138).
+	waitLogged(t, c.dataDir, "orphan", "trapped")
 	up.kill()
 	ctr, ok := liveContainers(t, c.dataDir)[p.ContainerID]
 	if !ok {

@@ -161,8 +161,8 @@ func TestWalkthrough(t *testing.T) {
 	}
 	scale(2)
 	eventually(t, 20*time.Second, func() error { _, err := running(a, "test", 2); return err })
-	// sh as PID 1 ignores SIGTERM, so the stop waits the 30 s grace period
-	// before SIGKILL, exactly as Kubernetes would.
+	// The container's init forwards SIGTERM to sh, which dies of it at
+	// once (a shell that ignored it would take the 30 s grace period).
 	eventually(t, 45*time.Second, func() error {
 		if n := len(liveContainers(t, c.dataDir)); n != 2 {
 			return fmt.Errorf("%d live containers, want 2", n)
