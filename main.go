@@ -79,7 +79,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		"kubelet":    cmdKubelet,
 	}
 	for name, c := range cli.Commands {
-		cmds[name] = func(ctx context.Context, args []string, stderr io.Writer) error { return c(ctx, args, os.Stdout, stderr) }
+		cmds[name] = func(ctx context.Context, args []string, stderr io.Writer) error {
+			return c(ctx, args, os.Stdout, stderr)
+		}
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

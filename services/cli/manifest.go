@@ -359,13 +359,13 @@ func convertK8s(m map[string]any, kind string) (object, error) {
 		Selector:     kr.Spec.Selector.MatchLabels,
 		Template:     schemas.PodTemplate{Name: name, Labels: kr.Spec.Template.Metadata.Labels, PodSpec: spec},
 	}
-	if err := o.RS.Validate(); err != nil {
-		return o, fmt.Errorf("ReplicaSet %s: %w", kr.Metadata.Name, err)
-	}
 	for k, v := range o.RS.Selector {
 		if l, ok := o.RS.Template.Labels[k]; len(o.RS.Template.Labels) > 0 && (!ok || l != v) {
 			return o, fmt.Errorf("ReplicaSet %s: spec.template.metadata.labels: must match spec.selector.matchLabels (%s=%s)", kr.Metadata.Name, k, v)
 		}
+	}
+	if err := o.RS.Validate(); err != nil {
+		return o, fmt.Errorf("ReplicaSet %s: %w", kr.Metadata.Name, err)
 	}
 	return o, nil
 }
