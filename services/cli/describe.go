@@ -131,7 +131,11 @@ func (d *describer) spec(indent, container string, s *schemas.PodSpec) {
 		kv(k, e.Name+"="+e.Value)
 	}
 	if s.Resources.CPU != "" || s.Resources.Memory != "" || s.Resources.Pids != 0 {
-		kv("Limits", fmt.Sprintf("cpu=%s memory=%s pids=%d", orNone(s.Resources.CPU), orNone(s.Resources.Memory), s.Resources.Pids))
+		l := fmt.Sprintf("cpu=%s memory=%s", orNone(s.Resources.CPU), orNone(s.Resources.Memory))
+		if s.Resources.Pids != 0 {
+			l += fmt.Sprintf(" pids=%d", s.Resources.Pids)
+		}
+		kv("Limits", l)
 	}
 	kv("Restart Policy", string(orDefault(s.RestartPolicy, schemas.RestartAlways)))
 	kv("Grace Period", s.GracePeriod())

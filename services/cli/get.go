@@ -276,7 +276,11 @@ func (g *getCmd) run(ctx context.Context, c *client.Client, sel map[string]strin
 	if !g.watch {
 		return nil
 	}
-	return g.watchTable(ctx, c, sel, lastRV, t.widths(), wide, out)
+	var shown []string
+	for _, r := range t.rows {
+		shown = append(shown, r[0])
+	}
+	return g.watchTable(ctx, c, sel, lastRV, shown, t.widths(), wide, out)
 }
 
 func pick(wide bool, a, b []string) []string {
@@ -371,11 +375,30 @@ func (g *getCmd) watchRaw(ctx context.Context, c *client.Client, sel map[string]
 }
 
 // watchTable prints a row per change, aligned with the table above it.
-func (g *getCmd) watchTable(ctx context.Context, c *client.Client, sel map[string]string, rv uint64, widths []int, wide bool, out io.Writer) error {
+func (g *getCmd) watchTable(ctx context.Context, c *client.Client, sel map[string]string, rv uint64, shown []string, widths []int, wide bool, out io.Writer) error {
 	// Nodes change at every heartbeat; print a node only when what the
 	// table shows (other than ages) changed.
 	lastNode := map[string]string{}
+	// A resumed watch sends DELETED for objects changed while away that
+	// do not match the selector, known or not: print only those shown.
+	known := map[string]bool{}
+	for _, name := range shown {
+		known[name] = true
+	}
 	return watchLines(ctx, c, g.watchPath(rv), func(ev watchEvent) error {
+		var meta struct {
+			Name string `json:"name"`
+		}
+		if g.kind != "events" && json.Unmarshal(ev.Object, &meta) == nil {
+			if ev.Type == "DELETED" {
+				if !known[meta.Name] {
+					return nil
+				}
+				delete(known, meta.Name)
+			} else {
+				known[meta.Name] = true
+			}
+		}
 		now := time.Now()
 		var row []string
 		switch g.kind {

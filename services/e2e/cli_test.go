@@ -205,6 +205,9 @@ func TestCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	watch.waitFor(t, "get -w sees the new pods run", regexp.MustCompile(`(?m)^web-\S+\s+Running\s+0\s+node-\d\s+\d+s$`))
+	if strings.Contains(watch.output(), "hello") || strings.Contains(watch.output(), "frontend") {
+		t.Fatalf("get pods -l app=web -w printed other pods:\n%s", watch.output())
+	}
 	events.waitFor(t, "events sees pods run", regexp.MustCompile(`pod\.running\s+pod/web-\S+ node=node-\d`))
 
 	// logs, describe.
