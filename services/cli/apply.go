@@ -212,7 +212,8 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 func waitRS(ctx context.Context, c *client.Client, name string, timeout time.Duration, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	last := ""
+	pr := newProgress(out)
+	defer pr.done()
 	var rs schemas.ReplicaSet
 	for {
 		err := c.Do(ctx, "GET", "/replicasets/"+url.PathEscape(name), nil, &rs)
@@ -226,10 +227,7 @@ func waitRS(ctx context.Context, c *client.Client, name string, timeout time.Dur
 		if rs.CurrentCount != rs.DesiredCount {
 			line += fmt.Sprintf(" (%d pods)", rs.CurrentCount)
 		}
-		if line != last {
-			fmt.Fprintln(out, line)
-			last = line
-		}
+		pr.show(line)
 		if rs.ReadyCount == rs.DesiredCount && rs.CurrentCount == rs.DesiredCount {
 			return nil
 		}

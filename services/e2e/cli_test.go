@@ -241,6 +241,7 @@ func TestCLI(t *testing.T) {
 	}
 	c.mustCLI(t, "", "uncordon", "node-1")
 
+
 	// A replicaset that cannot become ready: --wait fails with the reason.
 	out, errOut, code := c.cli(t, `{"kind":"ReplicaSet","name":"nowhere","desiredCount":1,"selector":{"app":"nowhere"},"template":{"image":"alpine","nodeSelector":{"disk":"none"}}}`,
 		"apply", "-f", "-", "--wait", "--timeout", "3s")
@@ -248,12 +249,29 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("apply --wait of an unschedulable rs: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
 
-	// delete: by name and by manifest; then the pods go.
+	// delete pods by name; then drain: node-2's pods (now only
+	// replicasets') are evicted and replaced on node-1.
+	c.mustCLI(t, "", "delete", "pod", "hello", "k8s-json", "--grace-period", "0")
+	out = c.mustCLI(t, "", "drain", "node-2")
+	if !strings.Contains(out, "evicting pod/") || !strings.HasSuffix(out, "node/node-2 drained\n") {
+		t.Fatalf("drain output:\n%s", out)
+	}
+	eventually(t, 90*time.Second, func() error {
+		pods, err := running(c.api, "web", 5)
+		for _, p := range pods {
+			if p.NodeName != "node-1" {
+				return fmt.Errorf("pod %s still on %s", p.Name, p.NodeName)
+			}
+		}
+		return err
+	})
+	c.mustCLI(t, "", "uncordon", "node-2")
+
+	// delete replicasets by name and by manifest; then the pods go.
 	if out := c.mustCLI(t, "", "delete", "rs/web", "rs", "nowhere"); out != "replicaset/web deleted\nreplicaset/nowhere deleted\n" {
 		t.Fatalf("delete output %q", out)
 	}
 	c.mustCLI(t, "", "delete", "-f", "../../deployments/examples/k8s-replicaset.yaml")
-	c.mustCLI(t, "", "delete", "pod", "hello", "k8s-json", "--grace-period", "0")
 	events.waitFor(t, "events sees pods deleted", regexp.MustCompile(`pod\.deleted\s+pod/hello`))
 	eventually(t, 60*time.Second, func() error {
 		pods, err := c.api.pods()
