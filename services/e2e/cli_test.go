@@ -241,7 +241,6 @@ func TestCLI(t *testing.T) {
 	}
 	c.mustCLI(t, "", "uncordon", "node-1")
 
-
 	// A replicaset that cannot become ready: --wait fails with the reason.
 	out, errOut, code := c.cli(t, `{"kind":"ReplicaSet","name":"nowhere","desiredCount":1,"selector":{"app":"nowhere"},"template":{"image":"alpine","nodeSelector":{"disk":"none"}}}`,
 		"apply", "-f", "-", "--wait", "--timeout", "3s")
