@@ -25,6 +25,14 @@ type getCmd struct {
 	// events only
 	forKind, forName string
 	limit            int
+
+	listedNodes []schemas.Node // the nodes the table shows, for -w
+}
+
+// nodeKey is what a node's row shows apart from ages and pod counts: a
+// watch prints a node again only when it changes (not at each heartbeat).
+func nodeKey(n *schemas.Node) string {
+	return fmt.Sprint(nodeStatus(n), n.Capacity, n.Labels, n.Hostname)
 }
 
 func cmdGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -255,6 +263,7 @@ func (g *getCmd) run(ctx context.Context, c *client.Client, sel map[string]strin
 		if counts, err = podsPerNode(ctx, c); err != nil {
 			return err
 		}
+		g.listedNodes = obj.nodes
 		for i := range obj.nodes {
 			t.add(nodeRow(&obj.nodes[i], counts[obj.nodes[i].Name], wide, now)...)
 			lastRV = max(lastRV, obj.nodes[i].ResourceVersion)
@@ -379,6 +388,9 @@ func (g *getCmd) watchTable(ctx context.Context, c *client.Client, sel map[strin
 	// Nodes change at every heartbeat; print a node only when what the
 	// table shows (other than ages) changed.
 	lastNode := map[string]string{}
+	for _, n := range g.listedNodes {
+		lastNode[n.Name] = nodeKey(&n)
+	}
 	// A resumed watch sends DELETED for objects changed while away that
 	// do not match the selector, known or not: print only those shown.
 	known := map[string]bool{}
@@ -438,7 +450,10 @@ func (g *getCmd) watchTable(ctx context.Context, c *client.Client, sel map[strin
 			if ev.Type == "DELETED" {
 				row = []string{n.Name, "Deleted"}
 			}
-			key := fmt.Sprint(row[1:4], n.Labels, n.Hostname)
+			key := nodeKey(&n)
+			if ev.Type == "DELETED" {
+				key = "deleted"
+			}
 			if lastNode[n.Name] == key {
 				return nil
 			}
