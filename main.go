@@ -26,6 +26,7 @@ import (
 	"github.com/miniku/miniku/runtime/image"
 	"github.com/miniku/miniku/runtime/runtimecmd"
 	"github.com/miniku/miniku/services/apiserver"
+	"github.com/miniku/miniku/services/cli"
 	"github.com/miniku/miniku/services/controller"
 	"github.com/miniku/miniku/services/kubelet"
 	"github.com/miniku/miniku/services/scheduler"
@@ -59,6 +60,8 @@ commands:
   kubelet     run a node agent (--node-name)
   runtime     run one container in the foreground (runtime run), list containers (runtime ps)
 
+client commands (talk to the apiserver; see 'miniku get -h'):
+` + cli.Usage + `
 Run 'miniku <command> -h' for its flags.
 `
 
@@ -74,6 +77,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		"scheduler":  cmdScheduler,
 		"controller": cmdController,
 		"kubelet":    cmdKubelet,
+	}
+	for name, c := range cli.Commands {
+		cmds[name] = func(ctx context.Context, args []string, stderr io.Writer) error {
+			return c(ctx, args, os.Stdout, stderr)
+		}
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

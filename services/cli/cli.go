@@ -1,0 +1,232 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/miniku/miniku/services/cli/client"
+)
+
+// DefaultDataDir is where `miniku up` keeps its token and NATS credentials.
+const DefaultDataDir = "/var/lib/miniku"
+
+// DefaultServer is the address `miniku up` serves the API on.
+const DefaultServer = "127.0.0.1:8080"
+
+// Commands are the CLI's subcommands, for main's command table.
+var Commands = map[string]func(ctx context.Context, args []string, stdout, stderr io.Writer) error{
+	"get":      cmdGet,
+	"apply":    cmdApply,
+	"delete":   cmdDelete,
+	"scale":    cmdScale,
+	"describe": cmdDescribe,
+	"logs":     cmdLogs,
+	"cordon":   cmdCordon,
+	"uncordon": cmdUncordon,
+	"drain":    cmdDrain,
+	"events":   cmdEvents,
+}
+
+// Usage lists the CLI's commands for the binary's usage text.
+const Usage = `  get         list pods, rs, nodes or events as tables (-o wide|json|yaml, -l, -w)
+  apply       create or update objects from manifests (-f FILE|DIR|-, --wait)
+  delete      delete pods or replicasets (by name or -f)
+  scale       set a replicaset's desired count (scale rs/NAME --replicas N [--wait])
+  describe    show a pod, replicaset or node with its events
+  logs        print a pod's container log (-f, --tail N)
+  cordon, uncordon, drain   stop scheduling onto a node, allow it again, evict its pods
+  events      print the bus events live (NATS, as the read-only viewer)
+`
+
+// options are the flags every client command takes.
+type options struct {
+	server, token, dataDir, ca, config string
+}
+
+func (o *options) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.server, "server", "", "apiserver address (default $MINIKU_SERVER, the config file's, else "+DefaultServer+")")
+	fs.StringVar(&o.token, "token", "", "API token (default $MINIKU_TOKEN, the config file's, else <data-dir>/token)")
+	fs.StringVar(&o.dataDir, "data-dir", "", "data dir of a local 'miniku up', for its token and NATS credentials (default $MINIKU_DATA_DIR, else "+DefaultDataDir+")")
+	fs.StringVar(&o.ca, "ca", "", "CA certificate (PEM) of an apiserver using TLS (default $MINIKU_CA)")
+	fs.StringVar(&o.config, "config", "", "config file (default $MINIKU_CONFIG, else $XDG_CONFIG_HOME/miniku/config.yaml or ~/.config/miniku/config.yaml)")
+}
+
+// fileConfig is the config file: YAML (or JSON) with these keys.
+type fileConfig struct {
+	Server    string `json:"server"`
+	Token     string `json:"token"`
+	TokenFile string `json:"tokenFile"`
+	DataDir   string `json:"dataDir"`
+	CA        string `json:"ca"`
+	NATS      string `json:"nats"`
+	NATSCreds string `json:"natsCreds"`
+}
+
+func configPath(explicit string) (string, bool) {
+	if explicit != "" {
+		return explicit, true
+	}
+	if p := os.Getenv("MINIKU_CONFIG"); p != "" {
+		return p, true
+	}
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", false
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "miniku", "config.yaml"), false
+}
+
+// loadConfig reads the config file; a missing default one is no error.
+func (o *options) loadConfig() (fileConfig, error) {
+	var fc fileConfig
+	path, explicit := configPath(o.config)
+	if path == "" {
+		return fc, nil
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !explicit {
+		return fc, nil
+	}
+	if err != nil {
+		return fc, fmt.Errorf("config file: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(data, &fc); err != nil {
+		return fc, fmt.Errorf("config file %s: %w", path, err)
+	}
+	return fc, nil
+}
+
+func firstNonEmpty(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// client finds the server and token: flags, then the environment, then
+// the config file, then a local `miniku up`'s defaults.
+func (o *options) client() (*client.Client, error) {
+	fc, err := o.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	server := firstNonEmpty(o.server, os.Getenv("MINIKU_SERVER"), fc.Server, DefaultServer)
+	ca := firstNonEmpty(o.ca, os.Getenv("MINIKU_CA"), fc.CA)
+	c, err := client.New(server, "", ca)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case o.token != "":
+		c.Token, c.TokenSource = o.token, "--token"
+	case os.Getenv("MINIKU_TOKEN") != "":
+		c.Token, c.TokenSource = os.Getenv("MINIKU_TOKEN"), "$MINIKU_TOKEN"
+	case fc.Token != "":
+		c.Token, c.TokenSource = fc.Token, "the config file"
+	default:
+		file := fc.TokenFile
+		if file == "" {
+			file = filepath.Join(o.dataDirOr(fc), "token")
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			c.TokenErr = err
+		} else {
+			c.Token, c.TokenSource = strings.TrimSpace(string(data)), file
+		}
+	}
+	return c, nil
+}
+
+func (o *options) dataDirOr(fc fileConfig) string {
+	return firstNonEmpty(o.dataDir, os.Getenv("MINIKU_DATA_DIR"), fc.DataDir, DefaultDataDir)
+}
+
+// parseArgs parses flags placed anywhere among the arguments (as kubectl
+// allows) and returns the positional ones; everything after "--" is
+// positional.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func newFlagSet(name string, stderr io.Writer, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: miniku %s\n\nflags:\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// kindOf maps the names people type to the API's resource paths.
+func kindOf(s string) (string, error) {
+	switch strings.ToLower(s) {
+	case "pod", "pods", "po":
+		return "pods", nil
+	case "rs", "replicaset", "replicasets":
+		return "replicasets", nil
+	case "node", "nodes", "no":
+		return "nodes", nil
+	case "event", "events", "ev":
+		return "events", nil
+	}
+	return "", fmt.Errorf("unknown resource %q: want pods, rs (replicasets), nodes or events", s)
+}
+
+// singular names a resource path the way objects are printed (pod/x).
+func singular(path string) string {
+	switch path {
+	case "replicasets":
+		return "replicaset"
+	case "pods":
+		return "pod"
+	case "nodes":
+		return "node"
+	}
+	return path
+}
+
+// splitRef accepts "rs/NAME" or "rs NAME" (consuming the second argument).
+func splitRef(args []string) (kind, name string, rest []string, err error) {
+	if len(args) == 0 {
+		return "", "", nil, errors.New("missing resource: want e.g. rs/NAME or pod NAME")
+	}
+	if k, n, ok := strings.Cut(args[0], "/"); ok {
+		kind, err = kindOf(k)
+		return kind, n, args[1:], err
+	}
+	if len(args) < 2 {
+		return "", "", nil, fmt.Errorf("missing name after %q", args[0])
+	}
+	kind, err = kindOf(args[0])
+	return kind, args[1], args[2:], err
+}
