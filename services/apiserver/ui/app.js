@@ -184,7 +184,7 @@ function render() {
       el('td', {}, n.name),
       el('td', { class: 's-' + n.status }, status),
       el('td', {}, `${fmtCPU(a.cpu)} / ${c.cpu || '–'}`),
-      el('td', {}, `${fmtMem(a.mem)} / ${c.memory || '–'}`),
+      el('td', {}, `${fmtMem(a.mem)} / ${c.memory ? fmtMem(memBytes(c.memory)) : '–'}`),
       el('td', {}, `${a.pods} / ${c.pods || '–'}`),
       el('td', {}, age(n.lastHeartbeat) + ' ago'));
   }));
