@@ -154,21 +154,26 @@ type ClusterSource interface {
 // informers), so the values are never stale and vanish when it stops.
 type clusterCollector struct {
 	mu  sync.Mutex
-	src ClusterSource
+	src *clusterSource
 	now func() time.Time
 }
+
+// clusterSource boxes a ClusterSource so that SetCluster's unset compares
+// pointers, not possibly uncomparable sources.
+type clusterSource struct{ ClusterSource }
 
 var cluster = clusterCollector{now: time.Now}
 
 // SetCluster makes src the source of the cluster gauges until the returned
 // function is called.
 func SetCluster(src ClusterSource) (unset func()) {
+	box := &clusterSource{src}
 	cluster.mu.Lock()
-	cluster.src = src
+	cluster.src = box
 	cluster.mu.Unlock()
 	return func() {
 		cluster.mu.Lock()
-		if cluster.src == src {
+		if cluster.src == box {
 			cluster.src = nil
 		}
 		cluster.mu.Unlock()
