@@ -302,7 +302,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	log.Info("miniku is up", "api", "http://"+*apiAddr, "nats", "nats://"+*natsAddr, "nodes", *nodes, "dataDir", c.dataDir)
+	log.Info("miniku is up", "api", "http://"+*apiAddr, "dashboard", "http://"+*apiAddr+"/ui", "nats", "nats://"+*natsAddr, "nodes", *nodes, "dataDir", c.dataDir)
 	return g.Wait()
 }
 

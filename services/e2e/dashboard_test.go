@@ -55,7 +55,7 @@ func TestDashboard(t *testing.T) {
 	c.up(t)
 	a := c.api
 
-	rs := `{"name":"web","desiredCount":1,"selector":{"app":"web"},"template":{"image":"alpine","command":["/bin/sh","-c","while true; do echo hello from $HOSTNAME; sleep 1; done"]}}`
+	rs := `{"name":"web","desiredCount":1,"selector":{"app":"web"},"template":{"image":"alpine","command":["/bin/sh","-c","while true; do echo hello from $HOSTNAME; sleep 1; done"],"terminationGracePeriodSeconds":1}}`
 	if code, body := a.do("POST", "/replicasets", rs); code != 201 {
 		t.Fatalf("POST /replicasets: %d %s", code, body)
 	}
@@ -86,6 +86,11 @@ func TestDashboard(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#nodes tbody tr[data-name="node-2"]`)),
 	); err != nil {
 		t.Fatalf("dashboard did not show replicaset web and both nodes: %v", err)
+	}
+	// Set on the loaded page: still there at the end proves that the page
+	// never reloaded, i.e. everything it showed came from its watches.
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[int](`window.loadedOnce = 1`)); err != nil {
+		t.Fatal(err)
 	}
 	loc, err := chromedp.Run(bctx, chromedp.Location())
 	if err != nil {
@@ -163,5 +168,21 @@ func TestDashboard(t *testing.T) {
 		if err := os.WriteFile(dst, png, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// Delete the replicaset from the page (confirming the dialog): its
+	// row and its pods leave the page as the deletes come through.
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`(window.confirm = () => true, true)`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`#replicasets tr[data-name="web"] button.danger`))); err != nil {
+		t.Fatalf("delete from the page: %v", err)
+	}
+	waitJS("replicaset and pods gone from the page", `(() => { const n = document.querySelectorAll('#replicasets tr[data-name="web"], #pods tr[data-name^="web-"]').length; return n === 0 ? '' : n + ' rows left'; })()`)
+	if code, _ := a.do("GET", "/replicasets/web", ""); code != 404 {
+		t.Errorf("GET /replicasets/web after deleting it from the page: %d, want 404", code)
+	}
+	if v, err := chromedp.Run(bctx, chromedp.Evaluate[int](`window.loadedOnce || 0`)); err != nil || v != 1 {
+		t.Errorf("the page reloaded (loadedOnce = %v, %v)", v, err)
 	}
 }

@@ -166,6 +166,50 @@ const byName = (a, b) => a.name.localeCompare(b.name);
 
 // --- rendering ------------------------------------------------------------
 
+// Rows are kept per object name and updated in place, cell by cell, so a
+// re-render (every change, and every second for the ages) never replaces
+// the field someone is typing in or the button they are about to click.
+const rowCache = {};
+
+// syncRows makes the table's rows those of items, in order: each row is
+// made once by make(item, tr) (handlers, action buttons) and its cells set
+// from cells(item, tr) on every render.
+function syncRows(id, items, make, cells) {
+  const tb = document.querySelector(`#${id} tbody`);
+  const old = rowCache[id] || new Map();
+  const now = new Map();
+  const rows = items.map((it) => {
+    let tr = old.get(it.name);
+    if (!tr) {
+      tr = document.createElement('tr');
+      tr.dataset.name = it.name;
+      make(it, tr);
+    }
+    now.set(it.name, tr);
+    setCells(tr, cells(it, tr));
+    return tr;
+  });
+  rowCache[id] = now;
+  const cur = tb.children;
+  if (cur.length !== rows.length || rows.some((r, i) => cur[i] !== r)) tb.replaceChildren(...rows);
+}
+
+// A cell is {text, cls, title}, or {node} for an element made once per row.
+function setCells(tr, specs) {
+  while (tr.children.length < specs.length) tr.append(document.createElement('td'));
+  specs.forEach((sp, i) => {
+    const td = tr.children[i];
+    if (sp.node) {
+      if (td.firstChild !== sp.node) td.replaceChildren(sp.node);
+      return;
+    }
+    const text = String(sp.text == null ? '' : sp.text);
+    if (td.textContent !== text) td.textContent = text;
+    if (td.className !== (sp.cls || '')) td.className = sp.cls || '';
+    if ((td.getAttribute('title') || '') !== (sp.title || '')) td.setAttribute('title', sp.title || '');
+  });
+}
+
 function render() {
   const pods = [...state.pods.values()].sort(byName);
   const alloc = {};
@@ -176,44 +220,57 @@ function render() {
     a.mem += memBytes(p.resources && p.resources.memory);
     a.pods++;
   }
-  fill('nodes', [...state.nodes.values()].sort(byName).map((n) => {
+  syncRows('nodes', [...state.nodes.values()].sort(byName), () => {}, (n) => {
     const a = alloc[n.name] || { cpu: 0, mem: 0, pods: 0 };
     const c = n.capacity || {};
-    const status = n.status + (n.unschedulable ? ',SchedulingDisabled' : '');
-    return el('tr', { 'data-name': n.name },
-      el('td', {}, n.name),
-      el('td', { class: 's-' + n.status }, status),
-      el('td', {}, `${fmtCPU(a.cpu)} / ${c.cpu || '–'}`),
-      el('td', {}, `${fmtMem(a.mem)} / ${c.memory ? fmtMem(memBytes(c.memory)) : '–'}`),
-      el('td', {}, `${a.pods} / ${c.pods || '–'}`),
-      el('td', {}, age(n.lastHeartbeat) + ' ago'));
-  }));
+    return [
+      { text: n.name },
+      { text: n.status + (n.unschedulable ? ',SchedulingDisabled' : ''), cls: 's-' + n.status, title: n.reason },
+      { text: `${fmtCPU(a.cpu)} / ${c.cpu || '–'}` },
+      { text: `${fmtMem(a.mem)} / ${c.memory ? fmtMem(memBytes(c.memory)) : '–'}` },
+      { text: `${a.pods} / ${c.pods || '–'}` },
+      { text: age(n.lastHeartbeat) + ' ago' },
+    ];
+  });
 
-  fill('replicasets', [...state.replicasets.values()].sort(byName).map((rs) => {
-    const input = el('input', { type: 'number', min: '0', class: 'scale', value: String(rs.desiredCount), 'aria-label': 'replicas of ' + rs.name });
-    return el('tr', { 'data-name': rs.name },
-      el('td', {}, rs.name),
-      el('td', { class: 'desired' }, rs.desiredCount),
-      el('td', { class: 'current' }, rs.currentCount || 0),
-      el('td', { class: 'ready' }, rs.readyCount || 0),
-      el('td', {}, (rs.template && rs.template.image) || ''),
-      el('td', {}, age(rs.createdAt)),
-      el('td', {}, input,
-        el('button', { class: 'scale-btn', onclick: () => scale(rs.name, input.value) }, 'Scale'), ' ',
-        el('button', { class: 'danger', onclick: () => remove('replicasets', rs.name) }, 'Delete')));
-  }));
+  syncRows('replicasets', [...state.replicasets.values()].sort(byName), (rs, tr) => {
+    const input = el('input', { type: 'number', min: '0', class: 'scale', 'aria-label': 'replicas of ' + rs.name });
+    // Edited by hand: the watch no longer overwrites it until Scale.
+    input.addEventListener('input', () => { input.dataset.dirty = '1'; });
+    tr.scaleInput = input;
+    tr.actions = el('span', {}, input,
+      el('button', { class: 'scale-btn', onclick: () => { delete input.dataset.dirty; scale(rs.name, input.value); } }, 'Scale'), ' ',
+      el('button', { class: 'danger', onclick: () => remove('replicasets', rs.name) }, 'Delete'));
+  }, (rs, tr) => {
+    const input = tr.scaleInput;
+    if (!input.dataset.dirty && document.activeElement !== input && input.value !== String(rs.desiredCount)) input.value = String(rs.desiredCount);
+    return [
+      { text: rs.name },
+      { text: rs.desiredCount, cls: 'desired' },
+      { text: rs.currentCount || 0, cls: 'current' },
+      { text: rs.readyCount || 0, cls: 'ready' },
+      { text: (rs.template && rs.template.image) || '' },
+      { text: age(rs.createdAt) },
+      { node: tr.actions },
+    ];
+  });
 
   document.getElementById('pod-count').textContent = `(${pods.length})`;
-  fill('pods', pods.map((p) => {
+  syncRows('pods', pods, (p, tr) => {
+    tr.addEventListener('click', () => select(p.name));
+    tr.actions = el('button', { class: 'danger', onclick: (e) => { e.stopPropagation(); remove('pods', p.name); } }, 'Delete');
+  }, (p, tr) => {
     const st = podStatus(p);
-    return el('tr', { 'data-name': p.name, class: p.name === selected ? 'selected' : '', onclick: () => select(p.name) },
-      el('td', {}, p.name),
-      el('td', { class: 'status s-' + st, title: [p.reason, p.message].filter(Boolean).join(': ') }, st + (p.reason && st !== 'Running' ? ` (${p.reason})` : '')),
-      el('td', {}, p.restartCount || 0),
-      el('td', {}, p.nodeName || ''),
-      el('td', {}, age(p.createdAt)),
-      el('td', {}, el('button', { class: 'danger', onclick: (e) => { e.stopPropagation(); remove('pods', p.name); } }, 'Delete')));
-  }));
+    tr.className = p.name === selected ? 'selected' : '';
+    return [
+      { text: p.name },
+      { text: st + (p.reason && st !== 'Running' ? ` (${p.reason})` : ''), cls: 'status s-' + st, title: [p.reason, p.message].filter(Boolean).join(': ') },
+      { text: p.restartCount || 0 },
+      { text: p.nodeName || '' },
+      { text: age(p.createdAt) },
+      { node: tr.actions },
+    ];
+  });
 }
 
 // --- actions --------------------------------------------------------------
