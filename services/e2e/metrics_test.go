@@ -7,10 +7,14 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/runtime/image/imagetest"
 )
 
 // upWith starts `miniku up` like cluster.up, with extra flags.
@@ -236,4 +240,76 @@ func mustToken(t *testing.T, c *cluster) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(data))
+}
+
+// TestSeparateProcessMetrics: each component run as its own process
+// serves its own metrics on --metrics-addr, without a token, and each
+// shows what that component did.
+func TestSeparateProcessMetrics(t *testing.T) {
+	requireRoot(t)
+	dataDir := t.TempDir()
+	natsAddr, apiAddr := freeAddr(t), freeAddr(t)
+	registry := imagetest.Registry(t)
+	t.Cleanup(func() { cleanupContainers(t, dataDir) })
+	natsURL := "nats://" + natsAddr
+	ctlDir := filepath.Join(dataDir, "nats-server")
+	start(t, "nats", "nats", "--addr", natsAddr, "--data-dir", ctlDir, "--kubelets", "node-a")
+	eventually(t, 30*time.Second, func() error {
+		_, err := os.Stat(filepath.Join(ctlDir, "nats", "auth", bus.UserViewer+".json"))
+		return err
+	})
+	m := map[string]string{"apiserver": freeAddr(t), "scheduler": freeAddr(t), "controller": freeAddr(t), "kubelet": freeAddr(t)}
+	start(t, "apiserver", "apiserver", "--nats", natsURL, "--api-addr", apiAddr, "--data-dir", ctlDir, "--metrics-addr", m["apiserver"])
+	start(t, "scheduler", "scheduler", "--nats", natsURL, "--data-dir", ctlDir, "--metrics-addr", m["scheduler"])
+	start(t, "controller", "controller", "--nats", natsURL, "--data-dir", ctlDir, "--metrics-addr", m["controller"])
+	start(t, "kubelet node-a", "kubelet", "--nats", natsURL, "--node-name", "node-a",
+		"--nats-creds", filepath.Join(ctlDir, "nats", "auth", "kubelet-node-a.json"), "--data-dir", dataDir,
+		"--registry-mirror", "http://"+registry, "--heartbeat-interval", "500ms", "--metrics-addr", m["kubelet"])
+	a := api{t: t, base: "http://" + apiAddr}
+	eventually(t, 30*time.Second, func() error { _, err := a.pods(); return err })
+
+	rs := `{"name":"sep","desiredCount":2,"selector":{"app":"sep"},"template":{"image":"alpine","command":["/bin/sh","-c","while true; do sleep 1; done"]}}`
+	if code, body := a.do("POST", "/replicasets", rs); code != 201 {
+		t.Fatalf("POST /replicasets: %d %s", code, body)
+	}
+	eventually(t, 60*time.Second, func() error { _, err := running(a, "sep", 2); return err })
+
+	// What each process must show, and what it must not (another
+	// component's metrics live in that component's process).
+	for comp, want := range map[string]map[string]string{
+		"apiserver":  {"miniku_apiserver_requests_total": `{"route":"/replicasets","code":"201"}`},
+		"scheduler":  {"miniku_scheduler_binds_total": `{"result":"bound"}`},
+		"controller": {"miniku_controller_reconcile_duration_seconds_count": `{"kind":"replicaset"}`, "miniku_pods": `{"phase":"Running"}`},
+		"kubelet":    {"miniku_kubelet_container_starts_total": `{"node":"node-a","result":"ok"}`},
+	} {
+		eventually(t, 30*time.Second, func() error {
+			resp, err := http.Get("http://" + m[comp] + "/metrics")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("%s /metrics: %d", comp, resp.StatusCode)
+			}
+			ss := parseMetrics(t, resp.Body)
+			for name, labels := range want {
+				var l map[string]string
+				if err := json.Unmarshal([]byte(labels), &l); err != nil {
+					t.Fatal(err)
+				}
+				if n, _ := sum(ss, name, l); n < 1 {
+					return fmt.Errorf("%s: %s%s = %v, want >= 1", comp, name, labels, n)
+				}
+			}
+			if _, ok := sum(ss, "miniku_kv_operation_duration_seconds_count", nil); !ok {
+				return fmt.Errorf("%s: no KV operations", comp)
+			}
+			if comp != "scheduler" {
+				if _, ok := sum(ss, "miniku_scheduler_binds_total", nil); ok {
+					return fmt.Errorf("%s serves the scheduler's binds", comp)
+				}
+			}
+			return nil
+		})
+	}
 }
