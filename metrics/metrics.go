@@ -97,8 +97,10 @@ func APIRequest(method, route string, code int, d time.Duration) {
 	apiLatency.WithLabelValues(method, route, c).Observe(d.Seconds())
 }
 
-// Bind records a scheduler binding attempt for a pod created at created
-// (latency only for successful ones).
+// Bind records a scheduler binding attempt of a pod created at created:
+// err is the bind's compare-and-swap result, conflict says it lost to
+// another writer. Latency (creation to bind) is observed only for binds
+// that succeeded.
 func Bind(created time.Time, err error, conflict bool) {
 	switch {
 	case err == nil:
