@@ -97,6 +97,7 @@ type common struct {
 	natsURL  string
 	logLevel string
 	replicas int
+	obs      obsFlags // observe.go: --log-format, --v, --metrics-addr
 	// NATS login: role is the NATS user (security.go).
 	role, natsCreds, natsCA string
 }
@@ -106,6 +107,7 @@ func (c *common) register(fs *flag.FlagSet, withData bool) {
 		fs.StringVar(&c.dataDir, "data-dir", "/var/lib/miniku", "directory for state: JetStream store, images, containers")
 	}
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	c.obs.register(fs)
 }
 
 func (c *common) registerNATS(fs *flag.FlagSet) {
@@ -120,7 +122,11 @@ func (c *common) logger(stderr io.Writer) (*slog.Logger, error) {
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level %q: %w", c.logLevel, err)
 	}
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})), nil
+	h, err := c.obs.handler(stderr, lvl)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(h), nil
 }
 
 func (c *common) connect(ctx context.Context, name string, log *slog.Logger) (*bus.Conn, error) {
@@ -202,6 +208,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopMetrics, err := c.obs.serveMetrics(log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	var kubelets []string
 	for i := 1; i <= *nodes; i++ {
 		kubelets = append(kubelets, fmt.Sprintf("node-%d", i))
@@ -299,7 +310,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	log.Info("miniku is up", "api", "http://"+*apiAddr, "nats", "nats://"+*natsAddr, "nodes", *nodes, "dataDir", c.dataDir)
+	log.Info("miniku is up", "api", "http://"+*apiAddr, "dashboard", "http://"+*apiAddr+"/ui", "nats", "nats://"+*natsAddr, "nodes", *nodes, "dataDir", c.dataDir)
 	return g.Wait()
 }
 
@@ -375,6 +386,11 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopMetrics, err := c.obs.serveMetrics(log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	ns, cfg, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, log)
 	if err != nil {
 		return err
@@ -392,6 +408,11 @@ func single(ctx context.Context, name string, c *common, stderr io.Writer, build
 	if err != nil {
 		return err
 	}
+	stopMetrics, err := c.obs.serveMetrics(log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	conn, err := c.connect(ctx, "miniku-"+name, log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -489,6 +510,11 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopMetrics, err := c.obs.serveMetrics(log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	conn, err := c.connect(ctx, "miniku-kubelet-"+*node, log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

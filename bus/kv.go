@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -54,7 +55,8 @@ func encode[T any, P Object[T]](obj P) ([]byte, error) {
 }
 
 // Get reads the current object; its ResourceVersion is the KV revision.
-func (b *Bucket[T, P]) Get(ctx context.Context, name string) (P, error) {
+func (b *Bucket[T, P]) Get(ctx context.Context, name string) (_ P, err error) {
+	defer b.observe("get", time.Now(), &err)
 	e, err := b.kv.Get(ctx, name)
 	if err != nil {
 		return nil, b.mapErr("get", name, err)
@@ -63,7 +65,8 @@ func (b *Bucket[T, P]) Get(ctx context.Context, name string) (P, error) {
 }
 
 // Create writes a new object and sets its ResourceVersion.
-func (b *Bucket[T, P]) Create(ctx context.Context, obj P) error {
+func (b *Bucket[T, P]) Create(ctx context.Context, obj P) (err error) {
+	defer b.observe("create", time.Now(), &err)
 	name := obj.GetMeta().Name
 	data, err := encode[T](obj)
 	if err != nil {
@@ -82,7 +85,8 @@ func (b *Bucket[T, P]) Create(ctx context.Context, obj P) error {
 
 // Update writes obj if the stored revision is still obj.ResourceVersion,
 // and sets the new one. ErrConflict means someone else wrote first.
-func (b *Bucket[T, P]) Update(ctx context.Context, obj P) error {
+func (b *Bucket[T, P]) Update(ctx context.Context, obj P) (err error) {
+	defer b.observe("update", time.Now(), &err)
 	m := obj.GetMeta()
 	if m.ResourceVersion == 0 {
 		return fmt.Errorf("update %s/%s: no resourceVersion to compare against", b.Name(), m.Name)
@@ -101,7 +105,8 @@ func (b *Bucket[T, P]) Update(ctx context.Context, obj P) error {
 
 // Delete removes the object if it is still at revision rev. A rev of 0
 // deletes unconditionally; only use that for cleanup of already-dead keys.
-func (b *Bucket[T, P]) Delete(ctx context.Context, name string, rev uint64) error {
+func (b *Bucket[T, P]) Delete(ctx context.Context, name string, rev uint64) (err error) {
+	defer b.observe("delete", time.Now(), &err)
 	var opts []jetstream.KVDeleteOpt
 	if rev != 0 {
 		opts = append(opts, jetstream.LastRevision(rev))
@@ -147,7 +152,8 @@ func (b *Bucket[T, P]) Mutate(ctx context.Context, name string, fn func(P) error
 
 // List reads every object. It uses a watch snapshot rather than one Get per
 // key: a single consumer streams all last values in one pass.
-func (b *Bucket[T, P]) List(ctx context.Context) ([]P, error) {
+func (b *Bucket[T, P]) List(ctx context.Context) (_ []P, err error) {
+	defer b.observe("list", time.Now(), &err)
 	w, err := b.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, b.mapErr("list", "*", err)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/miniku/miniku/bus/metrics"
 )
 
 // handlerFunc returns the status and body to send, or an error: an
@@ -73,6 +75,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		slog.String("path", r.URL.EscapedPath()),
 		slog.Int("status", status),
 		slog.Duration("duration", time.Since(start)))
+	metrics.APIRequest(r.Method, s.routePattern(r), status, time.Since(start))
 }
 
 func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) (int, any, error) {

@@ -80,7 +80,7 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 		watchHeartbeat: defaultWatchHeartbeat,
 	}
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
-	s.handler = s.authenticate(http.HandlerFunc(s.serve))
+	s.handler = s.withUI(s.authenticate(s.withMetrics(http.HandlerFunc(s.serve))))
 	return s, nil
 }
 

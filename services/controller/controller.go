@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/metrics"
 	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/queue"
 )
@@ -151,9 +152,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	// Pods whose replicaset is gone have no replicaset event to wake them:
 	// enqueue every owner name once at start and each resync.
 	c.enqueueOwners()
+	defer metrics.SetCluster(c)()
 	wg.Add(3)
-	go func() { defer wg.Done(); c.rsq.Run(ctx, 4, c.reconcileReplicaSet) }()
-	go func() { defer wg.Done(); c.nodeq.Run(ctx, 2, c.reconcileNode) }()
+	go func() { defer wg.Done(); c.rsq.Run(ctx, 4, metrics.Reconciler("replicaset", c.reconcileReplicaSet)) }()
+	go func() { defer wg.Done(); c.nodeq.Run(ctx, 2, metrics.Reconciler("node", c.reconcileNode)) }()
 	go func() { defer wg.Done(); c.tick(ctx) }()
 	c.log.Info("controller started", "nodeGrace", c.cfg.NodeGrace, "evictionTimeout", c.cfg.EvictionTimeout)
 	<-ctx.Done()

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/metrics"
 	ctr "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/runtime/image"
 	"github.com/miniku/miniku/schemas"
@@ -425,6 +426,7 @@ func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod, crashes int) erro
 	}
 	spec.Labels[labelCrashes] = strconv.Itoa(crashes)
 	c, err := k.rt.Start(ctx, spec)
+	metrics.ContainerStart(k.cfg.NodeName, err)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err

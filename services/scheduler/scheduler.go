@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/metrics"
 	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/queue"
 )
@@ -167,7 +168,9 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 	if bound.Reason == ReasonPodUnschedulable {
 		bound.Reason, bound.Message = "", ""
 	}
-	if err := s.conn.Pods.Update(ctx, bound); err != nil {
+	err = s.conn.Pods.Update(ctx, bound)
+	metrics.Bind(pod.CreatedAt, err, errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrNotFound))
+	if err != nil {
 		if errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrNotFound) {
 			// Someone changed it first (another scheduler, a delete):
 			// decide again from the fresh state.
