@@ -446,4 +446,3 @@ func getRS(a api, m *chaosModel, name string, do func(string, string, string) (i
 	}
 	return rs, true
 }
-
