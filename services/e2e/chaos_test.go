@@ -49,6 +49,46 @@ type chaosCluster struct {
 	procs map[string]*proc
 	args  map[string][]string
 	order []string
+
+	dataDir, ctlDir, natsURL string
+}
+
+// startCluster runs every component as its own process: NATS, an
+// apiserver, `pairs` schedulers and controllers, and a kubelet per node,
+// all with short timers, and waits until every node is Ready.
+func startCluster(t *testing.T, nodes []string, pairs int) (*chaosCluster, api) {
+	t.Helper()
+	dataDir := t.TempDir()
+	natsAddr, apiAddr := freeAddr(t), freeAddr(t)
+	registry := imagetest.Registry(t)
+	t.Cleanup(func() { cleanupContainers(t, dataDir) })
+	natsURL := "nats://" + natsAddr
+	ctlDir := filepath.Join(dataDir, "nats-server")
+
+	c := &chaosCluster{t: t, procs: map[string]*proc{}, args: map[string][]string{},
+		dataDir: dataDir, ctlDir: ctlDir, natsURL: natsURL}
+	c.add("nats", "nats", "--addr", natsAddr, "--data-dir", ctlDir, "--kubelets", strings.Join(nodes, ","))
+	eventually(t, 30*time.Second, func() error {
+		_, err := os.Stat(filepath.Join(ctlDir, "nats", "auth", bus.UserViewer+".json"))
+		return err
+	})
+	c.add("apiserver", "apiserver", "--nats", natsURL, "--api-addr", apiAddr, "--data-dir", ctlDir)
+	for i := 1; i <= pairs; i++ {
+		c.add(fmt.Sprintf("scheduler-%d", i), "scheduler", "--nats", natsURL, "--data-dir", ctlDir, "--lease-ttl", "2s")
+	}
+	for i := 1; i <= pairs; i++ {
+		c.add(fmt.Sprintf("controller-%d", i), "controller", "--nats", natsURL, "--data-dir", ctlDir, "--lease-ttl", "2s",
+			"--node-grace", "3s", "--eviction-timeout", "3s")
+	}
+	for _, n := range nodes {
+		c.add("kubelet-"+n, "kubelet", "--nats", natsURL, "--node-name", n,
+			"--nats-creds", filepath.Join(ctlDir, "nats", "auth", "kubelet-"+n+".json"),
+			"--data-dir", dataDir, "--registry-mirror", "http://"+registry,
+			"--heartbeat-interval", "500ms", "--restart-backoff", "300ms", "--restart-backoff-max", "2s")
+	}
+	a := api{t: t, base: "http://" + apiAddr}
+	waitReadyNodes(t, a, len(nodes))
+	return c, a
 }
 
 func (c *chaosCluster) add(name string, args ...string) {
@@ -116,36 +156,8 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos: seed %d (MINIKU_CHAOS_SEED=%d to replay), duration %v", seed, seed, duration)
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 
-	dataDir := t.TempDir()
-	natsAddr, apiAddr := freeAddr(t), freeAddr(t)
-	registry := imagetest.Registry(t)
-	t.Cleanup(func() { cleanupContainers(t, dataDir) })
-	natsURL := "nats://" + natsAddr
-	ctlDir := filepath.Join(dataDir, "nats-server")
-	nodes := []string{"node-a", "node-b", "node-c"}
-
-	c := &chaosCluster{t: t, procs: map[string]*proc{}, args: map[string][]string{}}
-	c.add("nats", "nats", "--addr", natsAddr, "--data-dir", ctlDir, "--kubelets", strings.Join(nodes, ","))
-	eventually(t, 30*time.Second, func() error {
-		_, err := os.Stat(filepath.Join(ctlDir, "nats", "auth", bus.UserViewer+".json"))
-		return err
-	})
-	c.add("apiserver", "apiserver", "--nats", natsURL, "--api-addr", apiAddr, "--data-dir", ctlDir)
-	for _, n := range []string{"scheduler-1", "scheduler-2"} {
-		c.add(n, "scheduler", "--nats", natsURL, "--data-dir", ctlDir, "--lease-ttl", "2s")
-	}
-	for _, n := range []string{"controller-1", "controller-2"} {
-		c.add(n, "controller", "--nats", natsURL, "--data-dir", ctlDir, "--lease-ttl", "2s",
-			"--node-grace", "3s", "--eviction-timeout", "3s")
-	}
-	for _, n := range nodes {
-		c.add("kubelet-"+n, "kubelet", "--nats", natsURL, "--node-name", n,
-			"--nats-creds", filepath.Join(ctlDir, "nats", "auth", "kubelet-"+n+".json"),
-			"--data-dir", dataDir, "--registry-mirror", "http://"+registry,
-			"--heartbeat-interval", "500ms", "--restart-backoff", "300ms", "--restart-backoff-max", "2s")
-	}
-	a := api{t: t, base: "http://" + apiAddr}
-	waitReadyNodes(t, a, len(nodes))
+	c, a := startCluster(t, []string{"node-a", "node-b", "node-c"}, 2)
+	dataDir := c.dataDir
 	// Pull the image once before the faults start, so the first pods do
 	// not spend the run waiting for it.
 	if code, body := a.do("POST", "/replicasets", chaosRS("warm", 3)); code != 201 {
