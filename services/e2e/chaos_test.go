@@ -49,6 +49,7 @@ type chaosCluster struct {
 	procs map[string]*proc
 	args  map[string][]string
 	order []string
+	all   []*proc // every process ever started, for the panic check
 
 	dataDir, ctlDir, natsURL string
 }
@@ -95,6 +96,7 @@ func (c *chaosCluster) add(name string, args ...string) {
 	c.args[name] = args
 	c.order = append(c.order, name)
 	c.procs[name] = start(c.t, name, args...)
+	c.all = append(c.all, c.procs[name])
 }
 
 func (c *chaosCluster) kill(name string) {
@@ -109,6 +111,7 @@ func (c *chaosCluster) restart(name string) {
 	defer c.mu.Unlock()
 	c.procs[name].kill()
 	c.procs[name] = start(c.t, name, c.args[name]...)
+	c.all = append(c.all, c.procs[name])
 }
 
 // exited returns the components that ended by themselves (not killed by us
@@ -124,6 +127,7 @@ func (c *chaosCluster) reviveExited() []string {
 			c.t.Logf("chaos: %s exited by itself: %v\n%s", name, p.cmd.ProcessState, tail(p.output(), 2000))
 			out = append(out, name)
 			c.procs[name] = start(c.t, name, c.args[name]...)
+			c.all = append(c.all, c.procs[name])
 		default:
 		}
 	}
@@ -286,6 +290,22 @@ func TestChaos(t *testing.T) {
 		checked, len(m.live), len(m.deleted), podsChecked, containersChecked)
 	if selfExits > 0 {
 		t.Errorf("%d components exited by themselves during the chaos (see the log)", selfExits)
+	}
+	c.checkNoPanic()
+}
+
+// checkNoPanic fails the test if any process ever started panicked or hit
+// a fatal runtime error.
+func (c *chaosCluster) checkNoPanic() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.all {
+		out := p.output()
+		for _, bad := range []string{"panic:", "fatal error:", "DATA RACE"} {
+			if i := strings.Index(out, bad); i >= 0 {
+				c.t.Errorf("%s: %s\n%s", p.name, bad, tail(out[i:], 4000))
+			}
+		}
 	}
 }
 

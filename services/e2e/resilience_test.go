@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -99,6 +100,8 @@ func TestMalformedBusMessages(t *testing.T) {
 		nil, {0xc1}, {0x80}, {0x90}, []byte(`{"name":"x"}`), random(7), random(300),
 		{0xdf, 0xff, 0xff, 0xff, 0xff},                                 // a map of 4 G entries
 		{0x81, 0xa4, 'n', 'a', 'm', 'e', 0xdb, 0x7f, 0xff, 0xff, 0xff}, // a 2 GiB name
+		{0x81, 0xa3, 'e', 'n', 'v', 0xdd, 0x7f, 0xff, 0xff, 0xff},      // 2^31 env structs: 64 GiB
+		bytes.Repeat([]byte{0x91}, 100000),                             // nested 100,000 deep
 		mp(map[string]any{"name": 5, "status": []int{1}, "revision": "x"}),
 		mp(map[string]any{"name": "../x", "nodeName": "node-a", "desiredCount": -5, "selector": 1}),
 		mp(schemas.Event{Type: "created", Kind: schemas.KindPod, Name: "no-such-pod", Node: "node-a"}),
