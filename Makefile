@@ -8,7 +8,8 @@ CHAOS_DURATION ?= 10m
 # Every fuzz test, as package:Name; `make fuzz` runs each for FUZZTIME.
 FUZZ_TESTS = ./schemas:FuzzUnmarshal ./schemas:FuzzParseQuantity \
 	./services/apiserver:FuzzParseSelector ./services/apiserver:FuzzPodBody \
-	./services/apiserver:FuzzReplicaSetBody ./runtime/image:FuzzUnpack
+	./services/apiserver:FuzzReplicaSetBody ./runtime/image:FuzzUnpack \
+	./runtime:FuzzResolveUser
 
 .DEFAULT_GOAL := help
 .PHONY: help build run test lint tidy-check bench deps fuzz chaos
