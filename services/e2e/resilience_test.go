@@ -68,6 +68,7 @@ func TestNATSRestart(t *testing.T) {
 	if exited := c.reviveExited(); len(exited) > 0 {
 		t.Errorf("components exited during the NATS restart: %v", exited)
 	}
+	c.checkNoPanic()
 }
 
 // Garbage on every subject the components listen to and garbage values in
@@ -162,4 +163,5 @@ func TestMalformedBusMessages(t *testing.T) {
 	if exited := c.reviveExited(); len(exited) > 0 {
 		t.Fatalf("components exited after garbage: %v", exited)
 	}
+	c.checkNoPanic()
 }
