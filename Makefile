@@ -4,9 +4,16 @@ GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN       ?= $(CURDIR)/.bin/miniku
 DATA_DIR  ?= /var/lib/miniku
 RUN_FLAGS ?=
+FUZZTIME  ?= 10s
+CHAOS_DURATION ?= 10m
+# Every fuzz test, as package:Name; `make fuzz` runs each for FUZZTIME.
+FUZZ_TESTS = ./schemas:FuzzUnmarshal ./schemas:FuzzParseQuantity \
+	./services/apiserver:FuzzParseSelector ./services/apiserver:FuzzPodBody \
+	./services/apiserver:FuzzReplicaSetBody ./runtime/image:FuzzUnpack \
+	./runtime:FuzzResolveUser
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint tidy-check bench deps
+.PHONY: help build run test lint tidy-check bench deps fuzz chaos
 
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,3 +42,13 @@ tidy-check: ## fail if go.mod/go.sum are not tidy
 bench: ## run the benchmarks (the runtime's against crun and runc: bench/runtime.sh, needs root)
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./bus/
 	bash bench/runtime.sh 30
+
+fuzz: ## run each fuzz test for FUZZTIME (10s): make fuzz FUZZTIME=5m
+	@set -e; for t in $(FUZZ_TESTS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
+
+chaos: ## the chaos test for CHAOS_DURATION (10m; make test runs 60s), as root: make chaos CHAOS_SEED=N replays
+	MINIKU_CHAOS_DURATION=$(CHAOS_DURATION) MINIKU_CHAOS_SEED=$(CHAOS_SEED) \
+		$(GO) test -count=1 -v -timeout 60m -run '^TestChaos$$' ./services/e2e/

@@ -10,4 +10,7 @@ var (
 	// ErrConflict: the revision given to Update or Delete is not the
 	// current one; re-read and decide again.
 	ErrConflict = errors.New("revision conflict")
+	// ErrMalformed: a KV value does not decode, or decodes to an object
+	// that is not the one its key names (garbage written into a bucket).
+	ErrMalformed = errors.New("malformed value")
 )

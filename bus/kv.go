@@ -37,7 +37,12 @@ func (b *Bucket[T, P]) KV() jetstream.KeyValue { return b.kv }
 func (b *Bucket[T, P]) decode(e jetstream.KeyValueEntry) (P, error) {
 	obj := P(new(T))
 	if err := schemas.Unmarshal(e.Value(), obj); err != nil {
-		return nil, fmt.Errorf("decode %s/%s@%d: %w", b.Name(), e.Key(), e.Revision(), err)
+		return nil, fmt.Errorf("decode %s/%s@%d: %w: %w", b.Name(), e.Key(), e.Revision(), ErrMalformed, err)
+	}
+	// Keys are names: a value naming another object (or none) is garbage,
+	// and acting on it would write to a key nobody watches.
+	if n := obj.GetMeta().Name; n != e.Key() {
+		return nil, fmt.Errorf("decode %s/%s@%d: %w: it names %q", b.Name(), e.Key(), e.Revision(), ErrMalformed, n)
 	}
 	obj.GetMeta().ResourceVersion = e.Revision()
 	return obj, nil

@@ -25,6 +25,12 @@ type ServerConfig struct {
 	Kubelets []string
 	// TLSCert and TLSKey make clients (other than in-process ones) use TLS.
 	TLSCert, TLSKey string
+	// SyncAlways makes JetStream fsync every write before acknowledging it,
+	// so a power loss cannot take back a write a client was told succeeded.
+	// Off, the files are fsynced every 2 minutes (nats-server's default): a
+	// killed process loses nothing (the kernel has the data), a power loss
+	// up to 2 minutes of writes. See README, Reliability.
+	SyncAlways bool
 }
 
 // StartServer runs an embedded nats-server with JetStream and waits until it
@@ -47,6 +53,7 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   cfg.StoreDir,
+		SyncAlways: cfg.SyncAlways,
 		// The embedding process owns signals; nats-server must not exit it.
 		NoSigs: true,
 	}

@@ -27,6 +27,9 @@ func Marshal(v any) ([]byte, error) {
 // Unmarshal decodes data produced by Marshal into v. Unknown fields are
 // ignored so that older components can read objects written by newer ones.
 func Unmarshal(data []byte, v any) error {
+	if err := checkShape(data); err != nil {
+		return fmt.Errorf("msgpack decode %T: %w", v, err)
+	}
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	dec.Reset(bytes.NewReader(data))

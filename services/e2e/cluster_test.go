@@ -42,7 +42,11 @@ func miniku(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "miniku")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/miniku/miniku").CombinedOutput()
+		args := []string{"build", "-o", binPath}
+		if os.Getenv("MINIKU_E2E_RACE") != "" { // the processes too run with the race detector
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, "github.com/miniku/miniku")...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

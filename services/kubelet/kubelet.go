@@ -572,6 +572,9 @@ func (k *Kubelet) heartbeat(ctx context.Context) error {
 			return k.heartbeat(ctx)
 		}
 	}
+	if errors.Is(err, bus.ErrMalformed) {
+		err = k.replaceMalformedNode(ctx, now, hostname)
+	}
 	if err != nil {
 		return fmt.Errorf("heartbeat node %s: %w", k.cfg.NodeName, err)
 	}
