@@ -56,7 +56,7 @@ commands:
   apiserver   run the HTTP API gateway
   scheduler   run the scheduler
   controller  run the replicaset and node controllers
-  kubelet     run a node agent (--node-name)
+  kubelet     run a node agent (--node-name), or simulated ones (--hollow --count N)
   runtime     run one container in the foreground (runtime run), list containers (runtime ps)
 
 Run 'miniku <command> -h' for its flags.
