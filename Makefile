@@ -13,7 +13,7 @@ FUZZ_TESTS = ./schemas:FuzzUnmarshal ./schemas:FuzzParseQuantity \
 	./runtime:FuzzResolveUser
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint tidy-check bench deps fuzz chaos
+.PHONY: help build run test lint tidy-check bench bench-large deps fuzz chaos
 
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -39,9 +39,13 @@ lint: ## go vet and gofmt
 tidy-check: ## fail if go.mod/go.sum are not tidy
 	$(GO) mod tidy -diff
 
-bench: ## run the benchmarks (the runtime's against crun and runc: bench/runtime.sh, needs root)
+bench: build ## run the benchmarks (needs root): bus, runtime vs crun/runc, then the scale table (docs/scale.md)
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./bus/
 	bash bench/runtime.sh 30
+	$(GO) run ./bench/scale -bin $(BIN) -plot docs/scale-throughput.png
+
+bench-large: build ## scale benchmark 2: 5,000 hollow nodes and 150,000 pods in one up (up to ~25 min)
+	$(GO) run ./bench/scale -bin $(BIN) -only large
 
 fuzz: ## run each fuzz test for FUZZTIME (10s): make fuzz FUZZTIME=5m
 	@set -e; for t in $(FUZZ_TESTS); do \

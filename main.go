@@ -57,7 +57,7 @@ commands:
   apiserver   run the HTTP API gateway
   scheduler   run the scheduler
   controller  run the replicaset and node controllers
-  kubelet     run a node agent (--node-name)
+  kubelet     run a node agent (--node-name), or simulated ones (--hollow --count N)
   runtime     run one container in the foreground (runtime run), list containers (runtime ps)
 
 client commands (talk to the apiserver; see 'miniku get -h'):
@@ -186,6 +186,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	apiAddr := fs.String("api-addr", "127.0.0.1:8080", "apiserver listen address")
 	natsAddr := fs.String("nats-addr", "127.0.0.1:4222", "embedded NATS listen address (for the nats CLI and separate components)")
 	nodes := fs.Int("nodes", 2, "number of in-process kubelets, named node-1..node-N")
+	hollowNodes := fs.Int("hollow-nodes", 0, "number of hollow nodes (real kubelet code, fake runtime: for scale tests), named hollow-1..hollow-N")
 	mirror := fs.String("registry-mirror", "", "registry to pull docker.io images from, e.g. http://127.0.0.1:5000")
 	ctl := controllerFlags(fs)
 	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "kubelet heartbeat interval")
@@ -199,6 +200,9 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *nodes < 0 || *nodes > 1000 {
 		return fmt.Errorf("--nodes must be between 0 and 1000")
+	}
+	if err := checkHollowCount("--hollow-nodes", *hollowNodes); err != nil {
+		return err
 	}
 	info, err := nf.info()
 	if err != nil {
@@ -243,7 +247,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 			return nil, err
 		}
 		conn, err := bus.Connect(ctx, bus.Options{InProcess: ns, Name: "miniku-up-" + user, Logger: log,
-			User: creds.User, Password: creds.Password, Bind: strings.HasPrefix(user, "kubelet-")})
+			User: creds.User, Password: creds.Password, Bind: strings.HasPrefix(user, "kubelet-") || user == bus.UserHollow})
 		if err != nil {
 			return nil, fmt.Errorf("connect as %s: %w", user, err)
 		}
@@ -267,6 +271,12 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	kubeletConns := make([]*bus.Conn, len(kubelets))
 	for i, name := range kubelets {
 		if kubeletConns[i], err = connectAs(bus.KubeletUser(name)); err != nil {
+			return err
+		}
+	}
+	var hollowConn *bus.Conn
+	if *hollowNodes > 0 {
+		if hollowConn, err = connectAs(bus.UserHollow); err != nil {
 			return err
 		}
 	}
@@ -307,6 +317,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	for i, name := range kubelets {
 		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, log); err != nil {
+			return err
+		}
+	}
+	if *hollowNodes > 0 {
+		if err := startHollow(gctx, g, hollowConn, *hollowNodes, kubelet.HollowNamePrefix, kubelet.Config{HeartbeatInterval: *hb, Logger: log}); err != nil {
 			return err
 		}
 	}
@@ -489,6 +504,9 @@ func cmdController(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
+	if isHollow(args) {
+		return cmdHollowKubelet(ctx, args, stderr)
+	}
 	fs := flag.NewFlagSet("kubelet", flag.ContinueOnError)
 	var c common
 	c.register(fs, true)

@@ -27,7 +27,7 @@ func authDir(dataDir string) string { return filepath.Join(dataDir, "nats", "aut
 // without users, e.g. a cluster configured by hand).
 func (c *common) busOptions(log *slog.Logger) (bus.Options, error) {
 	o := bus.Options{URL: c.natsURL, Replicas: c.replicas, Logger: log, TLSCA: c.natsCA,
-		Bind: strings.HasPrefix(c.role, "kubelet-")}
+		Bind: strings.HasPrefix(c.role, "kubelet-") || c.role == bus.UserHollow}
 	path := c.natsCreds
 	if path == "" && c.dataDir != "" {
 		p := bus.CredentialsPath(authDir(c.dataDir), c.role)

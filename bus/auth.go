@@ -33,6 +33,11 @@ const (
 	UserController = "controller"
 	// UserViewer is read-only: for people watching with the nats CLI.
 	UserViewer = "viewer"
+	// UserHollow is the one connection of a process's hollow nodes
+	// (simulated kubelets, services/kubelet/hollow.go). It may write any
+	// node and serve any node's logs: weaker isolation than one user per
+	// node, which thousands of connections would cost.
+	UserHollow = "hollow"
 	// Kubelets are "kubelet-<node>": one user per node, so one node's
 	// credentials cannot speak for another node.
 	kubeletPrefix = "kubelet-"
@@ -166,7 +171,7 @@ func validUser(user string) error {
 // are 256 random bits, so no cost factor makes guessing them any harder,
 // and a login costs ~3 ms here (0.8 ms without users) rather than ~50 ms.
 func serverUsers(dir string, kubelets []string) ([]*server.User, error) {
-	names := map[string]bool{UserAPIServer: true, UserScheduler: true, UserController: true, UserViewer: true}
+	names := map[string]bool{UserAPIServer: true, UserScheduler: true, UserController: true, UserViewer: true, UserHollow: true}
 	for _, n := range kubelets {
 		names[KubeletUser(n)] = true
 	}
@@ -308,6 +313,21 @@ func Permissions(user string) (*server.Permissions, error) {
 			},
 			[]string{">"},
 		)
+		return p, nil
+	case user == UserHollow:
+		// A kubelet's permissions with every node name a wildcard; only
+		// the inbox is the hollow user's own.
+		p, err := Permissions(KubeletUser("*"))
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range [][]string{p.Publish.Allow, p.Subscribe.Allow} {
+			for i, s := range l {
+				if s == InboxPrefix(KubeletUser("*"))+".>" {
+					l[i] = InboxPrefix(user) + ".>"
+				}
+			}
+		}
 		return p, nil
 	case strings.HasPrefix(user, kubeletPrefix) && len(user) > len(kubeletPrefix):
 		node := strings.TrimPrefix(user, kubeletPrefix)

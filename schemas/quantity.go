@@ -58,7 +58,9 @@ func ratToInt64(r *big.Rat, what, s string) (int64, error) {
 }
 
 // ParseCPU returns a CPU quantity in millicores ("500m" → 500, "2" → 2000).
-func ParseCPU(s string) (int64, error) {
+func ParseCPU(s string) (int64, error) { return cpuQuantities.parse(s, parseCPU) }
+
+func parseCPU(s string) (int64, error) {
 	r, err := parseQuantity(s)
 	if err != nil {
 		return 0, err
@@ -67,7 +69,9 @@ func ParseCPU(s string) (int64, error) {
 }
 
 // ParseMemory returns a memory quantity in bytes ("64Mi" → 67108864).
-func ParseMemory(s string) (int64, error) {
+func ParseMemory(s string) (int64, error) { return memoryQuantities.parse(s, parseMemory) }
+
+func parseMemory(s string) (int64, error) {
 	r, err := parseQuantity(s)
 	if err != nil {
 		return 0, err

@@ -91,6 +91,8 @@ type Kubelet struct {
 	waiting    map[string]bool          // container IDs with a waiter goroutine
 	stopping   map[string]*stopOp       // container IDs being stopped
 	wg         sync.WaitGroup
+	// sharedPods: pods is a Hollow group's informer, run by the group.
+	sharedPods bool
 }
 
 // New builds a kubelet for cfg.NodeName.
@@ -150,8 +152,11 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	if err := k.heartbeat(ctx); err != nil {
 		k.log.Warn("first heartbeat failed, will retry", "err", err)
 	}
-	k.wg.Add(2)
-	go func() { defer k.wg.Done(); _ = k.pods.Run(ctx) }()
+	if !k.sharedPods {
+		k.wg.Add(1)
+		go func() { defer k.wg.Done(); _ = k.pods.Run(ctx) }()
+	}
+	k.wg.Add(1)
 	go func() { defer k.wg.Done(); k.heartbeatLoop(ctx) }()
 	defer k.serveLogs(ctx)()
 

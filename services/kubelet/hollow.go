@@ -1,0 +1,134 @@
+package kubelet
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/runtime/fake"
+	"github.com/miniku/miniku/schemas"
+)
+
+// Hollow node defaults: a big machine, Kubernetes' pod limit.
+const (
+	HollowCPU        = "32"
+	HollowMemory     = "128Gi"
+	HollowNamePrefix = "hollow-"
+)
+
+// HollowConfig describes a group of hollow nodes.
+type HollowConfig struct {
+	Count      int
+	NamePrefix string // nodes are <prefix>1..<prefix>Count
+	// Base is every hollow kubelet's config; NodeName is set per node and
+	// empty Node capacity fields take the hollow defaults.
+	Base Config
+}
+
+// Hollow runs many kubelets in one process, each with the real kubelet
+// code and its own fake runtime (containers "start" at once), to simulate
+// big clusters on one machine.
+//
+// They share one pod informer: one informer per kubelet would each receive
+// every pod change (nodes × pods deliveries). The shared one dispatches each
+// change to the kubelet of the pod's node, and of its previous node when it
+// moved or was deleted.
+type Hollow struct {
+	pods     *bus.Informer[schemas.Pod, *schemas.Pod]
+	kubelets map[string]*Kubelet
+
+	mu     sync.Mutex
+	nodeOf map[string]string // pod name -> node, as last seen
+}
+
+// NewHollow builds cfg.Count hollow kubelets on conn.
+func NewHollow(cfg HollowConfig, conn *bus.Conn) (*Hollow, error) {
+	if cfg.Count < 1 {
+		return nil, fmt.Errorf("hollow nodes: count %d must be at least 1", cfg.Count)
+	}
+	if cfg.NamePrefix == "" {
+		cfg.NamePrefix = HollowNamePrefix
+	}
+	base := cfg.Base
+	if base.Node.CPU == "" {
+		base.Node.CPU = HollowCPU
+	}
+	if base.Node.Memory == "" {
+		base.Node.Memory = HollowMemory
+	}
+	if base.Workers <= 0 {
+		base.Workers = 2 // the fake runtime never blocks
+	}
+	h := &Hollow{kubelets: make(map[string]*Kubelet, cfg.Count), nodeOf: map[string]string{}}
+	for i := 1; i <= cfg.Count; i++ {
+		c := base
+		c.NodeName = fmt.Sprintf("%s%d", cfg.NamePrefix, i)
+		k, err := New(c, conn, fake.New(), fake.Images{})
+		if err != nil {
+			return nil, fmt.Errorf("hollow node %s: %w", c.NodeName, err)
+		}
+		if h.pods == nil {
+			h.pods = bus.NewInformer(conn, conn.Pods, k.cfg.Resync, k.cfg.Logger.With("component", "hollow"))
+			h.pods.AddHandler(h.dispatch)
+		}
+		k.pods, k.sharedPods = h.pods, true
+		h.kubelets[c.NodeName] = k
+	}
+	return h, nil
+}
+
+// Nodes returns the hollow nodes' names.
+func (h *Hollow) Nodes() []string {
+	out := make([]string, 0, len(h.kubelets))
+	for n := range h.kubelets {
+		out = append(out, n)
+	}
+	return out
+}
+
+func (h *Hollow) dispatch(name string) {
+	var now string
+	if p, ok := h.pods.Get(name); ok {
+		now = p.NodeName
+	}
+	h.mu.Lock()
+	prev := h.nodeOf[name]
+	if now != "" {
+		h.nodeOf[name] = now
+	} else {
+		delete(h.nodeOf, name)
+	}
+	h.mu.Unlock()
+	if k := h.kubelets[now]; k != nil {
+		k.q.Add(name)
+	}
+	if prev != now {
+		if k := h.kubelets[prev]; k != nil {
+			k.q.Add(name)
+		}
+	}
+}
+
+// Run runs the shared informer and every kubelet until ctx ends.
+func (h *Hollow) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = h.pods.Run(ctx) }()
+	errs := make(chan error, len(h.kubelets))
+	for _, k := range h.kubelets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := k.Run(ctx); err != nil {
+				errs <- fmt.Errorf("hollow node %s: %w", k.cfg.NodeName, err)
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
