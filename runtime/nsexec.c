@@ -352,12 +352,29 @@ static void reaper(pid_t child, int status_fd) {
 	}
 }
 
+// reset_signals gives every signal its default action. The raw syscall,
+// because glibc's signal() refuses the two real-time signals it reserves for
+// itself (32 and 33): one ignored by whoever started the kubelet would
+// otherwise stay ignored in every container, as ignored signals survive exec.
+static void reset_signals(void) {
+	struct kernel_sigaction {
+		void (*handler)(int);
+		unsigned long flags;
+		void (*restorer)(void);
+		uint64_t mask;
+	} sa = {.handler = SIG_DFL};
+	for (int s = 1; s <= 64; s++) {
+		if (s == SIGKILL || s == SIGSTOP) continue;
+		syscall(SYS_rt_sigaction, s, &sa, NULL, sizeof sa.mask);
+	}
+}
+
 static void container_init(struct config *c, int out, int err, int null, int sync, int status_fd) __attribute__((noreturn));
 static void container_init(struct config *c, int out, int err, int null, int sync, int status_fd) {
 	report_fd = sync;
 	sigset_t none;
 	sigemptyset(&none);
-	for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+	reset_signals();
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) fail("dup2: %s", errstr(errno));
 	// Into the cgroups first, so that everything below is accounted.
