@@ -153,6 +153,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	go func() { defer k.wg.Done(); _ = k.pods.Run(ctx) }()
 	go func() { defer k.wg.Done(); k.heartbeatLoop(ctx) }()
 	defer k.serveLogs(ctx)()
+	defer k.serveExec(ctx)()
 
 	sub, err := k.conn.Subscribe(bus.NodeSubject(bus.SubjPodAssigned, k.cfg.NodeName), func(_ string, ev schemas.Event) {
 		k.q.Add(ev.Name)
