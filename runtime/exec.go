@@ -125,7 +125,12 @@ func (r *Runtime) exec(ctx context.Context, id string, args []string, stdin io.R
 	werr := cmd.Wait()
 	switch {
 	case res != "":
-		return -1, errors.New(strings.TrimSpace(strings.TrimPrefix(res, "E")))
+		msg := strings.TrimSpace(strings.TrimPrefix(res, "E"))
+		if msg == ErrNotRunning.Error() {
+			// It exited between the state check and the namespaces' opening.
+			return -1, ErrNotRunning
+		}
+		return -1, errors.New(msg)
 	case ctx.Err() != nil:
 		return -1, ctx.Err()
 	case serr != nil:

@@ -674,6 +674,8 @@ static void exec_in_container(struct config *c) {
 	// never a stranger that reused the pid.
 	if (proc_file_read(procfd, "stat", buf, sizeof buf) <= 0) fail("container is not running");
 	char *s = strrchr(buf, ')');
+	// Field 3, the state: a zombie init has no namespaces left to enter.
+	if (!s || s[1] != ' ' || s[2] == 'Z' || s[2] == 'X') fail("container is not running");
 	for (int f = 0; f < 20 && s; f++) s = strchr(s + 1, ' ');
 	if (!s || strtoull(s + 1, NULL, 10) != c->starttime) fail("container is not running");
 	exec_ids(procfd, c);
