@@ -201,3 +201,21 @@ func countProcs(s string) int {
 	}
 	return n
 }
+
+// BenchmarkExec is one exec of /bin/true into a running container, from
+// the call to the exit code.
+func BenchmarkExec(b *testing.B) {
+	r := mustRuntime(b, "")
+	mustStart(b, r, Spec{ID: "benchexec", Args: []string{"sleep", "100000"}})
+	ctx := context.Background()
+	var times []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		code, err := r.Exec(ctx, "benchexec", []string{"/bin/true"}, nil, nil, nil)
+		if err != nil || code != 0 {
+			b.Fatalf("exec: %d %v", code, err)
+		}
+		times = append(times, time.Since(t0))
+	}
+	b.ReportMetric(median(times).Seconds(), "median-s")
+}
