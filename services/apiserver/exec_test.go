@@ -21,8 +21,9 @@ import (
 // fakeExecKubelet runs exec requests for node: "cat" echoes stdin line by
 // line, "fail" writes to both streams and exits 3; "nocontainer" pods
 // get a refusal.
-func fakeExecKubelet(t *testing.T, e *env, node string) {
+func fakeExecKubelet(t *testing.T, e *env, node string) (cancelled <-chan struct{}) {
 	t.Helper()
+	stopped := make(chan struct{}, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	sub, err := e.conn.NATS().Subscribe(bus.KubeletExecSubject(node), func(m *nats.Msg) {
 		var req schemas.ExecRequest
@@ -45,6 +46,10 @@ func fakeExecKubelet(t *testing.T, e *env, node string) {
 					fmt.Fprintln(stdout, sc.Text())
 				}
 				return 0, sc.Err()
+			case "block":
+				<-ctx.Done()
+				stopped <- struct{}{}
+				return -1, ctx.Err()
 			case "fail":
 				fmt.Fprint(stdout, strings.Join(req.Command[1:], " "))
 				fmt.Fprint(stderr, "oops")
@@ -60,6 +65,7 @@ func fakeExecKubelet(t *testing.T, e *env, node string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sub.Unsubscribe(); cancel() })
+	return stopped
 }
 
 type frame struct {
@@ -162,5 +168,26 @@ func TestPodExecStdinFullDuplex(t *testing.T) {
 	pw.Close()
 	if f, err := readFrame(t, resp.Body); err != nil || f != (frame{apiserver.ExecExit, "0"}) {
 		t.Fatalf("end: %v %v", f, err)
+	}
+}
+
+// TestPodExecClientGone: a client that disconnects stops the command.
+func TestPodExecClientGone(t *testing.T) {
+	e := mustEnv(t)
+	cancelled := fakeExecKubelet(t, e, "n1")
+	e.json("POST", "/pods", `{"name":"p","image":"alpine","nodeName":"n1"}`, http.StatusCreated, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/pods/p/exec?command=block", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	cancel()
+	select {
+	case <-cancelled:
+	case <-time.After(time.Minute):
+		t.Fatal("the command was not stopped after the client went away")
 	}
 }
