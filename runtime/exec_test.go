@@ -1,13 +1,17 @@
 package runtime
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -218,4 +222,46 @@ func BenchmarkExec(b *testing.B) {
 		times = append(times, time.Since(t0))
 	}
 	b.ReportMetric(median(times).Seconds(), "median-s")
+}
+
+// TestExecForwardsSignals: a signal to the runtime-exec process reaches
+// the command, whose exit code comes back.
+func TestExecForwardsSignals(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	mustStart(t, r, Spec{ID: "execsig", Rootfs: fullRootfs(t), Args: []string{"sleep", "1000"}})
+	outR, outW := io.Pipe()
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, err := r.Exec(context.Background(), "execsig", []string{"sh", "-c", `trap "echo got TERM; exit 9" TERM; echo ready; while true; do sleep 0.1; done`}, nil, outW, nil)
+		outW.Close()
+		done <- result{code, err}
+	}()
+	rd := bufio.NewReader(outR)
+	if l, err := rd.ReadString('\n'); err != nil || l != "ready\n" {
+		t.Fatalf("first line %q, %v", l, err)
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var parent int
+	for _, d := range dirs {
+		// argv[1] and argv[2]: runtime-exec execsig.
+		if data, err := os.ReadFile(d + "/cmdline"); err == nil && bytes.Contains(data, []byte("\x00"+ExecArg+"\x00execsig\x00")) {
+			parent, _ = strconv.Atoi(filepath.Base(d))
+		}
+	}
+	if parent == 0 {
+		t.Fatal("no runtime-exec process found")
+	}
+	if err := syscall.Kill(parent, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(rd)
+	res := <-done
+	if res.err != nil || res.code != 9 || string(rest) != "got TERM\n" {
+		t.Errorf("after SIGTERM: %d %v %q", res.code, res.err, rest)
+	}
 }
