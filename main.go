@@ -43,7 +43,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil && !errors.Is(err, flag.ErrHelp) {
+	err := run(ctx, os.Args[1:], os.Stderr)
+	// miniku exec: the command's exit code, its stderr already printed.
+	var ec *cli.ExitCodeError
+	if errors.As(err, &ec) {
+		os.Exit(ec.Code)
+	}
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "miniku:", err)
 		os.Exit(1)
 	}

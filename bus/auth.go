@@ -290,8 +290,9 @@ func Permissions(user string) (*server.Permissions, error) {
 	switch {
 	case user == UserAPIServer, user == UserController:
 		return mk(
-			// kubelet.<node>.logs: log requests (apiserver to kubelet).
-			cat(jsRead(allStreams), jsAdmin(), kvWrite(allBuckets...), hints, []string{eventSubject, "kubelet.*.logs"}),
+			// kubelet.<node>.logs, kubelet.<node>.exec: log and exec
+			// requests (apiserver to kubelet).
+			cat(jsRead(allStreams), jsAdmin(), kvWrite(allBuckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec"}),
 			cat(hints, []string{eventSubject}),
 		), nil
 	case user == UserScheduler:
@@ -347,6 +348,10 @@ func Permissions(user string) (*server.Permissions, error) {
 				// (<reply>.ctl) of the stream it sends back.
 				"kubelet." + node + ".logs",
 				InboxPrefix(UserAPIServer) + ".*.ctl",
+				// Exec requests, and the stdin (<reply>.stdin) of the
+				// command they run.
+				"kubelet." + node + ".exec",
+				InboxPrefix(UserAPIServer) + ".*.stdin",
 			},
 		)
 		p.Publish.Deny = []string{SubjPodAssigned + ".>"}

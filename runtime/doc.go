@@ -27,6 +27,11 @@
 // saw an OOM kill into exit.json, then exits. Exit codes therefore survive
 // any restart of the kubelet: a Runtime created later reads the same record.
 //
+// Exec runs one more command in a running container the same way: the
+// binary executed as "<exe> runtime-exec <id>" enters the namespaces and
+// cgroups of the container's PID 1 and forks the command with the
+// privileges of the container's own (see ExecArg).
+//
 // Everything the runtime knows about a container lives in one directory,
 // root/<id>/:
 //

@@ -21,3 +21,6 @@ var (
 	// errGone: the pid no longer names the process with the recorded start time.
 	errGone = errors.New("process gone")
 )
+
+// ErrNotRunning reports an Exec into a container that has exited.
+var ErrNotRunning = errors.New("container is not running")

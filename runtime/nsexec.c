@@ -49,6 +49,8 @@ struct config {
 	int ngids;
 	int netns;
 	long long logmax;
+	pid_t pid;                   // runtime-exec: the container's PID 1
+	unsigned long long starttime; // and its start time
 };
 
 static int report_fd = -1; // where fail() writes: the result pipe, then the sync pipe
@@ -136,7 +138,14 @@ static void parse_config(char *buf, size_t len, struct config *c) {
 			if (c->ngids < 64) c->gids[c->ngids++] = strtoul(v, NULL, 10);
 		} else if (!strcmp(k, "netns")) c->netns = v[0] == '1';
 		else if (!strcmp(k, "logmax")) c->logmax = strtoll(v, NULL, 10);
+		else if (!strcmp(k, "pid")) c->pid = strtol(v, NULL, 10);
+		else if (!strcmp(k, "starttime")) c->starttime = strtoull(v, NULL, 10);
 		else fail("parse config: unknown key %s", k);
+	}
+	if (c->pid > 0) {
+		// runtime-exec: the rest comes from the container itself.
+		if (!c->workdir || c->nargs == 0) fail("parse config: incomplete");
+		return;
 	}
 	if (!c->dir || !c->lower || !c->upper || !c->work || !c->rootfs || !c->workdir || !c->hostname || c->nargs == 0)
 		fail("parse config: incomplete");
@@ -635,6 +644,146 @@ static void shim(struct config *c) {
 	_exit(0);
 }
 
+// ---- runtime-exec: one more process in a running container ----
+
+// proc_file_read reads a small file of /proc/<pid>, through the directory
+// fd that pins that very process: were it gone, openat fails with ESRCH.
+static ssize_t proc_file_read(int procfd, const char *name, char *buf, size_t len) {
+	int fd = openat(procfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return -1;
+	ssize_t n = read(fd, buf, len - 1);
+	close(fd);
+	if (n >= 0) buf[n] = 0;
+	return n;
+}
+
+// exec_ids takes the identity from the container's PID 1: the init set it
+// (setgroups, setresgid, setresuid) before it forked the command, so it is
+// the command's, and containers started before exec existed have it too.
+static void exec_ids(int procfd, struct config *c) {
+	char buf[8192];
+	if (proc_file_read(procfd, "status", buf, sizeof buf) <= 0) fail("read container status: %s", errstr(errno));
+	char *p = strstr(buf, "\nUid:"), *q = strstr(buf, "\nGid:");
+	if (!p || !q) fail("read container status: no Uid or Gid");
+	c->uid = strtoul(p + 5, NULL, 10);
+	c->gid = strtoul(q + 5, NULL, 10);
+	c->ngids = 0;
+	if ((p = strstr(buf, "\nGroups:"))) {
+		p += 8;
+		char *e = strchrnul(p, '\n');
+		while (c->ngids < 64) {
+			char *end;
+			unsigned long g = strtoul(p, &end, 10);
+			if (end == p || end > e) break;
+			c->gids[c->ngids++] = g;
+			p = end;
+		}
+	}
+}
+
+static void exec_in_container(struct config *c) __attribute__((noreturn));
+static void exec_in_container(struct config *c) {
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%d", c->pid);
+	int procfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (procfd < 0) fail("container process %d: %s", c->pid, errstr(errno));
+	// Checked after the open: from here on procfd is that process or gone,
+	// never a stranger that reused the pid.
+	if (proc_file_read(procfd, "stat", buf, sizeof buf) <= 0) fail("container is not running");
+	char *s = strrchr(buf, ')');
+	// Field 3, the state: a zombie init has no namespaces left to enter.
+	if (!s || s[1] != ' ' || s[2] == 'Z' || s[2] == 'X') fail("container is not running");
+	for (int f = 0; f < 20 && s; f++) s = strchr(s + 1, ' ');
+	if (!s || strtoull(s + 1, NULL, 10) != c->starttime) fail("container is not running");
+	exec_ids(procfd, c);
+	static const char *nsnames[] = {"ns/ipc", "ns/uts", "ns/net", "ns/pid", "ns/mnt"};
+	int ns[5];
+	for (int i = 0; i < 5; i++) {
+		ns[i] = openat(procfd, nsnames[i], O_RDONLY | O_CLOEXEC);
+		if (ns[i] < 0) fail("open container %s: %s", nsnames[i], errstr(errno));
+	}
+	close(procfd);
+	// Into the cgroups first, while their host paths are visible, so that
+	// the command is limited and accounted like the container's own.
+	for (int i = 0; i < c->ncgroups; i++) {
+		int fd = open(c->cgroups[i], O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, "0", 1) != 1) fail("join cgroup %s: %s", c->cgroups[i], errstr(errno));
+		close(fd);
+	}
+	// The mount namespace last: after it, /proc/<pid> is the container's.
+	for (int i = 0; i < 5; i++) {
+		if (setns(ns[i], 0) < 0) fail("join container %s: %s", nsnames[i], errstr(errno));
+		close(ns[i]);
+	}
+	if (chdir(c->workdir) < 0 && chdir("/") < 0) fail("chdir /: %s", errstr(errno));
+	// Nothing in the container may read this process's memory: it runs the
+	// host's binary with every capability.
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	char *file = look_path(c);
+
+	int sync[2], alive[2];
+	if (pipe2(sync, O_CLOEXEC) < 0 || pipe2(alive, O_CLOEXEC) < 0) fail("pipe: %s", errstr(errno));
+	sigset_t mask, none;
+	sigemptyset(&mask);
+	sigemptyset(&none);
+	int fwd[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+	for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++) sigaddset(&mask, fwd[i]);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	// The child is the first process of ours in the container's pid namespace.
+	pid_t child = fork();
+	if (child < 0) fail("fork: %s", errstr(errno));
+	if (child == 0) {
+		report_fd = sync[1];
+		close(sync[0]), close(alive[1]), close(RESULT_FD);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		drop_privileges(c);
+		// Set after the credentials change, which clears it. If our parent
+		// (the caller's handle on us) is killed, so are we; the alive pipe
+		// catches a parent that died before the prctl.
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) fail("pdeathsig: %s", errstr(errno));
+		struct pollfd pa = {alive[0], POLLIN, 0};
+		if (poll(&pa, 1, 0) > 0) _exit(137);
+		close(alive[0]);
+		if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) fail("close_range: %s", errstr(errno));
+		umask(022);
+		execve(file, c->args, c->env);
+		fail("exec \"%s\": %s", c->args[0], errstr(errno));
+	}
+	close(sync[1]), close(alive[0]);
+	// EOF on the sync pipe: the command was exec'd; bytes: the child's error.
+	char msg[4096];
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(sync[0], msg + n, sizeof msg - 1 - n);
+		if (r < 0 && errno == EINTR) continue;
+		if (r <= 0) break;
+		n += r;
+		if (n == sizeof msg - 1) break;
+	}
+	close(sync[0]);
+	if (n > 0) {
+		int st;
+		while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+		if (write(RESULT_FD, msg, n) < 0) {}
+		_exit(1);
+	}
+	close(RESULT_FD);
+	report_fd = -1;
+	for (;;) {
+		siginfo_t si;
+		int sig = sigwaitinfo(&mask, &si);
+		if (sig < 0) continue;
+		if (sig != SIGCHLD) {
+			// Not reaped yet, so the pid is still the child's.
+			kill(child, sig);
+			continue;
+		}
+		int st;
+		if (waitpid(child, &st, WNOHANG) == child)
+			_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+	}
+}
+
 static int is_fifo(int fd) {
 	struct stat st;
 	return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
@@ -642,6 +791,21 @@ static int is_fifo(int fd) {
 
 __attribute__((constructor)) static void miniku_nsexec(int argc, char **argv, char **envp) {
 	(void)envp;
+	if (argc >= 2 && !strcmp(argv[1], "runtime-exec")) {
+		if (argc != 3 || !is_fifo(CONFIG_FD) || !is_fifo(RESULT_FD)) {
+			dprintf(2, "miniku runtime-exec: must be started by the runtime\n");
+			_exit(1);
+		}
+		report_fd = RESULT_FD;
+		size_t len;
+		char *buf = read_all(CONFIG_FD, &len);
+		close(CONFIG_FD);
+		struct config c;
+		parse_config(buf, len, &c);
+		if (c.pid <= 0) fail("parse config: no pid");
+		syscall(SYS_close_range, RESULT_FD + 1, ~0U, 0);
+		exec_in_container(&c);
+	}
 	if (argc < 2 || strcmp(argv[1], "runtime-init") != 0) return;
 	// Anywhere but under Start this would build a container from whatever
 	// happens to be on fd 3: refuse, as Init does.

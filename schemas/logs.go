@@ -36,6 +36,10 @@ type LogChunk struct {
 	Error string `json:"error,omitempty"`
 	// Code classifies Error for the requester (LogCode*).
 	Code string `json:"code,omitempty"`
+	// Exec streams only: Data is the command's stderr, not its stdout;
+	// and on the last chunk, the command's exit code.
+	Stderr   bool `json:"stderr,omitempty"`
+	ExitCode *int `json:"exitCode,omitempty"`
 }
 
 // Codes of a failed log request.

@@ -46,6 +46,8 @@ func (s *Server) routes(segs []string) (eps []endpoint, kind string, ok bool) {
 		return []endpoint{{http.MethodGet, s.getPod}, {http.MethodDelete, s.deletePod}}, "pod", true
 	case len(segs) == 3 && segs[0] == "pods" && segs[2] == "logs":
 		return []endpoint{{http.MethodGet, s.podLogs}}, "pod", true
+	case len(segs) == 3 && segs[0] == "pods" && segs[2] == "exec":
+		return []endpoint{{http.MethodPost, s.podExec}}, "pod", true
 	case len(segs) == 1 && segs[0] == "nodes":
 		return []endpoint{{http.MethodGet, s.listNodes}}, "", true
 	case len(segs) == 2 && segs[0] == "nodes":

@@ -29,6 +29,7 @@ var Commands = map[string]func(ctx context.Context, args []string, stdout, stder
 	"scale":    cmdScale,
 	"describe": cmdDescribe,
 	"logs":     cmdLogs,
+	"exec":     cmdExec,
 	"cordon":   cmdCordon,
 	"uncordon": cmdUncordon,
 	"drain":    cmdDrain,
@@ -42,6 +43,7 @@ const Usage = `  get         list pods, rs, nodes or events as tables (-o wide|j
   scale       set a replicaset's desired count (scale rs/NAME --replicas N [--wait])
   describe    show a pod, replicaset or node with its events
   logs        print a pod's container log (-f, --tail N)
+  exec        run a command in a pod's container (exec [-i] POD -- CMD [ARG...])
   cordon, uncordon, drain   stop scheduling onto a node, allow it again, evict its pods
   events      print the bus events live (NATS, as the read-only viewer)
 `

@@ -1,4 +1,4 @@
 // Package cli implements the client subcommands of the miniku binary (get,
-// apply, delete, scale, describe, logs, cordon, uncordon, drain, events):
+// apply, delete, scale, describe, logs, exec, cordon, uncordon, drain, events):
 // kubectl-like commands over the HTTP API, and a live view of the bus.
 package cli

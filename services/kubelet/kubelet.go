@@ -159,6 +159,7 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	k.wg.Add(1)
 	go func() { defer k.wg.Done(); k.heartbeatLoop(ctx) }()
 	defer k.serveLogs(ctx)()
+	defer k.serveExec(ctx)()
 
 	sub, err := k.conn.Subscribe(bus.NodeSubject(bus.SubjPodAssigned, k.cfg.NodeName), func(_ string, ev schemas.Event) {
 		k.q.Add(ev.Name)

@@ -1,0 +1,260 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/miniku/miniku/schemas"
+)
+
+// Exec between the apiserver and a kubelet over core NATS, on the log
+// stream protocol (see logs.go): the requester publishes an ExecRequest to
+// kubelet.<node>.exec with reply R; the kubelet sends LogChunks to R with
+// the same sequence numbers, acks (on R.ctl), window, keepalives and
+// cancel as a log stream. A chunk's Stderr tells the command's stderr from
+// its stdout; the last chunk (EOF) carries the exit code, or Error. The
+// command's stdin, when asked for, goes as ExecStdin requests to
+// R.stdin, each answered once the command has read it: flow control with
+// a window of one chunk, enough for typing and for piping a file in.
+
+// KubeletExecSubject is where node's kubelet takes exec requests.
+func KubeletExecSubject(node string) string { return "kubelet." + node + ".exec" }
+
+// ExecStdinSubject is where the requester of an exec replying to reply
+// sends the command's stdin.
+func ExecStdinSubject(reply string) string { return reply + ".stdin" }
+
+// ExecOutput is a piece of an exec'd command's output.
+type ExecOutput struct {
+	Stderr bool // else stdout
+	Data   []byte
+}
+
+// ExecStream is the requester's end of an exec.
+type ExecStream struct {
+	s    *LogStream
+	exit int
+}
+
+// RequestExec asks node's kubelet to run req's command and returns once
+// the kubelet has answered: with a stream, or with ErrNoKubelet,
+// ErrKubeletTimeout or the kubelet's *LogError (no such pod, not running).
+// Close the stream when done.
+func (c *Conn) RequestExec(ctx context.Context, node string, req schemas.ExecRequest) (*ExecStream, error) {
+	data, err := schemas.Marshal(&req)
+	if err != nil {
+		return nil, err
+	}
+	s := &LogStream{nc: c.nc, reply: c.nc.NewInbox(), msgs: make(chan *nats.Msg, 4*logWindow), next: 1}
+	if s.sub, err = c.nc.ChanSubscribe(s.reply, s.msgs); err != nil {
+		return nil, fmt.Errorf("exec in pod %s: subscribe: %w", req.Pod, err)
+	}
+	subject := KubeletExecSubject(node)
+	if err := c.nc.PublishRequest(subject, s.reply, data); err != nil {
+		s.sub.Unsubscribe()
+		return nil, fmt.Errorf("exec in pod %s: request %s: %w", req.Pod, subject, err)
+	}
+	ch, err := s.receive(ctx, logFirstTimeout)
+	if err == nil && ch.EOF && ch.Error != "" {
+		err = &LogError{Code: ch.Code, Msg: ch.Error}
+	}
+	if err == nil && ch.EOF {
+		err = errors.New("kubelet ended the exec before it started")
+	}
+	if err != nil {
+		s.sub.Unsubscribe()
+		return nil, err
+	}
+	return &ExecStream{s: s, exit: -1}, nil
+}
+
+// Next returns the next piece of output, or io.EOF once the command has
+// exited (then ExitCode has its code), or an error. It first acks what the
+// previous call returned: call it only once that data is passed on.
+func (e *ExecStream) Next(ctx context.Context) (ExecOutput, error) {
+	s := e.s
+	if s.toAck != 0 {
+		s.ack(s.toAck)
+		s.toAck = 0
+	}
+	for !s.eof {
+		ch, err := s.receive(ctx, logIdleTimeout)
+		if err != nil {
+			return ExecOutput{}, err
+		}
+		if ch.EOF {
+			s.eof = true
+			if ch.Error != "" {
+				return ExecOutput{}, &LogError{Code: ch.Code, Msg: ch.Error}
+			}
+			if ch.ExitCode == nil {
+				return ExecOutput{}, errors.New("exec ended without an exit code")
+			}
+			e.exit = *ch.ExitCode
+			break
+		}
+		if len(ch.Data) == 0 {
+			s.ack(ch.Seq) // keepalive
+			continue
+		}
+		s.toAck = ch.Seq
+		return ExecOutput{Stderr: ch.Stderr, Data: ch.Data}, nil
+	}
+	return ExecOutput{}, io.EOF
+}
+
+// ExitCode is the command's exit code once Next has returned io.EOF, else -1.
+func (e *ExecStream) ExitCode() int { return e.exit }
+
+// WriteStdin sends p to the command's stdin and returns once the command
+// has read it. It fails once the command has exited.
+func (e *ExecStream) WriteStdin(ctx context.Context, p []byte) error {
+	for len(p) > 0 {
+		k := min(len(p), LogChunkSize)
+		if err := e.stdin(ctx, schemas.ExecStdin{Data: p[:k]}); err != nil {
+			return err
+		}
+		p = p[k:]
+	}
+	return nil
+}
+
+// CloseStdin closes the command's stdin.
+func (e *ExecStream) CloseStdin(ctx context.Context) error {
+	return e.stdin(ctx, schemas.ExecStdin{EOF: true})
+}
+
+func (e *ExecStream) stdin(ctx context.Context, in schemas.ExecStdin) error {
+	data, err := schemas.Marshal(&in)
+	if err != nil {
+		return err
+	}
+	// The same bound as a silent kubelet during output: a command that
+	// reads nothing for that long while we have input gets no more.
+	ctx, cancel := context.WithTimeout(ctx, logAckTimeout)
+	defer cancel()
+	if _, err := e.s.nc.RequestWithContext(ctx, ExecStdinSubject(e.s.reply), data); err != nil {
+		return fmt.Errorf("exec stdin: %w", err)
+	}
+	return nil
+}
+
+// Close ends the exec; the kubelet is told to kill the command if it has
+// not exited.
+func (e *ExecStream) Close() { e.s.Close() }
+
+// ExecFunc runs a command with the given stdin (nil: none), stdout and
+// stderr, and returns its exit code.
+type ExecFunc func(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+
+// ServeExec is the kubelet's end of an exec: it runs run with stdout and
+// stderr going to reply as chunks, with the log streams' flow control,
+// and stdin (when withStdin) coming from the requester; then it sends the
+// exit code. run's context ends when the requester cancels or is gone.
+func ServeExec(ctx context.Context, nc *nats.Conn, reply string, withStdin bool, run ExecFunc) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ls := &logSender{nc: nc, reply: reply, ctx: ctx, cancel: cancel, acks: make(chan struct{}, 1), waitingSince: time.Now()}
+	ctl, err := nc.Subscribe(LogControlSubject(reply), ls.control)
+	if err != nil {
+		return fmt.Errorf("exec stream: subscribe: %w", err)
+	}
+	defer ctl.Unsubscribe()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var stdin io.Reader
+	if withStdin {
+		pr, pw := io.Pipe()
+		// Unblocks a write in progress and ends the pump below when run
+		// returns: the command reads no more.
+		defer pr.Close()
+		msgs := make(chan *nats.Msg, 16)
+		sub, err := nc.ChanSubscribe(ExecStdinSubject(reply), msgs)
+		if err != nil {
+			return fmt.Errorf("exec stream: subscribe: %w", err)
+		}
+		defer sub.Unsubscribe()
+		stdin = pr
+		wg.Go(func() { pumpStdin(ctx, msgs, pw) })
+	}
+	if err := ls.send(ctx, schemas.LogChunk{}); err != nil {
+		return err
+	}
+	wg.Go(func() { ls.keepalive(ctx) })
+	defer cancel() // stops keepalive and the stdin pump before the wait above
+
+	code, rerr := run(ctx, stdin, ls, execStderr{ls})
+	if ctx.Err() != nil {
+		if !ls.requesterGone.Load() {
+			ls.mu.Lock()
+			_ = ls.publishLocked(schemas.LogChunk{EOF: true, Error: "exec stopped: the kubelet is shutting down"})
+			ls.mu.Unlock()
+		}
+		return nil
+	}
+	last := schemas.LogChunk{EOF: true}
+	if rerr != nil {
+		last.Error = rerr.Error()
+		var le *LogError
+		if errors.As(rerr, &le) {
+			last.Code = le.Code
+		}
+	} else {
+		last.ExitCode = &code
+	}
+	if err := ls.send(ctx, last); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
+}
+
+// pumpStdin writes the requester's stdin into w in order, answering each
+// piece once it is read (or cannot be: the command is gone).
+func pumpStdin(ctx context.Context, msgs <-chan *nats.Msg, w *io.PipeWriter) {
+	defer w.Close()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-msgs:
+			var in schemas.ExecStdin
+			if err := schemas.Unmarshal(m.Data, &in); err != nil {
+				w.CloseWithError(fmt.Errorf("exec stdin: %w", err))
+				return
+			}
+			var werr error
+			if len(in.Data) > 0 {
+				_, werr = w.Write(in.Data)
+			}
+			if in.EOF {
+				w.Close()
+			}
+			_ = m.Respond(nil)
+			if in.EOF || werr != nil {
+				return
+			}
+		}
+	}
+}
+
+// execStderr sends the command's stderr on the stream.
+type execStderr struct{ ls *logSender }
+
+func (e execStderr) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		k := min(len(p), LogChunkSize)
+		if err := e.ls.send(e.ls.ctx, schemas.LogChunk{Data: p[:k], Stderr: true}); err != nil {
+			return n, err
+		}
+		n += k
+		p = p[k:]
+	}
+	return n, nil
+}

@@ -1,0 +1,120 @@
+package kubelet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/miniku/miniku/bus"
+	ctr "github.com/miniku/miniku/runtime"
+	"github.com/miniku/miniku/schemas"
+)
+
+// Execer is the part of a runtime that runs a command in a container.
+// Not part of Runtime: a runtime without it serves no exec.
+type Execer interface {
+	Exec(ctx context.Context, id string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+}
+
+var _ Execer = (*ctr.Runtime)(nil)
+
+// maxExecStreams bounds the commands one kubelet runs for exec at once.
+const maxExecStreams = 32
+
+// serveExec answers exec requests for this node's pods on
+// kubelet.<node>.exec (see bus.ServeExec for the protocol) until the
+// returned stop is called or ctx ends. stop kills the commands still
+// running and waits for them. A failure to subscribe is logged, not fatal.
+func (k *Kubelet) serveExec(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var (
+		mu      sync.Mutex
+		stopped bool
+		wg      sync.WaitGroup
+	)
+	slots := make(chan struct{}, maxExecStreams)
+	nc := k.conn.NATS()
+	subject := bus.KubeletExecSubject(k.cfg.NodeName)
+	sub, err := nc.QueueSubscribe(subject, "kubelet-exec", func(m *nats.Msg) {
+		if m.Reply == "" {
+			return
+		}
+		var req schemas.ExecRequest
+		if err := schemas.Unmarshal(m.Data, &req); err != nil {
+			k.respondLogError(m.Reply, schemas.LogCodeBadRequest, "malformed exec request: "+err.Error())
+			return
+		}
+		if err := req.Validate(); err != nil {
+			k.respondLogError(m.Reply, schemas.LogCodeBadRequest, err.Error())
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			k.respondLogError(m.Reply, schemas.LogCodeBusy,
+				fmt.Sprintf("node %s is running %d exec commands already, retry later", k.cfg.NodeName, maxExecStreams))
+			return
+		}
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
+			<-slots
+			return
+		}
+		wg.Add(1)
+		mu.Unlock()
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			k.exec(ctx, m.Reply, req)
+		}()
+	})
+	if err != nil {
+		k.log.Error("cannot serve exec", "subject", subject, "err", err)
+		cancel()
+		return func() {}
+	}
+	return func() {
+		_ = sub.Unsubscribe()
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		cancel()
+		wg.Wait()
+	}
+}
+
+// exec runs req's command in the pod's current container.
+func (k *Kubelet) exec(ctx context.Context, reply string, req schemas.ExecRequest) {
+	ex, ok := k.rt.(Execer)
+	if !ok {
+		k.respondLogError(reply, schemas.LogCodeNoContainer, fmt.Sprintf("the runtime of node %s cannot exec", k.cfg.NodeName))
+		return
+	}
+	c, err := k.logContainer(schemas.LogRequest{Pod: req.Pod, UID: req.UID})
+	if err == nil && c.Status != ctr.StatusRunning {
+		err = fmt.Errorf("pod %s is not running: its container exited", req.Pod)
+	}
+	if err != nil {
+		k.respondLogError(reply, schemas.LogCodeNoContainer, err.Error())
+		return
+	}
+	log := k.log.With("pod", req.Pod, "container", c.ID)
+	log.Info("exec", "command", req.Command, "stdin", req.Stdin)
+	err = bus.ServeExec(ctx, k.conn.NATS(), reply, req.Stdin, func(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+		code, err := ex.Exec(ctx, c.ID, req.Command, stdin, stdout, stderr)
+		if errors.Is(err, ctr.ErrNotRunning) || errors.Is(err, ctr.ErrNotFound) {
+			return code, &bus.LogError{Code: schemas.LogCodeNoContainer, Msg: fmt.Sprintf("pod %s is not running: its container exited", req.Pod)}
+		}
+		return code, err
+	})
+	if err != nil {
+		log.Warn("exec stream failed", "err", err)
+		return
+	}
+	log.Debug("exec ended")
+}
