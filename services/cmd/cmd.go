@@ -1,0 +1,538 @@
+// Package cmd implements the miniku binary's server commands: `up` runs an
+// embedded NATS server, the apiserver, scheduler, controller and kubelets in
+// one process; `nats`, `apiserver`, `scheduler`, `controller` and `kubelet`
+// run each part alone against a shared NATS server or cluster. Client
+// commands live in services/cli; main.go only dispatches.
+package cmd
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/miniku/miniku/bus"
+	mkrt "github.com/miniku/miniku/runtime"
+	"github.com/miniku/miniku/runtime/image"
+	"github.com/miniku/miniku/services/apiserver"
+	"github.com/miniku/miniku/services/cli"
+	"github.com/miniku/miniku/services/controller"
+	"github.com/miniku/miniku/services/kubelet"
+	"github.com/miniku/miniku/services/scheduler"
+)
+
+const usage = `usage: miniku <command> [flags]
+
+commands:
+  up          run everything in one process: NATS, apiserver, scheduler, controller, kubelets
+  nats        run the embedded NATS server (JetStream) alone
+  apiserver   run the HTTP API gateway
+  scheduler   run the scheduler
+  controller  run the replicaset and node controllers
+  kubelet     run a node agent (--node-name), or simulated ones (--hollow --count N)
+  runtime     run one container in the foreground (runtime run), list containers (runtime ps)
+
+client commands (talk to the apiserver; see 'miniku get -h'):
+` + cli.Usage + `
+Run 'miniku <command> -h' for its flags.
+`
+
+// Run runs the command named by args[0] until ctx ends.
+func Run(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		return nil
+	}
+	cmds := map[string]func(context.Context, []string, io.Writer) error{
+		"up":         cmdUp,
+		"nats":       cmdNATS,
+		"apiserver":  cmdAPIServer,
+		"scheduler":  cmdScheduler,
+		"controller": cmdController,
+		"kubelet":    cmdKubelet,
+	}
+	for name, c := range cli.Commands {
+		cmds[name] = func(ctx context.Context, args []string, stderr io.Writer) error {
+			return c(ctx, args, os.Stdout, stderr)
+		}
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+	return cmd(ctx, args[1:], stderr)
+}
+
+// common flags of every command.
+type common struct {
+	dataDir  string
+	natsURL  string
+	logLevel string
+	replicas int
+	obs      obsFlags // observe.go: --log-format, --v, --metrics-addr
+	// NATS login: role is the NATS user (security.go).
+	role, natsCreds, natsCA string
+}
+
+func (c *common) register(fs *flag.FlagSet, withData bool) {
+	if withData {
+		fs.StringVar(&c.dataDir, "data-dir", "/var/lib/miniku", "directory for state: JetStream store, images, containers")
+	}
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	c.obs.register(fs)
+}
+
+func (c *common) registerNATS(fs *flag.FlagSet) {
+	fs.StringVar(&c.natsURL, "nats", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated for a cluster")
+	fs.IntVar(&c.replicas, "replicas", 1, "replicas of the KV buckets this component creates (3 on a NATS cluster)")
+	fs.StringVar(&c.natsCreds, "nats-creds", "", "NATS credentials file (default <data-dir>/nats/auth/<user>.json if it exists)")
+	fs.StringVar(&c.natsCA, "nats-ca", "", "CA certificate (PEM) of a NATS server using TLS")
+}
+
+func (c *common) logger(stderr io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", c.logLevel, err)
+	}
+	h, err := c.obs.handler(stderr, lvl)
+	if err != nil {
+		return nil, err
+	}
+	return slog.New(h), nil
+}
+
+func (c *common) connect(ctx context.Context, name string, log *slog.Logger) (*bus.Conn, error) {
+	o, err := c.busOptions(log)
+	if err != nil {
+		return nil, err
+	}
+	o.Name = name
+	return bus.Connect(ctx, o)
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q", fs.Name(), fs.Args())
+	}
+	return nil
+}
+
+// group runs services until the first fails or ctx ends, then stops all
+// and waits for them.
+type group struct {
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+	once   sync.Once
+	err    error
+}
+
+func newGroup(ctx context.Context) (*group, context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	return &group{cancel: cancel}, ctx
+}
+
+func (g *group) Go(name string, f func() error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := f(); err != nil {
+			g.once.Do(func() { g.err = fmt.Errorf("%s: %w", name, err) })
+		}
+		g.cancel()
+	}()
+}
+
+func (g *group) Wait() error {
+	g.wg.Wait()
+	g.cancel()
+	return g.err
+}
+
+func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	var c common
+	c.register(fs, true)
+	apiAddr := fs.String("api-addr", "127.0.0.1:8080", "apiserver listen address")
+	natsAddr := fs.String("nats-addr", "127.0.0.1:4222", "embedded NATS listen address (for the nats CLI and separate components)")
+	nodes := fs.Int("nodes", 2, "number of in-process kubelets, named node-1..node-N")
+	hollowNodes := fs.Int("hollow-nodes", 0, "number of hollow nodes (real kubelet code, fake runtime: for scale tests), named hollow-1..hollow-N")
+	mirror := fs.String("registry-mirror", "", "registry to pull docker.io images from, e.g. http://127.0.0.1:5000")
+	ctl := controllerFlags(fs)
+	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "kubelet heartbeat interval")
+	bo := backoffFlags(fs)
+	nf := nodeFlags(fs)
+	lf := leaseFlags(fs)
+	sec := registerAPIFlags(fs)
+	natsContext := fs.String("nats-context", "miniku", "name of the nats CLI context written for the read-only viewer (empty: none)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *nodes < 0 || *nodes > 1000 {
+		return fmt.Errorf("--nodes must be between 0 and 1000")
+	}
+	if err := checkHollowCount("--hollow-nodes", *hollowNodes); err != nil {
+		return err
+	}
+	info, err := nf.info()
+	if err != nil {
+		return err
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	stopMetrics, err := c.obs.serveMetrics(log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	var kubelets []string
+	for i := 1; i <= *nodes; i++ {
+		kubelets = append(kubelets, fmt.Sprintf("node-%d", i))
+	}
+	apiCfg, err := sec.config(c.dataDir, *apiAddr, log)
+	if err != nil {
+		return err
+	}
+	ns, natsCfg, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, log)
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	if err := writeNATSContext(*natsContext, ns.ClientURL(), c.dataDir, *sec.tlsCert, log); err != nil {
+		log.Warn("no nats CLI context written", "err", err)
+	}
+	// Each component logs in as its own user, in process too, so that
+	// their permissions are the ones every run exercises.
+	var conns []*bus.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	connectAs := func(user string) (*bus.Conn, error) {
+		creds, err := bus.ReadCredentials(bus.CredentialsPath(authDir(c.dataDir), user))
+		if err != nil {
+			return nil, err
+		}
+		conn, err := bus.Connect(ctx, bus.Options{InProcess: ns, Name: "miniku-up-" + user, Logger: log,
+			User: creds.User, Password: creds.Password, Bind: strings.HasPrefix(user, "kubelet-") || user == bus.UserHollow})
+		if err != nil {
+			return nil, fmt.Errorf("connect as %s: %w", user, err)
+		}
+		conns = append(conns, conn)
+		return conn, nil
+	}
+	// The apiserver's connection first: it creates the buckets the
+	// kubelets' connections bind to.
+	conn, err := connectAs(bus.UserAPIServer)
+	if err != nil {
+		return err
+	}
+	schedConn, err := connectAs(bus.UserScheduler)
+	if err != nil {
+		return err
+	}
+	ctrlConn, err := connectAs(bus.UserController)
+	if err != nil {
+		return err
+	}
+	kubeletConns := make([]*bus.Conn, len(kubelets))
+	for i, name := range kubelets {
+		if kubeletConns[i], err = connectAs(bus.KubeletUser(name)); err != nil {
+			return err
+		}
+	}
+	var hollowConn *bus.Conn
+	if *hollowNodes > 0 {
+		if hollowConn, err = connectAs(bus.UserHollow); err != nil {
+			return err
+		}
+	}
+
+	g, gctx := newGroup(ctx)
+	// up cannot run twice on one store, so after a kill -9 and restart it
+	// takes its leases back at once instead of waiting out their TTL.
+	host, _ := os.Hostname()
+	upHolder := "miniku-up@" + host
+	api, err := apiserver.New(apiCfg, conn)
+	if err != nil {
+		return err
+	}
+	g.Go("apiserver", func() error { return api.Run(gctx) })
+	g.Go("nats users", func() error { return bus.WatchUsers(gctx, ns, natsCfg, usersReloadInterval) })
+	schedElector, err := lf.elector(ctx, schedConn, "scheduler", upHolder, log)
+	if err != nil {
+		return err
+	}
+	sched, err := scheduler.New(scheduler.Config{Logger: log, Elector: schedElector}, schedConn)
+	if err != nil {
+		return err
+	}
+	g.Go("scheduler", func() error { return sched.Run(gctx) })
+	ctlCfg := ctl.config(log)
+	if ctlCfg.Elector, err = lf.elector(ctx, ctrlConn, "controller", upHolder, log); err != nil {
+		return err
+	}
+	ctrl, err := controller.New(ctlCfg, ctrlConn)
+	if err != nil {
+		return err
+	}
+	g.Go("controller", func() error { return ctrl.Run(gctx) })
+
+	images, err := image.NewStore(filepath.Join(c.dataDir, "images"), image.Options{Mirror: *mirror, Logger: log})
+	if err != nil {
+		return err
+	}
+	for i, name := range kubelets {
+		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, log); err != nil {
+			return err
+		}
+	}
+	if *hollowNodes > 0 {
+		if err := startHollow(gctx, g, hollowConn, *hollowNodes, kubelet.HollowNamePrefix, kubelet.Config{HeartbeatInterval: *hb, Logger: log}); err != nil {
+			return err
+		}
+	}
+	log.Info("miniku is up", "api", "http://"+*apiAddr, "dashboard", "http://"+*apiAddr+"/ui", "nats", "nats://"+*natsAddr, "nodes", *nodes, "dataDir", c.dataDir)
+	return g.Wait()
+}
+
+func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, log *slog.Logger) (*server.Server, bus.ServerConfig, error) {
+	cfg := bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log,
+		AuthDir: authDir(dataDir), Kubelets: kubelets, TLSCert: tlsCert, TLSKey: tlsKey,
+		// What the API acknowledged survives a power loss, as with etcd's
+		// fsync per write; it costs one or two milliseconds a write (README).
+		SyncAlways: true}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, cfg, fmt.Errorf("create data dir: %w", err)
+	}
+	ns, err := bus.StartServer(cfg)
+	return ns, cfg, err
+}
+
+// startKubelet runs a kubelet for node with cfg (NodeName and Logger are
+// filled in here) and a runtime rooted in the node's data directory.
+func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, cfg kubelet.Config, log *slog.Logger) error {
+	rt, err := mkrt.New(filepath.Join(dataDir, "nodes", node, "containers"), log.With("node", node))
+	if err != nil {
+		return fmt.Errorf("kubelet %s: %w", node, err)
+	}
+	cfg.NodeName, cfg.Logger = node, log
+	k, err := kubelet.New(cfg, conn, rt, images)
+	if err != nil {
+		_ = rt.Close()
+		return err
+	}
+	g.Go("kubelet "+node, func() error {
+		defer rt.Close()
+		return k.Run(ctx)
+	})
+	return nil
+}
+
+type boFlags struct{ base, max *time.Duration }
+
+// backoffFlags: the crash-loop backoff (tests use short ones).
+func backoffFlags(fs *flag.FlagSet) boFlags {
+	return boFlags{
+		base: fs.Duration("restart-backoff", kubelet.DefaultRestartBackoff, "delay before the second restart in a row of a crashing container; doubles each time"),
+		max:  fs.Duration("restart-backoff-max", kubelet.DefaultRestartBackoffMax, "cap of the restart backoff (reset after a container ran twice this long)"),
+	}
+}
+
+func (f boFlags) backoff() kubelet.Backoff { return kubelet.Backoff{Base: *f.base, Max: *f.max} }
+
+type ctlFlags struct {
+	grace, eviction *time.Duration
+}
+
+func controllerFlags(fs *flag.FlagSet) ctlFlags {
+	return ctlFlags{
+		grace:    fs.Duration("node-grace", controller.DefaultNodeGrace, "heartbeat age after which a node is NotReady"),
+		eviction: fs.Duration("eviction-timeout", controller.DefaultEvictionTimeout, "time NotReady after which a node's pods are failed and replaced"),
+	}
+}
+
+func (f ctlFlags) config(log *slog.Logger) controller.Config {
+	return controller.Config{Logger: log, NodeGrace: *f.grace, EvictionTimeout: *f.eviction}
+}
+
+func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
+	var c common
+	c.register(fs, true)
+	addr := fs.String("addr", "127.0.0.1:4222", "listen address")
+	kubelets := fs.String("kubelets", "", "comma-separated node names whose kubelet users to create (kubelet-<node>.json in <data-dir>/nats/auth)")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate: clients must use TLS")
+	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	stopMetrics, err := c.obs.serveMetrics(log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	ns, cfg, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, log)
+	if err != nil {
+		return err
+	}
+	log.Info("nats is up", "url", ns.ClientURL(), "store", filepath.Join(c.dataDir, "nats"), "credentials", authDir(c.dataDir))
+	err = bus.WatchUsers(ctx, ns, cfg, usersReloadInterval)
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	return err
+}
+
+// single runs one service built from a connection.
+func single(ctx context.Context, name string, c *common, stderr io.Writer, build func(*bus.Conn, *slog.Logger) (interface{ Run(context.Context) error }, error)) error {
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	stopMetrics, err := c.obs.serveMetrics(log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	conn, err := c.connect(ctx, "miniku-"+name, log)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+	defer conn.Close()
+	svc, err := build(conn, log)
+	if err != nil {
+		return err
+	}
+	return svc.Run(ctx)
+}
+
+func cmdAPIServer(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("apiserver", flag.ContinueOnError)
+	c := common{role: bus.UserAPIServer}
+	c.register(fs, true)
+	c.registerNATS(fs)
+	addr := fs.String("api-addr", "127.0.0.1:8080", "listen address")
+	sec := registerAPIFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return single(ctx, "apiserver", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
+		cfg, err := sec.config(c.dataDir, *addr, log)
+		if err != nil {
+			return nil, err
+		}
+		return apiserver.New(cfg, conn)
+	})
+}
+
+func cmdScheduler(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("scheduler", flag.ContinueOnError)
+	c := common{role: bus.UserScheduler}
+	c.register(fs, true)
+	c.registerNATS(fs)
+	lf := leaseFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return single(ctx, "scheduler", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
+		el, err := lf.elector(ctx, conn, "scheduler", "", log)
+		if err != nil {
+			return nil, err
+		}
+		return scheduler.New(scheduler.Config{Logger: log, Elector: el}, conn)
+	})
+}
+
+func cmdController(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	c := common{role: bus.UserController}
+	c.register(fs, true)
+	c.registerNATS(fs)
+	ctl := controllerFlags(fs)
+	lf := leaseFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	return single(ctx, "controller", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
+		cfg := ctl.config(log)
+		var err error
+		if cfg.Elector, err = lf.elector(ctx, conn, "controller", "", log); err != nil {
+			return nil, err
+		}
+		return controller.New(cfg, conn)
+	})
+}
+
+func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
+	if isHollow(args) {
+		return cmdHollowKubelet(ctx, args, stderr)
+	}
+	fs := flag.NewFlagSet("kubelet", flag.ContinueOnError)
+	var c common
+	c.register(fs, true)
+	c.registerNATS(fs)
+	node := fs.String("node-name", "", "this node's name (required; a DNS label)")
+	mirror := fs.String("registry-mirror", "", "registry to pull docker.io images from")
+	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "heartbeat interval")
+	bo := backoffFlags(fs)
+	nf := nodeFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if strings.TrimSpace(*node) == "" {
+		return errors.New("kubelet: --node-name is required")
+	}
+	info, err := nf.info()
+	if err != nil {
+		return err
+	}
+	c.role = bus.KubeletUser(*node)
+	log, err := c.logger(stderr)
+	if err != nil {
+		return err
+	}
+	stopMetrics, err := c.obs.serveMetrics(log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
+	conn, err := c.connect(ctx, "miniku-kubelet-"+*node, log)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+	defer conn.Close()
+	images, err := image.NewStore(filepath.Join(c.dataDir, "images"), image.Options{Mirror: *mirror, Logger: log})
+	if err != nil {
+		return err
+	}
+	g, gctx := newGroup(ctx)
+	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, log); err != nil {
+		return err
+	}
+	return g.Wait()
+}
