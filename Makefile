@@ -13,13 +13,16 @@ FUZZ_TESTS = ./schemas:FuzzUnmarshal ./schemas:FuzzParseQuantity \
 	./runtime:FuzzResolveUser
 
 .DEFAULT_GOAL := help
-.PHONY: help build run test lint tidy-check bench bench-large deps fuzz chaos
+.PHONY: help build install run test lint tidy-check bench bench-large deps fuzz chaos
 
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build the miniku binary into .bin/
 	$(GO) build -o $(BIN) .
+
+install: build ## install the binary as /usr/local/bin/miniku (as root)
+	install -m 0755 $(BIN) /usr/local/bin/miniku
 
 run: build ## run everything in one process (needs root): make run RUN_FLAGS="--nodes 3"
 	$(BIN) up --data-dir $(DATA_DIR) $(RUN_FLAGS)
