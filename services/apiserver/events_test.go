@@ -65,12 +65,15 @@ func TestEvents(t *testing.T) {
 			}
 		}
 	}
-	// Each read deletes its consumer rather than leave it to time out.
+	// Each read deletes its consumer rather than leave it to time out. On a
+	// loaded machine one consumer-create request may time out on the client
+	// after the server made it; that one lingers until its idle threshold,
+	// so allow one, but never one per read (10 reads above and before).
 	info, err := e.conn.EventsStream().Info(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := info.State.Consumers; n != 0 {
+	if n := info.State.Consumers; n > 1 {
 		t.Errorf("%d consumers left on the stream after the reads", n)
 	}
 	for path, want := range map[string]string{
