@@ -56,6 +56,7 @@ type Controller struct {
 	nodes *bus.Informer[schemas.Node, *schemas.Node]
 	rsq   *queue.Queue
 	nodeq *queue.Queue
+	owned *ownerIndex
 
 	mu sync.Mutex
 	// podOwner remembers each pod's replicaset so a deleted pod (gone from
@@ -98,6 +99,7 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 		nodes:      bus.NewInformer(conn, conn.Nodes, cfg.Resync, log),
 		rsq:        queue.New(),
 		nodeq:      queue.New(),
+		owned:      newOwnerIndex(),
 		podOwner:   map[string]string{},
 		heartbeats: map[string]observedHeartbeat{},
 	}
@@ -108,6 +110,7 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 }
 
 func (c *Controller) podChanged(name string) {
+	c.owned.refresh(name, c.pods.Get)
 	c.mu.Lock()
 	owner := c.podOwner[name]
 	p, ok := c.pods.Get(name)
@@ -192,10 +195,7 @@ func (c *Controller) enqueueOwners() {
 }
 
 func (c *Controller) ownedPods(rs *schemas.ReplicaSet) (owned, orphans []*schemas.Pod) {
-	for _, p := range c.pods.List() {
-		if p.Owner != rs.Name {
-			continue
-		}
+	for _, p := range c.owned.podsOf(rs.Name, c.pods.Get) {
 		if p.OwnerUID == rs.UID {
 			owned = append(owned, p)
 		} else {
@@ -211,10 +211,8 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 		// Deleted: garbage-collect its pods (the kubelets stop the
 		// containers when the pods disappear).
 		var errs []error
-		for _, p := range c.pods.List() {
-			if p.Owner == name {
-				errs = append(errs, c.terminatePod(ctx, p, "replicaset deleted"))
-			}
+		for _, p := range c.owned.podsOf(name, c.pods.Get) {
+			errs = append(errs, c.terminatePod(ctx, p, "replicaset deleted"))
 		}
 		return errors.Join(errs...)
 	}
@@ -295,6 +293,8 @@ func (c *Controller) createPod(ctx context.Context, rs *schemas.ReplicaSet) erro
 			return fmt.Errorf("create pod for replicaset %s: %w", rs.Name, err)
 		}
 		c.pods.Observe(pod)
+		// The next sync, maybe before the watch echoes it, must count it.
+		c.owned.refresh(pod.Name, c.pods.Get)
 		c.log.Info("created pod", "replicaset", rs.Name, "pod", pod.Name)
 		c.publish(bus.SubjPodCreated, schemas.Event{Type: "created", Kind: schemas.KindPod, Name: pod.Name, Revision: pod.ResourceVersion})
 		return nil

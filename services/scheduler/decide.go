@@ -44,7 +44,13 @@ type usage struct {
 // fractions it has capacity for), then the name, so the choice is
 // deterministic.
 func Decide(pod *schemas.Pod, nodes []*schemas.Node, bound []*schemas.Pod) (string, string) {
-	use := usageByNode(pod, bound)
+	return decideWith(pod, nodes, usageByNode(pod, bound))
+}
+
+// decideWith is Decide given what each node's bound pods already request
+// (not counting pod itself), as the scheduler's allocation index keeps it.
+// use is only read.
+func decideWith(pod *schemas.Pod, nodes []*schemas.Node, use map[string]*usage) (string, string) {
 	reqCPU, reqMem := pod.Resources.CPUMilli(), pod.Resources.MemoryBytes()
 	failures := map[string]int{}
 	var best *schemas.Node

@@ -41,6 +41,7 @@ type Scheduler struct {
 	nodes *bus.Informer[schemas.Node, *schemas.Node]
 	q     *queue.Queue
 	room  *roomTracker
+	alloc *allocIndex
 
 	// bindMu serialises decide+bind so concurrent workers see each other's
 	// placements when spreading.
@@ -67,8 +68,10 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 		nodes: bus.NewInformer(conn, conn.Nodes, cfg.Resync, log),
 		q:     queue.New(),
 		room:  newRoomTracker(),
+		alloc: newAllocIndex(),
 	}
 	s.pods.AddHandler(func(name string) {
+		s.alloc.refresh(name, s.pods.Get)
 		p, ok := s.pods.Get(name)
 		if ok && needsBinding(p) {
 			s.q.Add(name)
@@ -152,7 +155,7 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 
 	s.bindMu.Lock()
 	defer s.bindMu.Unlock()
-	node, reason := Decide(pod, s.nodes.List(), s.pods.List())
+	node, reason := s.alloc.decide(pod, s.nodes.List())
 	if node == "" {
 		s.log.Debug("pod unschedulable", "pod", name, "reason", reason)
 		// Node changes and freed pods requeue pending pods; the retry
@@ -177,6 +180,7 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 			fresh, gerr := s.conn.Pods.Get(ctx, name)
 			if gerr == nil {
 				s.pods.Observe(fresh)
+				s.alloc.refresh(name, s.pods.Get)
 				if needsBinding(fresh) {
 					return fmt.Errorf("bind pod %s to %s: %w", name, node, err)
 				}
@@ -186,6 +190,8 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 		return fmt.Errorf("bind pod %s to %s: %w", name, node, err)
 	}
 	s.pods.Observe(bound)
+	// Before the next decision, which must count this pod.
+	s.alloc.refresh(name, s.pods.Get)
 	s.log.Info(fmt.Sprintf("assigning pod %s to node %s", name, node), "pod", name, "node", node)
 	s.conn.Emit(schemas.ObjectEvent{Type: schemas.EventNormal, Reason: "Scheduled", Kind: schemas.KindPod, Name: name, Node: node,
 		Component: "scheduler", Message: fmt.Sprintf("Successfully assigned %s to %s", name, node)})

@@ -1,0 +1,172 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/miniku/miniku/bus/bustest"
+	"github.com/miniku/miniku/schemas"
+)
+
+// TestAllocIndexMatchesRecount applies random creates, binds, rebinds,
+// finishes and deletes to a cache, refreshing the index for each change
+// (sometimes twice, sometimes refreshing an unchanged pod), and checks that
+// the index always equals a full recount of the cache.
+func TestAllocIndexMatchesRecount(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	cache := map[string]*schemas.Pod{}
+	get := func(name string) (*schemas.Pod, bool) { p, ok := cache[name]; return p, ok }
+	x := newAllocIndex()
+	nodes := []string{"n0", "n1", "n2", "n3"}
+	owners := []string{"", "web", "db"}
+	cpus := []string{"", "100m", "1", "250m"}
+	mems := []string{"", "64Mi", "1Gi"}
+	for step := 0; step < 5000; step++ {
+		name := fmt.Sprintf("p%d", rng.IntN(40))
+		p, ok := cache[name]
+		switch op := rng.IntN(6); {
+		case !ok || op == 0: // create (or replace) a pending pod
+			np := pending(owners[rng.IntN(len(owners))], cpus[rng.IntN(len(cpus))], mems[rng.IntN(len(mems))])
+			np.Name = name
+			cache[name] = np
+		case op <= 2: // bind, or move to another node
+			np := *p
+			np.NodeName = nodes[rng.IntN(len(nodes))]
+			np.Status = schemas.PodRunning
+			cache[name] = &np
+		case op == 3: // finish
+			np := *p
+			np.Status = []schemas.PodPhase{schemas.PodSucceeded, schemas.PodFailed}[rng.IntN(2)]
+			cache[name] = &np
+		case op == 4: // delete
+			delete(cache, name)
+		default: // a resync: no change
+		}
+		for n := rng.IntN(2) + 1; n > 0; n-- {
+			x.refresh(name, get)
+		}
+		all := make([]*schemas.Pod, 0, len(cache))
+		for _, p := range cache {
+			all = append(all, p)
+		}
+		want := usageByNode(&schemas.Pod{}, all)
+		for _, u := range want {
+			if len(u.owners) == 0 {
+				u.owners = map[string]int{}
+			}
+		}
+		if !reflect.DeepEqual(x.byNode, want) {
+			t.Fatalf("step %d (%s): index %s, recount %s", step, name, dump(x.byNode), dump(want))
+		}
+	}
+}
+
+func dump(m map[string]*usage) string {
+	s := ""
+	for n, u := range m {
+		s += fmt.Sprintf("%s=%+v ", n, *u)
+	}
+	return s
+}
+
+// TestAllocIndexDecidesLikeDecide checks the indexed decision against
+// Decide's own recount on the same pods.
+func TestAllocIndexDecidesLikeDecide(t *testing.T) {
+	nodes := []*schemas.Node{node("a", schemas.NodeReady), node("b", schemas.NodeReady), node("c", schemas.NodeReady)}
+	for _, n := range nodes {
+		n.Capacity = schemas.ResourceList{CPU: "1", Memory: "1Gi"}
+	}
+	cache := map[string]*schemas.Pod{}
+	get := func(name string) (*schemas.Pod, bool) { p, ok := cache[name]; return p, ok }
+	x := newAllocIndex()
+	var placed []*schemas.Pod
+	for i := 0; i < 12; i++ {
+		p := pending([]string{"web", "db"}[i%2], "100m", "64Mi")
+		p.Name = fmt.Sprintf("p%d", i)
+		want, wantWhy := Decide(p, nodes, placed)
+		got, why := x.decide(p, nodes)
+		if got != want || why != wantWhy {
+			t.Fatalf("pod %d: index chose %q (%s), Decide %q (%s)", i, got, why, want, wantWhy)
+		}
+		if got == "" {
+			continue
+		}
+		b := *p
+		b.NodeName = got
+		cache[b.Name] = &b
+		placed = append(placed, &b)
+		x.refresh(b.Name, get)
+	}
+}
+
+// TestAllocIndexFollowsCluster runs the scheduler on a real bus: it binds
+// pods, some of which are then deleted or finish behind its back, and its
+// index must come to equal a recount of its cache.
+func TestAllocIndexFollowsCluster(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	conn := bustest.Conn(t, ns.ClientURL(), nil)
+	s, err := New(Config{Logger: bustest.Logger(t), Resync: time.Second}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for _, n := range []string{"a", "b", "c"} {
+		if err := conn.Nodes.Create(ctx, &schemas.Node{ObjectMeta: schemas.ObjectMeta{Name: n}, Status: schemas.NodeReady,
+			LastHeartbeat: time.Now(), Capacity: schemas.ResourceList{CPU: "4", Memory: "4Gi", Pods: 110}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const count = 30
+	for i := 0; i < count; i++ {
+		p := &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: fmt.Sprintf("p%d", i), UID: fmt.Sprintf("u%d", i)},
+			Owner: []string{"web", "db"}[i%2], Status: schemas.PodPending,
+			PodSpec: schemas.PodSpec{Image: "busybox", Command: []string{"true"}, Resources: schemas.ResourceList{CPU: "100m", Memory: "64Mi"}}}
+		if err := conn.Pods.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bustest.Eventually(t, 30*time.Second, func() error {
+		for i := 0; i < count; i++ {
+			p, err := conn.Pods.Get(ctx, fmt.Sprintf("p%d", i))
+			if err != nil || p.NodeName == "" {
+				return fmt.Errorf("pod %d not bound: %v", i, err)
+			}
+		}
+		return nil
+	})
+	for i := 0; i < count; i += 3 {
+		p, err := conn.Pods.Get(ctx, fmt.Sprintf("p%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.Pods.Delete(ctx, p.Name, p.ResourceVersion); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Pods.Mutate(ctx, fmt.Sprintf("p%d", i+1), func(p *schemas.Pod) error {
+			p.Status = schemas.PodSucceeded
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bustest.Eventually(t, 30*time.Second, func() error {
+		pods := s.pods.List()
+		if len(pods) != count-count/3 {
+			return fmt.Errorf("%d pods cached", len(pods))
+		}
+		want := usageByNode(&schemas.Pod{}, pods)
+		s.alloc.mu.Lock()
+		defer s.alloc.mu.Unlock()
+		if !reflect.DeepEqual(s.alloc.byNode, want) {
+			return fmt.Errorf("index %s, recount %s", dump(s.alloc.byNode), dump(want))
+		}
+		return nil
+	})
+}
