@@ -47,29 +47,13 @@ type ExecStream struct {
 // ErrKubeletTimeout or the kubelet's *LogError (no such pod, not running).
 // Close the stream when done.
 func (c *Conn) RequestExec(ctx context.Context, node string, req schemas.ExecRequest) (*ExecStream, error) {
-	data, err := schemas.Marshal(&req)
+	s, ch, err := c.openStream(ctx, KubeletExecSubject(node), "exec in pod "+req.Pod, &req)
 	if err != nil {
 		return nil, err
 	}
-	s := &LogStream{nc: c.nc, reply: c.nc.NewInbox(), msgs: make(chan *nats.Msg, 4*logWindow), next: 1}
-	if s.sub, err = c.nc.ChanSubscribe(s.reply, s.msgs); err != nil {
-		return nil, fmt.Errorf("exec in pod %s: subscribe: %w", req.Pod, err)
-	}
-	subject := KubeletExecSubject(node)
-	if err := c.nc.PublishRequest(subject, s.reply, data); err != nil {
+	if ch.EOF {
 		s.sub.Unsubscribe()
-		return nil, fmt.Errorf("exec in pod %s: request %s: %w", req.Pod, subject, err)
-	}
-	ch, err := s.receive(ctx, logFirstTimeout)
-	if err == nil && ch.EOF && ch.Error != "" {
-		err = &LogError{Code: ch.Code, Msg: ch.Error}
-	}
-	if err == nil && ch.EOF {
-		err = errors.New("kubelet ended the exec before it started")
-	}
-	if err != nil {
-		s.sub.Unsubscribe()
-		return nil, err
+		return nil, errors.New("kubelet ended the exec before it started")
 	}
 	return &ExecStream{s: s, exit: -1}, nil
 }

@@ -86,25 +86,8 @@ type LogStream struct {
 // answered: with a stream, or with ErrNoKubelet, ErrKubeletTimeout or the
 // kubelet's *LogError. Close the stream when done.
 func (c *Conn) RequestLogs(ctx context.Context, node string, req schemas.LogRequest) (*LogStream, error) {
-	data, err := schemas.Marshal(&req)
+	s, ch, err := c.openStream(ctx, KubeletLogsSubject(node), "logs of pod "+req.Pod, &req)
 	if err != nil {
-		return nil, err
-	}
-	s := &LogStream{nc: c.nc, reply: c.nc.NewInbox(), msgs: make(chan *nats.Msg, 4*logWindow), next: 1}
-	if s.sub, err = c.nc.ChanSubscribe(s.reply, s.msgs); err != nil {
-		return nil, fmt.Errorf("logs of pod %s: subscribe: %w", req.Pod, err)
-	}
-	subject := KubeletLogsSubject(node)
-	if err := c.nc.PublishRequest(subject, s.reply, data); err != nil {
-		s.sub.Unsubscribe()
-		return nil, fmt.Errorf("logs of pod %s: request %s: %w", req.Pod, subject, err)
-	}
-	ch, err := s.receive(ctx, logFirstTimeout)
-	if err == nil && ch.EOF && ch.Error != "" {
-		err = &LogError{Code: ch.Code, Msg: ch.Error}
-	}
-	if err != nil {
-		s.sub.Unsubscribe()
 		return nil, err
 	}
 	if ch.EOF {

@@ -52,12 +52,9 @@ func (s *Server) podExec(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if err := req.Validate(); err != nil {
 		return 0, nil, badRequest("invalid exec: %s", flatten(err))
 	}
-	pod, err := getObject(ctx, s.conn.Pods, kindPod, name)
+	pod, err := s.scheduledPod(ctx, name, "nothing runs to exec in")
 	if err != nil {
 		return 0, nil, err
-	}
-	if pod.NodeName == "" {
-		return 0, nil, badRequest("pod %q is not scheduled to a node yet (status %s): nothing runs to exec in", name, pod.Status)
 	}
 	req.UID = pod.UID
 
@@ -151,20 +148,5 @@ func writeExecFrame(w io.Writer, typ byte, payload []byte) error {
 }
 
 func execError(pod *schemas.Pod, err error) error {
-	var le *bus.LogError
-	switch {
-	case errors.Is(err, bus.ErrNoKubelet):
-		return newError(http.StatusBadGateway, "no kubelet answers for node %s (is it down?): cannot exec in pod %q", pod.NodeName, pod.Name)
-	case errors.Is(err, bus.ErrKubeletTimeout):
-		return newError(http.StatusGatewayTimeout, "the kubelet of node %s did not answer in time: cannot exec in pod %q", pod.NodeName, pod.Name)
-	case errors.As(err, &le):
-		switch le.Code {
-		case schemas.LogCodeNoContainer, schemas.LogCodeBadRequest:
-			return badRequest("%s", le.Msg)
-		case schemas.LogCodeBusy:
-			return newError(http.StatusServiceUnavailable, "%s", le.Msg)
-		}
-		return newError(http.StatusBadGateway, "kubelet of node %s: %s", pod.NodeName, le.Msg)
-	}
-	return err
+	return kubeletStreamError(pod, err, "exec in")
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -38,12 +37,9 @@ func (s *Server) podLogs(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		tail = n
 	}
-	pod, err := getObject(ctx, s.conn.Pods, kindPod, name)
+	pod, err := s.scheduledPod(ctx, name, "it has no logs")
 	if err != nil {
 		return 0, nil, err
-	}
-	if pod.NodeName == "" {
-		return 0, nil, badRequest("pod %q is not scheduled to a node yet (status %s): it has no logs", name, pod.Status)
 	}
 
 	// Not the request's store timeout: a follow lasts as long as the client.
@@ -77,20 +73,5 @@ func (s *Server) podLogs(ctx context.Context, w http.ResponseWriter, r *http.Req
 }
 
 func logsError(pod *schemas.Pod, err error) error {
-	var le *bus.LogError
-	switch {
-	case errors.Is(err, bus.ErrNoKubelet):
-		return newError(http.StatusBadGateway, "no kubelet answers for node %s (is it down?): cannot read the logs of pod %q", pod.NodeName, pod.Name)
-	case errors.Is(err, bus.ErrKubeletTimeout):
-		return newError(http.StatusGatewayTimeout, "the kubelet of node %s did not answer in time: cannot read the logs of pod %q", pod.NodeName, pod.Name)
-	case errors.As(err, &le):
-		switch le.Code {
-		case schemas.LogCodeNoContainer, schemas.LogCodeBadRequest:
-			return badRequest("%s", le.Msg)
-		case schemas.LogCodeBusy:
-			return newError(http.StatusServiceUnavailable, "%s", le.Msg)
-		}
-		return newError(http.StatusBadGateway, "kubelet of node %s: %s", pod.NodeName, le.Msg)
-	}
-	return err
+	return kubeletStreamError(pod, err, "read the logs of")
 }

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/miniku/miniku/bus"
 	ctr "github.com/miniku/miniku/runtime"
@@ -30,62 +27,13 @@ const maxExecStreams = 32
 // returned stop is called or ctx ends. stop kills the commands still
 // running and waits for them. A failure to subscribe is logged, not fatal.
 func (k *Kubelet) serveExec(ctx context.Context) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	var (
-		mu      sync.Mutex
-		stopped bool
-		wg      sync.WaitGroup
-	)
-	slots := make(chan struct{}, maxExecStreams)
-	nc := k.conn.NATS()
-	subject := bus.KubeletExecSubject(k.cfg.NodeName)
-	sub, err := nc.QueueSubscribe(subject, "kubelet-exec", func(m *nats.Msg) {
-		if m.Reply == "" {
-			return
-		}
-		var req schemas.ExecRequest
-		if err := schemas.Unmarshal(m.Data, &req); err != nil {
-			k.respondLogError(m.Reply, schemas.LogCodeBadRequest, "malformed exec request: "+err.Error())
-			return
-		}
-		if err := req.Validate(); err != nil {
-			k.respondLogError(m.Reply, schemas.LogCodeBadRequest, err.Error())
-			return
-		}
-		select {
-		case slots <- struct{}{}:
-		default:
-			k.respondLogError(m.Reply, schemas.LogCodeBusy,
-				fmt.Sprintf("node %s is running %d exec commands already, retry later", k.cfg.NodeName, maxExecStreams))
-			return
-		}
-		mu.Lock()
-		if stopped {
-			mu.Unlock()
-			<-slots
-			return
-		}
-		wg.Add(1)
-		mu.Unlock()
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			k.exec(ctx, m.Reply, req)
-		}()
-	})
-	if err != nil {
-		k.log.Error("cannot serve exec", "subject", subject, "err", err)
-		cancel()
-		return func() {}
-	}
-	return func() {
-		_ = sub.Unsubscribe()
-		mu.Lock()
-		stopped = true
-		mu.Unlock()
-		cancel()
-		wg.Wait()
-	}
+	return serveStream(k, ctx, streamServer{
+		subject: bus.KubeletExecSubject(k.cfg.NodeName),
+		queue:   "kubelet-exec",
+		what:    "exec",
+		max:     maxExecStreams,
+		busy:    fmt.Sprintf("node %s is running %d exec commands already, retry later", k.cfg.NodeName, maxExecStreams),
+	}, k.exec)
 }
 
 // exec runs req's command in the pod's current container.

@@ -7,8 +7,6 @@ import (
 	"io"
 	"sync"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/miniku/miniku/bus"
 	ctr "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/schemas"
@@ -23,64 +21,13 @@ const maxLogStreams = 64
 // returned stop is called or ctx ends. stop waits for every stream to end.
 // A failure to subscribe is logged, not fatal: pods run without logs.
 func (k *Kubelet) serveLogs(ctx context.Context) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	var (
-		mu      sync.Mutex
-		stopped bool
-		wg      sync.WaitGroup
-	)
-	slots := make(chan struct{}, maxLogStreams)
-	nc := k.conn.NATS()
-	subject := bus.KubeletLogsSubject(k.cfg.NodeName)
-	// A queue group: should two kubelets of one node overlap (a restart),
-	// one answers, not both into the same inbox.
-	sub, err := nc.QueueSubscribe(subject, "kubelet-logs", func(m *nats.Msg) {
-		if m.Reply == "" {
-			return
-		}
-		var req schemas.LogRequest
-		if err := schemas.Unmarshal(m.Data, &req); err != nil {
-			k.respondLogError(m.Reply, schemas.LogCodeBadRequest, "malformed log request: "+err.Error())
-			return
-		}
-		if err := req.Validate(); err != nil {
-			k.respondLogError(m.Reply, schemas.LogCodeBadRequest, err.Error())
-			return
-		}
-		select {
-		case slots <- struct{}{}:
-		default:
-			k.respondLogError(m.Reply, schemas.LogCodeBusy,
-				fmt.Sprintf("node %s is serving %d log streams already, retry later", k.cfg.NodeName, maxLogStreams))
-			return
-		}
-		mu.Lock()
-		if stopped {
-			mu.Unlock()
-			<-slots
-			return
-		}
-		wg.Add(1)
-		mu.Unlock()
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			k.streamLogs(ctx, m.Reply, req)
-		}()
-	})
-	if err != nil {
-		k.log.Error("cannot serve logs", "subject", subject, "err", err)
-		cancel()
-		return func() {}
-	}
-	return func() {
-		_ = sub.Unsubscribe()
-		mu.Lock()
-		stopped = true
-		mu.Unlock()
-		cancel()
-		wg.Wait()
-	}
+	return serveStream(k, ctx, streamServer{
+		subject: bus.KubeletLogsSubject(k.cfg.NodeName),
+		queue:   "kubelet-logs",
+		what:    "log",
+		max:     maxLogStreams,
+		busy:    fmt.Sprintf("node %s is serving %d log streams already, retry later", k.cfg.NodeName, maxLogStreams),
+	}, k.streamLogs)
 }
 
 func (k *Kubelet) respondLogError(reply, code, msg string) {
