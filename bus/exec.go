@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -142,14 +141,12 @@ type ExecFunc func(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 // and stdin (when withStdin) coming from the requester; then it sends the
 // exit code. run's context ends when the requester cancels or is gone.
 func ServeExec(ctx context.Context, nc *nats.Conn, reply string, withStdin bool, run ExecFunc) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ls := &logSender{nc: nc, reply: reply, ctx: ctx, cancel: cancel, acks: make(chan struct{}, 1), waitingSince: time.Now()}
-	ctl, err := nc.Subscribe(LogControlSubject(reply), ls.control)
+	ls, err := newLogSender(ctx, nc, reply, "exec stream")
 	if err != nil {
-		return fmt.Errorf("exec stream: subscribe: %w", err)
+		return err
 	}
-	defer ctl.Unsubscribe()
+	defer ls.close()
+	ctx, cancel := ls.ctx, ls.cancel
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var stdin io.Reader
@@ -174,28 +171,11 @@ func ServeExec(ctx context.Context, nc *nats.Conn, reply string, withStdin bool,
 	defer cancel() // stops keepalive and the stdin pump before the wait above
 
 	code, rerr := run(ctx, stdin, ls, execStderr{ls})
-	if ctx.Err() != nil {
-		if !ls.requesterGone.Load() {
-			ls.mu.Lock()
-			_ = ls.publishLocked(schemas.LogChunk{EOF: true, Error: "exec stopped: the kubelet is shutting down"})
-			ls.mu.Unlock()
-		}
-		return nil
-	}
-	last := schemas.LogChunk{EOF: true}
-	if rerr != nil {
-		last.Error = rerr.Error()
-		var le *LogError
-		if errors.As(rerr, &le) {
-			last.Code = le.Code
-		}
-	} else {
+	var last schemas.LogChunk
+	if rerr == nil {
 		last.ExitCode = &code
 	}
-	if err := ls.send(ctx, last); err != nil && ctx.Err() == nil {
-		return err
-	}
-	return nil
+	return ls.finish(last, rerr, "exec stopped: the kubelet is shutting down")
 }
 
 // pumpStdin writes the requester's stdin into w in order, answering each

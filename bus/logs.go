@@ -185,14 +185,12 @@ func RespondLogError(nc *nats.Conn, reply string, code, msg string) error {
 // requester cancels or is gone. An error from produce is sent to the
 // requester (a *LogError keeps its code).
 func ServeLogStream(ctx context.Context, nc *nats.Conn, reply string, produce func(ctx context.Context, w io.Writer) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	ls := &logSender{nc: nc, reply: reply, ctx: ctx, cancel: cancel, acks: make(chan struct{}, 1), waitingSince: time.Now()}
-	ctl, err := nc.Subscribe(LogControlSubject(reply), ls.control)
+	ls, err := newLogSender(ctx, nc, reply, "log stream")
 	if err != nil {
-		return fmt.Errorf("log stream: subscribe: %w", err)
+		return err
 	}
-	defer ctl.Unsubscribe()
+	defer ls.close()
+	ctx, cancel := ls.ctx, ls.cancel
 	if err := ls.send(ctx, schemas.LogChunk{}); err != nil {
 		return err
 	}
@@ -202,29 +200,7 @@ func ServeLogStream(ctx context.Context, nc *nats.Conn, reply string, produce fu
 	defer cancel() // stops keepalive before the wait above
 
 	perr := produce(ctx, ls)
-	if ctx.Err() != nil {
-		if !ls.requesterGone.Load() {
-			// Stopped from our side (the kubelet is shutting down): say so
-			// rather than leave the requester to time out. No window wait:
-			// this is the last message either way.
-			ls.mu.Lock()
-			_ = ls.publishLocked(schemas.LogChunk{EOF: true, Error: "log stream stopped: the kubelet is shutting down"})
-			ls.mu.Unlock()
-		}
-		return nil
-	}
-	last := schemas.LogChunk{EOF: true}
-	if perr != nil {
-		last.Error = perr.Error()
-		var le *LogError
-		if errors.As(perr, &le) {
-			last.Code = le.Code
-		}
-	}
-	if err := ls.send(ctx, last); err != nil && ctx.Err() == nil {
-		return err
-	}
-	return nil
+	return ls.finish(schemas.LogChunk{}, perr, "log stream stopped: the kubelet is shutting down")
 }
 
 // logSender is the kubelet's writer.
@@ -233,6 +209,7 @@ type logSender struct {
 	reply  string
 	ctx    context.Context // ends with the stream
 	cancel context.CancelFunc
+	ctl    *nats.Subscription // the requester's acks and cancel
 	acks   chan struct{}
 	// requesterGone: it cancelled or stopped acking, so nothing more is sent.
 	requesterGone atomic.Bool

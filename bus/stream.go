@@ -2,7 +2,9 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -36,4 +38,54 @@ func (c *Conn) openStream(ctx context.Context, subject, what string, req any) (*
 		return nil, ch, err
 	}
 	return s, ch, nil
+}
+
+// newLogSender starts the kubelet's end of a stream to reply (logs, exec):
+// its ctx ends when the requester cancels or stops acking, or when ctx
+// ends; what names the stream in errors ("log stream"). Call close when
+// the stream is over.
+func newLogSender(ctx context.Context, nc *nats.Conn, reply, what string) (*logSender, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	ls := &logSender{nc: nc, reply: reply, ctx: ctx, cancel: cancel, acks: make(chan struct{}, 1), waitingSince: time.Now()}
+	ctl, err := nc.Subscribe(LogControlSubject(reply), ls.control)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("%s: subscribe: %w", what, err)
+	}
+	ls.ctl = ctl
+	return ls, nil
+}
+
+func (ls *logSender) close() {
+	_ = ls.ctl.Unsubscribe()
+	ls.cancel()
+}
+
+// finish ends the stream: with last (EOF, and err's message and code if
+// err is not nil), or, when the stream was stopped from the kubelet's side
+// (it is shutting down), with stopped as the error rather than leave the
+// requester to time out.
+func (ls *logSender) finish(last schemas.LogChunk, err error, stopped string) error {
+	ctx := ls.ctx
+	if ctx.Err() != nil {
+		if !ls.requesterGone.Load() {
+			// No window wait: this is the last message either way.
+			ls.mu.Lock()
+			_ = ls.publishLocked(schemas.LogChunk{EOF: true, Error: stopped})
+			ls.mu.Unlock()
+		}
+		return nil
+	}
+	last.EOF = true
+	if err != nil {
+		last.Error = err.Error()
+		var le *LogError
+		if errors.As(err, &le) {
+			last.Code = le.Code
+		}
+	}
+	if err := ls.send(ctx, last); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil
 }
