@@ -145,6 +145,11 @@ func cleanupContainers(t *testing.T, dataDir string) {
 			t.Errorf("cleanup %s: %v", root, err)
 			continue
 		}
+		// Every process is dead by now, so a directory without state is an
+		// interrupted start, not one in progress.
+		if _, err := rt.SweepInterrupted(); err != nil {
+			t.Errorf("cleanup %s: %v", root, err)
+		}
 		list, _ := rt.List()
 		for _, c := range list {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -178,7 +178,22 @@ func (k *Kubelet) Run(ctx context.Context) error {
 }
 
 // rediscover loads the containers an earlier kubelet left behind.
+// interruptedSweeper is implemented by runtimes that can find containers
+// whose start was cut short before it was recorded (a kubelet killed at
+// that moment), which List cannot see.
+type interruptedSweeper interface {
+	SweepInterrupted() ([]string, error)
+}
+
 func (k *Kubelet) rediscover(ctx context.Context) error {
+	if sw, ok := k.rt.(interruptedSweeper); ok {
+		// Before anything starts here: a start in progress would look alike.
+		if ids, err := sw.SweepInterrupted(); err != nil {
+			k.log.Warn("sweep interrupted container starts", "err", err)
+		} else if len(ids) > 0 {
+			k.log.Warn("stopped containers of interrupted starts", "containers", ids)
+		}
+	}
 	list, err := k.rt.List()
 	if err != nil {
 		return fmt.Errorf("rediscover containers on %s: %w", k.cfg.NodeName, err)
