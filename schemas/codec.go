@@ -26,12 +26,23 @@ func Marshal(v any) ([]byte, error) {
 
 // Unmarshal decodes data produced by Marshal into v. Unknown fields are
 // ignored so that older components can read objects written by newer ones.
-func Unmarshal(data []byte, v any) error {
+func Unmarshal(data []byte, v any) (err error) {
 	if err := checkShape(data); err != nil {
 		return fmt.Errorf("msgpack decode %T: %w", v, err)
 	}
 	dec := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(dec)
+	defer func() {
+		// msgpack v5.4.1 panics on some malformed input (a nil where a
+		// time.Time is expected, found by FuzzUnmarshal). Anyone who can
+		// publish or write a key could crash every reader with it, so a panic
+		// becomes a decode error. The decoder's state is unknown then: it does
+		// not go back to the pool.
+		if r := recover(); r != nil {
+			err = fmt.Errorf("msgpack decode %T: malformed input: %v", v, r)
+			return
+		}
+		msgpack.PutDecoder(dec)
+	}()
 	dec.Reset(bytes.NewReader(data))
 	dec.SetCustomStructTag(structTag)
 	if err := dec.Decode(v); err != nil {

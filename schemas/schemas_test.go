@@ -159,3 +159,21 @@ func FuzzParseQuantity(f *testing.F) {
 		}
 	})
 }
+
+// A nil where a time is expected made msgpack panic inside every reader of
+// the nodes bucket; it must be a plain decode error.
+func TestUnmarshalNilTimeIsError(t *testing.T) {
+	data := []byte("\x81\xadlastHeartbeat\xc0")
+	var n Node
+	if err := Unmarshal(data, &n); err == nil {
+		t.Fatal("decoding a nil lastHeartbeat succeeded; want an error")
+	}
+	// The pool must still hand out working decoders afterwards.
+	ok, err := Marshal(Node{ObjectMeta: ObjectMeta{Name: "n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Unmarshal(ok, &n); err != nil || n.Name != "n" {
+		t.Fatalf("decode after a malformed input: %v (name %q)", err, n.Name)
+	}
+}
