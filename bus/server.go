@@ -26,11 +26,14 @@ type ServerConfig struct {
 	// TLSCert and TLSKey make clients (other than in-process ones) use TLS.
 	TLSCert, TLSKey string
 	// SyncAlways makes JetStream fsync every write before acknowledging it,
-	// so a power loss cannot take back a write a client was told succeeded.
-	// Off, the files are fsynced every 2 minutes (nats-server's default): a
-	// killed process loses nothing (the kernel has the data), a power loss
-	// up to 2 minutes of writes. See README, Reliability.
-	SyncAlways bool
+	// so a power loss cannot take back a write a client was told succeeded,
+	// at 1-2 ms a write, one write at a time per bucket. Otherwise the files
+	// are fsynced every SyncInterval (0: nats-server's 2 minutes): a killed
+	// process loses nothing, since every write reaches the kernel before it
+	// is acknowledged, but a power loss takes back up to SyncInterval of
+	// writes. See README, Reliability.
+	SyncAlways   bool
+	SyncInterval time.Duration
 }
 
 // StartServer runs an embedded nats-server with JetStream and waits until it
@@ -53,7 +56,8 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   cfg.StoreDir,
-		SyncAlways: cfg.SyncAlways,
+		SyncAlways:   cfg.SyncAlways,
+		SyncInterval: cfg.SyncInterval,
 		// The embedding process owns signals; nats-server must not exit it.
 		NoSigs: true,
 	}

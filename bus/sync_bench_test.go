@@ -56,18 +56,21 @@ func BenchmarkKVPutSync(b *testing.B) {
 	}
 }
 
-// SyncAlways reaches JetStream (miniku nats and up set it).
-func TestStartServerSyncAlways(t *testing.T) {
-	for _, always := range []bool{false, true} {
-		ns, err := bus.StartServer(bus.ServerConfig{Addr: "127.0.0.1:0", StoreDir: t.TempDir(), SyncAlways: always})
+// The sync settings reach JetStream (miniku nats and up pass --nats-sync).
+func TestStartServerSync(t *testing.T) {
+	for _, tc := range []struct {
+		always   bool
+		interval time.Duration
+	}{{false, time.Second}, {true, 0}} {
+		ns, err := bus.StartServer(bus.ServerConfig{Addr: "127.0.0.1:0", StoreDir: t.TempDir(), SyncAlways: tc.always, SyncInterval: tc.interval})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := ns.JetStreamConfig().SyncAlways
+		got := ns.JetStreamConfig()
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		if got != always {
-			t.Errorf("SyncAlways %v: JetStream has %v", always, got)
+		if got.SyncAlways != tc.always || (!tc.always && got.SyncInterval != tc.interval) {
+			t.Errorf("asked always=%v interval=%v: JetStream has always=%v interval=%v", tc.always, tc.interval, got.SyncAlways, got.SyncInterval)
 		}
 	}
 }

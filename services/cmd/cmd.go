@@ -177,6 +177,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	lf := leaseFlags(fs)
 	sec := registerAPIFlags(fs)
 	natsContext := fs.String("nats-context", "miniku", "name of the nats CLI context written for the read-only viewer (empty: none)")
+	sync := syncFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -207,7 +208,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ns, natsCfg, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, log)
+	ns, natsCfg, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, sync, log)
 	if err != nil {
 		return err
 	}
@@ -311,17 +312,57 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	return g.Wait()
 }
 
-func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, log *slog.Logger) (*server.Server, bus.ServerConfig, error) {
+func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, sync *natsSync, log *slog.Logger) (*server.Server, bus.ServerConfig, error) {
 	cfg := bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log,
 		AuthDir: authDir(dataDir), Kubelets: kubelets, TLSCert: tlsCert, TLSKey: tlsKey,
-		// What the API acknowledged survives a power loss, as with etcd's
-		// fsync per write; it costs one or two milliseconds a write (README).
-		SyncAlways: true}
+		SyncAlways: sync.always, SyncInterval: sync.interval}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, cfg, fmt.Errorf("create data dir: %w", err)
 	}
 	ns, err := bus.StartServer(cfg)
 	return ns, cfg, err
+}
+
+// natsSync is --nats-sync: when JetStream fsyncs its files.
+type natsSync struct {
+	always   bool
+	interval time.Duration
+}
+
+// defaultNATSSync bounds what a power loss can take back to about a second
+// of acknowledged writes, for a few percent of the cost of an fsync per
+// write, which limits each bucket to a few hundred writes a second here
+// (README, Reliability). A killed process loses nothing either way.
+const defaultNATSSync = "1s"
+
+func syncFlag(fs *flag.FlagSet) *natsSync {
+	s := &natsSync{}
+	_ = s.Set(defaultNATSSync)
+	fs.Var(s, "nats-sync", `when JetStream fsyncs: "always" (before acknowledging each write) or an interval such as 1s`)
+	return s
+}
+
+func (s *natsSync) String() string {
+	if s == nil {
+		return ""
+	}
+	if s.always {
+		return "always"
+	}
+	return s.interval.String()
+}
+
+func (s *natsSync) Set(v string) error {
+	if v == "always" {
+		*s = natsSync{always: true}
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 10*time.Millisecond || d > 10*time.Minute {
+		return fmt.Errorf(`want "always" or an interval from 10ms to 10m, got %q`, v)
+	}
+	*s = natsSync{interval: d}
+	return nil
 }
 
 // startKubelet runs a kubelet for node with cfg (NodeName and Logger are
@@ -379,6 +420,7 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	kubelets := fs.String("kubelets", "", "comma-separated node names whose kubelet users to create (kubelet-<node>.json in <data-dir>/nats/auth)")
 	tlsCert := fs.String("tls-cert", "", "PEM certificate: clients must use TLS")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
+	sync := syncFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -391,7 +433,7 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopMetrics()
-	ns, cfg, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, log)
+	ns, cfg, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, sync, log)
 	if err != nil {
 		return err
 	}
