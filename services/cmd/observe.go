@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/miniku/miniku/bus"
@@ -20,11 +21,13 @@ type obsFlags struct {
 	logFormat   string
 	verbosity   int
 	metricsAddr string
+	pprof       bool
 }
 
 func (o *obsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text (logfmt-style key=value) or json (one object per line)")
 	fs.IntVar(&o.verbosity, "v", 0, "verbosity: 0 logs at --log-level; 1 or more also logs debug messages (same as --log-level debug)")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve Go's /debug/pprof profiles on --metrics-addr (loopback addresses only)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics without a token on this address (host defaults to 127.0.0.1, e.g. :9091); empty: none")
 }
 
@@ -75,11 +78,24 @@ func (o *obsFlags) serveMetrics(log *slog.Logger) (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("metrics listen on %s: %w", addr, err)
 	}
-	if h, _, _ := net.SplitHostPort(ln.Addr().String()); !bus.IsLoopback(h) {
+	h, _, _ := net.SplitHostPort(ln.Addr().String())
+	if !bus.IsLoopback(h) {
+		if o.pprof {
+			// Profiles show memory contents, tokens included.
+			ln.Close()
+			return nil, fmt.Errorf("--pprof needs a loopback --metrics-addr, got %s", addr)
+		}
 		log.Warn("metrics are served without authentication to other hosts", "addr", ln.Addr().String())
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics.Handler())
+	if o.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	done := make(chan struct{})

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -66,5 +69,36 @@ func TestMetricsListenAddr(t *testing.T) {
 	}
 	if _, err := metricsListenAddr("9091"); err == nil {
 		t.Error("metricsListenAddr(9091): no error for an address without a port")
+	}
+}
+
+// --pprof serves profiles on a loopback metrics address and refuses any
+// other: profiles hold memory contents.
+func TestPprofLoopbackOnly(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	o := obsFlags{metricsAddr: "0.0.0.0:0", pprof: true}
+	if stop, err := o.serveMetrics(log); err == nil {
+		stop()
+		t.Fatal("--pprof on 0.0.0.0 was accepted")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	o = obsFlags{metricsAddr: addr, pprof: true}
+	stop, err := o.serveMetrics(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	resp, err := http.Get("http://" + addr + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /debug/pprof/cmdline: %s", resp.Status)
 	}
 }

@@ -226,11 +226,8 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 	for _, p := range plan.Delete {
 		errs = append(errs, c.terminatePod(ctx, p, "scale down or replace"))
 	}
-	for range plan.Create {
-		if err := c.createPod(ctx, rs); err != nil {
-			errs = append(errs, err)
-			break
-		}
+	if err := c.createPods(ctx, rs, plan.Create); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("reconcile replicaset %s: %w", name, err)
@@ -268,6 +265,32 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// maxCreateBatch bounds the creates in flight for one replicaset.
+const maxCreateBatch = 256
+
+// createPods creates n pods for rs concurrently, in batches that double
+// from one (Kubernetes' slow start): a replicaset whose pods cannot be
+// created costs one failed write, not n, and a big one is not created one
+// KV round trip at a time. It stops at the first batch with an error; the
+// retry creates what is still missing.
+func (c *Controller) createPods(ctx context.Context, rs *schemas.ReplicaSet, n int) error {
+	for batch := 1; n > 0; batch = min(2*batch, maxCreateBatch) {
+		size := min(batch, n)
+		n -= size
+		errs := make([]error, size)
+		var wg sync.WaitGroup
+		for i := range size {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = c.createPod(ctx, rs) }()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *Controller) createPod(ctx context.Context, rs *schemas.ReplicaSet) error {

@@ -170,3 +170,44 @@ func TestAllocIndexFollowsCluster(t *testing.T) {
 		return nil
 	})
 }
+
+// TestAllocIndexAssume: a pod assumed on a node counts there from the
+// decision on, even while the cache still shows it unbound (its refreshes
+// are ignored), and forget settles it from the cache: kept if the bind
+// landed, released if it failed.
+func TestAllocIndexAssume(t *testing.T) {
+	n := node("a", schemas.NodeReady)
+	n.Capacity = schemas.ResourceList{Pods: 2}
+	nodes := []*schemas.Node{n}
+	cache := map[string]*schemas.Pod{}
+	get := func(name string) (*schemas.Pod, bool) { p, ok := cache[name]; return p, ok }
+	x := newAllocIndex()
+	var ps []*schemas.Pod
+	for i := range 3 {
+		p := pending("web", "", "")
+		p.Name = fmt.Sprintf("p%d", i)
+		cache[p.Name] = p
+		ps = append(ps, p)
+	}
+	for _, p := range ps[:2] {
+		if got, why := x.decideAndAssume(p, nodes); got != "a" {
+			t.Fatalf("%s: got %q (%s), want a", p.Name, got, why)
+		}
+		x.refresh(p.Name, get) // the cache still says pending: ignored
+	}
+	if got, why := x.decideAndAssume(ps[2], nodes); got != "" || why == "" {
+		t.Fatalf("third pod on a 2-pod node: got %q (%q), want no node and a reason", got, why)
+	}
+	// p0's bind landed, p1's failed.
+	b := *ps[0]
+	b.NodeName = "a"
+	cache[b.Name] = &b
+	x.forget("p0", get)
+	x.forget("p1", get)
+	if u := x.byNode["a"]; u == nil || u.pods != 1 {
+		t.Fatalf("after one bind landed and one failed: usage %+v, want 1 pod", u)
+	}
+	if got, _ := x.decideAndAssume(ps[2], nodes); got != "a" {
+		t.Fatalf("room freed by the failed bind: got %q, want a", got)
+	}
+}

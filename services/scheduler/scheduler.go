@@ -25,12 +25,19 @@ type Config struct {
 	Logger *slog.Logger
 	// Resync is how often every pod is revisited even without events.
 	Resync time.Duration
-	// Workers bind pods concurrently.
+	// Workers bind pods concurrently: decisions are serialised by the
+	// allocation index, the KV writes overlap.
 	Workers int
 	// Elector, when set, runs the scheduler only while this process holds
 	// the lease (see leader.go); nil schedules unconditionally.
 	Elector Elector
 }
+
+// DefaultWorkers is how many binds may be in flight at once. A bind waits on
+// a KV round trip (0.1-0.3 ms, or an fsync with --nats-sync always) while
+// deciding takes microseconds, so one worker would leave the scheduler idle
+// most of the time.
+const DefaultWorkers = 32
 
 // Scheduler is the binding loop.
 type Scheduler struct {
@@ -42,10 +49,6 @@ type Scheduler struct {
 	q     *queue.Queue
 	room  *roomTracker
 	alloc *allocIndex
-
-	// bindMu serialises decide+bind so concurrent workers see each other's
-	// placements when spreading.
-	bindMu sync.Mutex
 }
 
 // New builds a scheduler on conn.
@@ -57,7 +60,7 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 		cfg.Resync = 30 * time.Second
 	}
 	if cfg.Workers <= 0 {
-		cfg.Workers = 4
+		cfg.Workers = DefaultWorkers
 	}
 	log := cfg.Logger.With("component", "scheduler")
 	s := &Scheduler{
@@ -153,16 +156,20 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 		return nil
 	}
 
-	s.bindMu.Lock()
-	defer s.bindMu.Unlock()
-	node, reason := s.alloc.decide(pod, s.nodes.List())
+	node, reason := s.alloc.decideAndAssume(pod, s.nodes.List())
 	if node == "" {
+		if reason == "" {
+			return nil // being bound by another worker
+		}
 		s.log.Debug("pod unschedulable", "pod", name, "reason", reason)
 		// Node changes and freed pods requeue pending pods; the retry
 		// only covers a missed event.
 		s.q.AddAfter(name, 5*time.Second)
 		return s.markUnschedulable(ctx, pod, reason)
 	}
+	// Whatever happens next, the assumption ends once the cache holds the
+	// outcome.
+	defer s.alloc.forget(name, s.pods.Get)
 	bound, err := bus.Clone(pod)
 	if err != nil {
 		return err
@@ -180,7 +187,6 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 			fresh, gerr := s.conn.Pods.Get(ctx, name)
 			if gerr == nil {
 				s.pods.Observe(fresh)
-				s.alloc.refresh(name, s.pods.Get)
 				if needsBinding(fresh) {
 					return fmt.Errorf("bind pod %s to %s: %w", name, node, err)
 				}
@@ -190,8 +196,6 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 		return fmt.Errorf("bind pod %s to %s: %w", name, node, err)
 	}
 	s.pods.Observe(bound)
-	// Before the next decision, which must count this pod.
-	s.alloc.refresh(name, s.pods.Get)
 	s.log.Info(fmt.Sprintf("assigning pod %s to node %s", name, node), "pod", name, "node", node)
 	s.conn.Emit(schemas.ObjectEvent{Type: schemas.EventNormal, Reason: "Scheduled", Kind: schemas.KindPod, Name: name, Node: node,
 		Component: "scheduler", Message: fmt.Sprintf("Successfully assigned %s to %s", name, node)})
