@@ -97,6 +97,45 @@ func TestMutateNoLostUpdate(t *testing.T) {
 	}
 }
 
+// MutateFrom writes from a current copy in one step, and from a stale copy,
+// or one fn declines, it re-reads: a stale cache never overwrites a newer
+// write nor makes a decision on old data stick.
+func TestMutateFrom(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	c := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx := context.Background()
+	rs := &schemas.ReplicaSet{ObjectMeta: schemas.ObjectMeta{Name: "n"}, DesiredCount: 1}
+	if err := c.ReplicaSets.Create(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	inc := func(r *schemas.ReplicaSet) error { runs++; r.CurrentCount++; return nil }
+	got, err := c.ReplicaSets.MutateFrom(ctx, rs, inc)
+	if err != nil || got.CurrentCount != 1 || runs != 1 {
+		t.Fatalf("from a current copy: %+v, %v, fn ran %d times; want currentCount 1 in one run", got, err, runs)
+	}
+	if rs.CurrentCount != 0 {
+		t.Fatal("MutateFrom modified the cached copy")
+	}
+	// rs is now stale: someone else's write (currentCount 1) must survive.
+	runs = 0
+	got, err = c.ReplicaSets.MutateFrom(ctx, rs, inc)
+	if err != nil || got.CurrentCount != 2 || runs != 2 {
+		t.Fatalf("from a stale copy: %+v, %v, fn ran %d times; want currentCount 2 after a re-read", got, err, runs)
+	}
+	// fn declining the stale copy is not trusted either.
+	got, err = c.ReplicaSets.MutateFrom(ctx, rs, func(r *schemas.ReplicaSet) error {
+		if r.CurrentCount == 0 {
+			return bus.ErrNoChange
+		}
+		r.DesiredCount = 5
+		return nil
+	})
+	if err != nil || got.DesiredCount != 5 || got.CurrentCount != 2 {
+		t.Fatalf("declined stale copy: %+v, %v; want desiredCount 5 written on the fresh read", got, err)
+	}
+}
+
 func TestList(t *testing.T) {
 	ns := bustest.Server(t, "", "")
 	c := bustest.Conn(t, ns.ClientURL(), nil)

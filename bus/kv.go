@@ -155,6 +155,28 @@ func (b *Bucket[T, P]) Mutate(ctx context.Context, name string, fn func(P) error
 	}
 }
 
+// MutateFrom is Mutate starting from cached, the copy of the object this
+// process believes current (an informer's, which it does not modify): when
+// it is current, the change costs one write instead of a read and a write.
+// Only a successful compare-and-swap trusts the copy. If fn declines it
+// (ErrNoChange or an error, perhaps only because the copy is behind) or its
+// revision is stale, MutateFrom is Mutate on a fresh read, so fn runs again
+// and must not carry state over from one run to the next.
+func (b *Bucket[T, P]) MutateFrom(ctx context.Context, cached P, fn func(P) error) (P, error) {
+	name := cached.GetMeta().Name
+	obj, err := Clone(cached)
+	if err == nil && fn(obj) == nil {
+		err = b.Update(ctx, obj)
+		if err == nil {
+			return obj, nil
+		}
+		if !errors.Is(err, ErrConflict) {
+			return nil, err
+		}
+	}
+	return b.Mutate(ctx, name, fn)
+}
+
 // List reads every object. It uses a watch snapshot rather than one Get per
 // key: a single consumer streams all last values in one pass.
 func (b *Bucket[T, P]) List(ctx context.Context) (_ []P, err error) {

@@ -58,6 +58,11 @@ func cmdHollowKubelet(ctx context.Context, args []string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	stopMetrics, err := c.obs.serveMetrics(log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	conn, err := c.connect(ctx, "miniku-hollow-"+*prefix, log)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

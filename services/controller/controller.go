@@ -46,6 +46,12 @@ const (
 	DefaultEvictionTimeout = 30 * time.Second
 )
 
+// podSyncDelay gathers the changes of a replicaset's pods into one sync: a
+// sync reads all of its pods, and pods change thousands of times a second
+// when a big replicaset starts, so syncing at each change would spend a
+// core recounting. A replacement for a failed pod waits this much longer.
+const podSyncDelay = 50 * time.Millisecond
+
 // Controller owns the replicaset and node loops.
 type Controller struct {
 	cfg   Config
@@ -123,7 +129,7 @@ func (c *Controller) podChanged(name string) {
 	}
 	c.mu.Unlock()
 	if owner != "" {
-		c.rsq.Add(owner)
+		c.rsq.AddAfter(owner, podSyncDelay)
 	}
 	if ok && p.NodeName != "" {
 		// A pod bound to a lost node must be failed even if it was bound
@@ -241,7 +247,7 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 // updateStatus writes only the status fields, at the revision just read, so
 // a user's newer desiredCount is never overwritten.
 func (c *Controller) updateStatus(ctx context.Context, rs *schemas.ReplicaSet, st schemas.ReplicaSet) error {
-	updated, err := c.conn.ReplicaSets.Mutate(ctx, rs.Name, func(cur *schemas.ReplicaSet) error {
+	updated, err := c.conn.ReplicaSets.MutateFrom(ctx, rs, func(cur *schemas.ReplicaSet) error {
 		if cur.UID != rs.UID {
 			return bus.ErrNoChange
 		}

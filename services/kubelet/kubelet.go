@@ -18,6 +18,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miniku/miniku/bus"
@@ -93,6 +94,9 @@ type Kubelet struct {
 	wg         sync.WaitGroup
 	// sharedPods: pods is a Hollow group's informer, run by the group.
 	sharedPods bool
+	// lastNode is the node object as this kubelet last wrote it: the next
+	// heartbeat starts from it, one write instead of a read and a write.
+	lastNode atomic.Pointer[schemas.Node]
 }
 
 // New builds a kubelet for cfg.NodeName.
@@ -479,7 +483,8 @@ func newContainerID() string {
 // bound here). If the pod vanished meanwhile, its container is destroyed.
 func (k *Kubelet) report(ctx context.Context, pod *schemas.Pod, c *ctr.Container, set func(*schemas.Pod)) error {
 	var stale bool
-	updated, err := k.conn.Pods.Mutate(ctx, pod.Name, func(cur *schemas.Pod) error {
+	change := func(cur *schemas.Pod) error {
+		stale = false // fn may run again on a fresh read
 		if cur.UID != pod.UID || cur.NodeName != k.cfg.NodeName {
 			stale = true
 			return bus.ErrNoChange
@@ -493,7 +498,15 @@ func (k *Kubelet) report(ctx context.Context, pod *schemas.Pod, c *ctr.Container
 			return bus.ErrNoChange
 		}
 		return nil
-	})
+	}
+	var updated *schemas.Pod
+	var err error
+	if cached, ok := k.pods.Get(pod.Name); ok {
+		// The cache is almost always current here: one write, no read.
+		updated, err = k.conn.Pods.MutateFrom(ctx, cached, change)
+	} else {
+		updated, err = k.conn.Pods.Mutate(ctx, pod.Name, change)
+	}
 	if errors.Is(err, bus.ErrNotFound) {
 		stale = true
 		err = nil
@@ -571,7 +584,7 @@ func (k *Kubelet) heartbeat(ctx context.Context) error {
 	now := time.Now().UTC()
 	hostname, _ := os.Hostname()
 	var wasReady bool
-	_, err := k.conn.Nodes.Mutate(ctx, k.cfg.NodeName, func(n *schemas.Node) error {
+	beat := func(n *schemas.Node) error {
 		wasReady = n.Status == schemas.NodeReady
 		n.LastHeartbeat = now
 		n.Status = schemas.NodeReady
@@ -579,7 +592,17 @@ func (k *Kubelet) heartbeat(ctx context.Context) error {
 		n.Hostname = hostname
 		k.describe(n)
 		return nil
-	})
+	}
+	var written *schemas.Node
+	var err error
+	// The controller marking the node NotReady, a cordon or a relabel moved
+	// the revision on: the compare-and-swap fails and MutateFrom re-reads.
+	if last := k.lastNode.Load(); last != nil {
+		written, err = k.conn.Nodes.MutateFrom(ctx, last, beat)
+	} else {
+		written, err = k.conn.Nodes.Mutate(ctx, k.cfg.NodeName, beat)
+	}
+	k.lastNode.Store(written)
 	if errors.Is(err, bus.ErrNotFound) {
 		n := &schemas.Node{
 			ObjectMeta:    schemas.ObjectMeta{Name: k.cfg.NodeName, CreatedAt: now, UID: newContainerID()[:32]},

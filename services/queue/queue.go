@@ -18,7 +18,11 @@ type Queue struct {
 	dirty      map[string]bool
 	processing map[string]bool
 	failures   map[string]int
-	closed     bool
+	// delayed is, per key, the earliest time a pending AddAfter adds it:
+	// a later AddAfter of the key due no sooner needs no timer of its own,
+	// so a burst of delayed adds costs one timer.
+	delayed map[string]time.Time
+	closed  bool
 	wg         sync.WaitGroup // timers of AddAfter
 	stop       chan struct{}
 }
@@ -29,6 +33,7 @@ func New() *Queue {
 		dirty:      map[string]bool{},
 		processing: map[string]bool{},
 		failures:   map[string]int{},
+		delayed:    map[string]time.Time{},
 		stop:       make(chan struct{}),
 	}
 	q.cond = sync.NewCond(&q.mu)
@@ -49,17 +54,24 @@ func (q *Queue) Add(key string) {
 	}
 }
 
-// AddAfter schedules key after d.
+// AddAfter schedules key after d. Delayed adds of one key coalesce: the
+// key is added once at the earliest time asked for.
 func (q *Queue) AddAfter(key string, d time.Duration) {
 	if d <= 0 {
 		q.Add(key)
 		return
 	}
+	due := time.Now().Add(d)
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return
 	}
+	if at, ok := q.delayed[key]; ok && !at.After(due) {
+		q.mu.Unlock()
+		return
+	}
+	q.delayed[key] = due
 	q.wg.Add(1)
 	q.mu.Unlock()
 	go func() {
@@ -68,6 +80,11 @@ func (q *Queue) AddAfter(key string, d time.Duration) {
 		defer t.Stop()
 		select {
 		case <-t.C:
+			q.mu.Lock()
+			if q.delayed[key].Equal(due) {
+				delete(q.delayed, key)
+			}
+			q.mu.Unlock()
 			q.Add(key)
 		case <-q.stop:
 		}

@@ -88,3 +88,40 @@ func TestRetryOnError(t *testing.T) {
 		t.Fatalf("not retried: %d calls", calls.Load())
 	}
 }
+
+// Delayed adds of one key coalesce into one timer at the earliest time
+// asked for: a later, longer delay does not postpone a sooner one, and a
+// burst of them runs the key once.
+func TestAddAfterCoalesces(t *testing.T) {
+	q := New()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var calls atomic.Int32
+	ran := make(chan struct{}, 10)
+	go func() {
+		defer close(done)
+		q.Run(ctx, 2, func(context.Context, string) error { calls.Add(1); ran <- struct{}{}; return nil })
+	}()
+	defer func() { cancel(); <-done }()
+
+	q.AddAfter("k", time.Hour)
+	q.AddAfter("k", 20*time.Millisecond)
+	for range 100 {
+		q.AddAfter("k", 30*time.Millisecond)
+	}
+	q.mu.Lock()
+	timers := len(q.delayed)
+	q.mu.Unlock()
+	if timers != 1 {
+		t.Fatalf("%d keys delayed, want 1", timers)
+	}
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the 20 ms delayed add waited behind the 1 h one")
+	}
+	time.Sleep(100 * time.Millisecond) // any stray timer would have fired
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("key ran %d times, want 1", n)
+	}
+}

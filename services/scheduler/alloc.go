@@ -104,7 +104,7 @@ func (x *allocIndex) remove(c contribution) {
 
 // decide runs Decide's logic on the indexed usage; the index is locked
 // for the decision so it reads one consistent state.
-func (x *allocIndex) decide(pod *schemas.Pod, nodes []*schemas.Node) (string, string) {
+func (x *allocIndex) decide(pod *schemas.Pod, nodes []*nodeInfo) (string, string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return decideWith(pod, nodes, x.byNode)
@@ -113,7 +113,7 @@ func (x *allocIndex) decide(pod *schemas.Pod, nodes []*schemas.Node) (string, st
 // decideAndAssume decides and, when a node fits, assumes the pod there in
 // the same critical section, so the next decision already counts it. The
 // caller must call forget once the bind succeeded or failed.
-func (x *allocIndex) decideAndAssume(pod *schemas.Pod, nodes []*schemas.Node) (string, string) {
+func (x *allocIndex) decideAndAssume(pod *schemas.Pod, nodes []*nodeInfo) (string, string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.assumed[pod.Name] {

@@ -88,7 +88,7 @@ func TestAllocIndexDecidesLikeDecide(t *testing.T) {
 		p := pending([]string{"web", "db"}[i%2], "100m", "64Mi")
 		p.Name = fmt.Sprintf("p%d", i)
 		want, wantWhy := Decide(p, nodes, placed)
-		got, why := x.decide(p, nodes)
+		got, why := x.decide(p, infos(nodes))
 		if got != want || why != wantWhy {
 			t.Fatalf("pod %d: index chose %q (%s), Decide %q (%s)", i, got, why, want, wantWhy)
 		}
@@ -190,12 +190,12 @@ func TestAllocIndexAssume(t *testing.T) {
 		ps = append(ps, p)
 	}
 	for _, p := range ps[:2] {
-		if got, why := x.decideAndAssume(p, nodes); got != "a" {
+		if got, why := x.decideAndAssume(p, infos(nodes)); got != "a" {
 			t.Fatalf("%s: got %q (%s), want a", p.Name, got, why)
 		}
 		x.refresh(p.Name, get) // the cache still says pending: ignored
 	}
-	if got, why := x.decideAndAssume(ps[2], nodes); got != "" || why == "" {
+	if got, why := x.decideAndAssume(ps[2], infos(nodes)); got != "" || why == "" {
 		t.Fatalf("third pod on a 2-pod node: got %q (%q), want no node and a reason", got, why)
 	}
 	// p0's bind landed, p1's failed.
@@ -207,7 +207,15 @@ func TestAllocIndexAssume(t *testing.T) {
 	if u := x.byNode["a"]; u == nil || u.pods != 1 {
 		t.Fatalf("after one bind landed and one failed: usage %+v, want 1 pod", u)
 	}
-	if got, _ := x.decideAndAssume(ps[2], nodes); got != "a" {
+	if got, _ := x.decideAndAssume(ps[2], infos(nodes)); got != "a" {
 		t.Fatalf("room freed by the failed bind: got %q, want a", got)
 	}
+}
+
+func infos(nodes []*schemas.Node) []*nodeInfo {
+	out := make([]*nodeInfo, len(nodes))
+	for i, n := range nodes {
+		out[i] = newNodeInfo(n)
+	}
+	return out
 }

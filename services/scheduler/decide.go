@@ -44,23 +44,52 @@ type usage struct {
 // fractions it has capacity for), then the name, so the choice is
 // deterministic.
 func Decide(pod *schemas.Pod, nodes []*schemas.Node, bound []*schemas.Pod) (string, string) {
-	return decideWith(pod, nodes, usageByNode(pod, bound))
+	infos := make([]*nodeInfo, len(nodes))
+	for i, n := range nodes {
+		infos[i] = newNodeInfo(n)
+	}
+	return decideWith(pod, infos, usageByNode(pod, bound))
+}
+
+// nodeInfo is a node as decisions read it, its capacities parsed once per
+// change of the node rather than once per node per decision: the scheduler
+// weighs every node for every pod.
+type nodeInfo struct {
+	*schemas.Node
+	cpuCap, memCap int64 // < 0: unlimited
+	maxPods        int
+}
+
+func newNodeInfo(n *schemas.Node) *nodeInfo {
+	ni := &nodeInfo{Node: n, cpuCap: -1, memCap: -1, maxPods: DefaultMaxPods}
+	if n.Capacity.CPU != "" {
+		ni.cpuCap = n.Capacity.CPUMilli()
+	}
+	if n.Capacity.Memory != "" {
+		ni.memCap = n.Capacity.MemoryBytes()
+	}
+	if n.Capacity.Pods > 0 {
+		ni.maxPods = n.Capacity.Pods
+	}
+	return ni
 }
 
 // decideWith is Decide given what each node's bound pods already request
 // (not counting pod itself), as the scheduler's allocation index keeps it.
 // use is only read.
-func decideWith(pod *schemas.Pod, nodes []*schemas.Node, use map[string]*usage) (string, string) {
+func decideWith(pod *schemas.Pod, nodes []*nodeInfo, use map[string]*usage) (string, string) {
 	reqCPU, reqMem := pod.Resources.CPUMilli(), pod.Resources.MemoryBytes()
-	failures := map[string]int{}
-	var best *schemas.Node
+	var failures [numReasons]int
+	var best *nodeInfo
 	var bestSpread int
 	var bestAlloc float64
 	for _, n := range nodes {
 		u := use[n.Name]
-		if why := filter(pod, n, u, reqCPU, reqMem); len(why) > 0 {
-			for _, r := range why {
-				failures[r]++
+		if why := filter(pod, n, u, reqCPU, reqMem); why != 0 {
+			for r := range numReasons {
+				if why&(1<<r) != 0 {
+					failures[r]++
+				}
 			}
 			continue
 		}
@@ -77,7 +106,13 @@ func decideWith(pod *schemas.Pod, nodes []*schemas.Node, use map[string]*usage) 
 	if best != nil {
 		return best.Name, ""
 	}
-	return "", unschedulableMessage(len(nodes), failures)
+	counts := map[string]int{}
+	for r, c := range failures {
+		if c > 0 {
+			counts[reasonText[r]] = c
+		}
+	}
+	return "", unschedulableMessage(len(nodes), counts)
 }
 
 func usageByNode(pod *schemas.Pod, bound []*schemas.Pod) map[string]*usage {
@@ -101,57 +136,69 @@ func usageByNode(pod *schemas.Pod, bound []*schemas.Pod) map[string]*usage {
 	return use
 }
 
-// filter returns why pod cannot go to n; empty means it fits. Like
-// kube-scheduler, a node lacking several resources counts under each.
-func filter(pod *schemas.Pod, n *schemas.Node, u *usage, reqCPU, reqMem int64) []string {
+// Filter results are bit sets of reasons, so that weighing a node that
+// fits allocates nothing.
+const (
+	bitNotReady = iota
+	bitUnschedulable
+	bitSelector
+	bitTooManyPods
+	bitCPU
+	bitMemory
+	numReasons
+)
+
+var reasonText = [numReasons]string{ReasonNotReady, ReasonUnschedulable, ReasonSelector, ReasonTooManyPods, ReasonCPU, ReasonMemory}
+
+// filter returns why pod cannot go to n as a set of reason bits; zero means
+// it fits. Like kube-scheduler, a node lacking several resources counts
+// under each.
+func filter(pod *schemas.Pod, n *nodeInfo, u *usage, reqCPU, reqMem int64) uint {
 	if n.Status != schemas.NodeReady {
-		return []string{ReasonNotReady}
+		return 1 << bitNotReady
 	}
 	if n.Unschedulable {
-		return []string{ReasonUnschedulable}
+		return 1 << bitUnschedulable
 	}
 	for k, v := range pod.NodeSelector {
 		if got, ok := n.Labels[k]; !ok || got != v {
-			return []string{ReasonSelector}
+			return 1 << bitSelector
 		}
 	}
-	if u == nil {
-		u = &usage{}
+	var pods int
+	var cpu, mem int64
+	if u != nil {
+		pods, cpu, mem = u.pods, u.cpu, u.mem
 	}
-	var why []string
-	if u.pods+1 > maxPods(n) {
-		why = append(why, ReasonTooManyPods)
+	var why uint
+	if pods+1 > n.maxPods {
+		why |= 1 << bitTooManyPods
 	}
-	if c := n.Capacity.CPUMilli(); n.Capacity.CPU != "" && u.cpu+reqCPU > c {
-		why = append(why, ReasonCPU)
+	if n.cpuCap >= 0 && cpu+reqCPU > n.cpuCap {
+		why |= 1 << bitCPU
 	}
-	if m := n.Capacity.MemoryBytes(); n.Capacity.Memory != "" && u.mem+reqMem > m {
-		why = append(why, ReasonMemory)
+	if n.memCap >= 0 && mem+reqMem > n.memCap {
+		why |= 1 << bitMemory
 	}
 	return why
 }
 
-func maxPods(n *schemas.Node) int {
-	if n.Capacity.Pods > 0 {
-		return n.Capacity.Pods
-	}
-	return DefaultMaxPods
-}
-
 // allocated is the mean fraction of the node's capacities in use once pod
 // is placed there.
-func allocated(n *schemas.Node, u *usage, reqCPU, reqMem int64) float64 {
-	if u == nil {
-		u = &usage{}
+func allocated(n *nodeInfo, u *usage, reqCPU, reqMem int64) float64 {
+	var pods int
+	var cpu, mem int64
+	if u != nil {
+		pods, cpu, mem = u.pods, u.cpu, u.mem
 	}
-	sum := float64(u.pods+1) / float64(maxPods(n))
+	sum := float64(pods+1) / float64(n.maxPods)
 	dims := 1.0
-	if c := n.Capacity.CPUMilli(); c > 0 {
-		sum += float64(u.cpu+reqCPU) / float64(c)
+	if n.cpuCap > 0 {
+		sum += float64(cpu+reqCPU) / float64(n.cpuCap)
 		dims++
 	}
-	if m := n.Capacity.MemoryBytes(); m > 0 {
-		sum += float64(u.mem+reqMem) / float64(m)
+	if n.memCap > 0 {
+		sum += float64(mem+reqMem) / float64(n.memCap)
 		dims++
 	}
 	return sum / dims
