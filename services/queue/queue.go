@@ -23,8 +23,8 @@ type Queue struct {
 	// so a burst of delayed adds costs one timer.
 	delayed map[string]time.Time
 	closed  bool
-	wg         sync.WaitGroup // timers of AddAfter
-	stop       chan struct{}
+	wg      sync.WaitGroup // timers of AddAfter
+	stop    chan struct{}
 }
 
 // New returns an empty queue.
