@@ -201,7 +201,7 @@ func (c *Controller) enqueueOwners() {
 }
 
 func (c *Controller) ownedPods(rs *schemas.ReplicaSet) (owned, orphans []*schemas.Pod) {
-	for _, p := range c.owned.podsOf(rs.Name, c.pods.Get) {
+	for _, p := range c.owned.podsOf(rs.Name) {
 		if p.OwnerUID == rs.UID {
 			owned = append(owned, p)
 		} else {
@@ -217,7 +217,7 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 		// Deleted: garbage-collect its pods (the kubelets stop the
 		// containers when the pods disappear).
 		var errs []error
-		for _, p := range c.owned.podsOf(name, c.pods.Get) {
+		for _, p := range c.owned.podsOf(name) {
 			errs = append(errs, c.terminatePod(ctx, p, "replicaset deleted"))
 		}
 		return errors.Join(errs...)
@@ -343,6 +343,7 @@ func (c *Controller) deletePod(ctx context.Context, p *schemas.Pod, why string) 
 		return fmt.Errorf("delete pod %s: %w", p.Name, err)
 	}
 	c.pods.ObserveDelete(p.Name, p.ResourceVersion+1)
+	c.owned.refresh(p.Name, c.pods.Get)
 	c.log.Info("deleted pod", "pod", p.Name, "replicaset", p.Owner, "reason", why)
 	c.publish(bus.SubjPodDeleted, schemas.Event{Type: "deleted", Kind: schemas.KindPod, Name: p.Name, Node: p.NodeName, Reason: why})
 	return nil
@@ -435,6 +436,7 @@ func (c *Controller) evictPods(ctx context.Context, node string) error {
 		}
 		if updated.Status == schemas.PodFailed && updated.Reason == "NodeLost" {
 			c.pods.Observe(updated)
+			c.owned.refresh(p.Name, c.pods.Get)
 			c.log.Warn("evicted pod from lost node", "pod", p.Name, "node", node)
 			c.publish(bus.SubjPodFailed, schemas.Event{Type: "failed", Kind: schemas.KindPod, Name: p.Name, Node: node, Reason: "NodeLost"})
 			c.conn.Emit(schemas.ObjectEvent{Type: schemas.EventWarning, Reason: "Evicted", Kind: schemas.KindPod, Name: p.Name, Node: node,

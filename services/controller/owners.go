@@ -6,22 +6,24 @@ import (
 	"github.com/miniku/miniku/schemas"
 )
 
-// ownerIndex lists each replicaset's pods by name, so a replicaset sync
-// reads its own pods instead of scanning every pod in the cache.
+// ownerIndex holds each replicaset's pods, so a replicaset sync reads its
+// own pods instead of scanning every pod in the cache, and reads them
+// without a cache lookup each: a sync of a 10,000-pod replicaset is a copy
+// of 10,000 pointers.
 //
 // refresh re-reads the pod from the cache under the index's lock, so the
 // last refresh of a pod reflects its latest cached state; the informer
 // handler refreshes every changed pod (and every pod at each resync), and
-// the controller refreshes the pods it creates right after observing them,
-// so its next sync counts them.
+// the controller refreshes every pod it writes right after observing the
+// write, so its next sync sees its own writes.
 type ownerIndex struct {
 	mu    sync.Mutex
-	pods  map[string]map[string]struct{} // owner -> pod names
-	owner map[string]string              // pod name -> owner
+	pods  map[string]map[string]*schemas.Pod // owner -> pod name -> pod
+	owner map[string]string                  // pod name -> owner
 }
 
 func newOwnerIndex() *ownerIndex {
-	return &ownerIndex{pods: map[string]map[string]struct{}{}, owner: map[string]string{}}
+	return &ownerIndex{pods: map[string]map[string]*schemas.Pod{}, owner: map[string]string{}}
 }
 
 func (x *ownerIndex) refresh(name string, get func(string) (*schemas.Pod, bool)) {
@@ -34,6 +36,9 @@ func (x *ownerIndex) refresh(name string, get func(string) (*schemas.Pod, bool))
 	}
 	old, had := x.owner[name]
 	if had && old == now {
+		if now != "" {
+			x.pods[now][name] = p
+		}
 		return
 	}
 	if had {
@@ -49,26 +54,19 @@ func (x *ownerIndex) refresh(name string, get func(string) (*schemas.Pod, bool))
 	x.owner[name] = now
 	set := x.pods[now]
 	if set == nil {
-		set = map[string]struct{}{}
+		set = map[string]*schemas.Pod{}
 		x.pods[now] = set
 	}
-	set[name] = struct{}{}
+	set[name] = p
 }
 
-// podsOf returns the cached pods whose owner is name.
-func (x *ownerIndex) podsOf(name string, get func(string) (*schemas.Pod, bool)) []*schemas.Pod {
+// podsOf returns the pods whose owner is name, as last refreshed.
+func (x *ownerIndex) podsOf(name string) []*schemas.Pod {
 	x.mu.Lock()
-	names := make([]string, 0, len(x.pods[name]))
-	for n := range x.pods[name] {
-		names = append(names, n)
-	}
-	x.mu.Unlock()
-	out := make([]*schemas.Pod, 0, len(names))
-	for _, n := range names {
-		// The cache may have moved on since the index was refreshed.
-		if p, ok := get(n); ok && p.Owner == name {
-			out = append(out, p)
-		}
+	defer x.mu.Unlock()
+	out := make([]*schemas.Pod, 0, len(x.pods[name]))
+	for _, p := range x.pods[name] {
+		out = append(out, p)
 	}
 	return out
 }

@@ -29,7 +29,8 @@ func recountOwners(pods []*schemas.Pod) map[string][]string {
 }
 
 // indexed is the index's raw content, and what podsOf returns for owners,
-// which must agree.
+// which must agree and be the cached objects themselves (their latest
+// version, not the one first indexed).
 func indexed(t *testing.T, x *ownerIndex, get func(string) (*schemas.Pod, bool), owners []string) map[string][]string {
 	t.Helper()
 	x.mu.Lock()
@@ -44,8 +45,12 @@ func indexed(t *testing.T, x *ownerIndex, get func(string) (*schemas.Pod, bool),
 	x.mu.Unlock()
 	for _, o := range owners {
 		var via []string
-		for _, p := range x.podsOf(o, get) {
-			via = append(via, p.Name)
+		for _, p := range x.podsOf(o) {
+			name := p.Name
+			if cur, ok := get(name); !ok || cur != p {
+				name += " (stale)"
+			}
+			via = append(via, name)
 		}
 		sort.Strings(via)
 		if len(via) != len(out[o]) || (len(via) > 0 && !reflect.DeepEqual(via, out[o])) {

@@ -59,8 +59,8 @@ func TestAllocIndexMatchesRecount(t *testing.T) {
 				u.owners = map[string]int{}
 			}
 		}
-		if !reflect.DeepEqual(x.byNode, want) {
-			t.Fatalf("step %d (%s): index %s, recount %s", step, name, dump(x.byNode), dump(want))
+		if got := x.usageByName(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d (%s): index %s, recount %s", step, name, dump(got), dump(want))
 		}
 	}
 }
@@ -83,12 +83,15 @@ func TestAllocIndexDecidesLikeDecide(t *testing.T) {
 	cache := map[string]*schemas.Pod{}
 	get := func(name string) (*schemas.Pod, bool) { p, ok := cache[name]; return p, ok }
 	x := newAllocIndex()
+	for _, n := range nodes {
+		x.setNode(n.Name, n, true)
+	}
 	var placed []*schemas.Pod
 	for i := 0; i < 12; i++ {
 		p := pending([]string{"web", "db"}[i%2], "100m", "64Mi")
 		p.Name = fmt.Sprintf("p%d", i)
 		want, wantWhy := Decide(p, nodes, placed)
-		got, why := x.decide(p, infos(nodes))
+		got, why := x.decide(p)
 		if got != want || why != wantWhy {
 			t.Fatalf("pod %d: index chose %q (%s), Decide %q (%s)", i, got, why, want, wantWhy)
 		}
@@ -162,10 +165,8 @@ func TestAllocIndexFollowsCluster(t *testing.T) {
 			return fmt.Errorf("%d pods cached", len(pods))
 		}
 		want := usageByNode(&schemas.Pod{}, pods)
-		s.alloc.mu.Lock()
-		defer s.alloc.mu.Unlock()
-		if !reflect.DeepEqual(s.alloc.byNode, want) {
-			return fmt.Errorf("index %s, recount %s", dump(s.alloc.byNode), dump(want))
+		if got := s.alloc.usageByName(); !reflect.DeepEqual(got, want) {
+			return fmt.Errorf("index %s, recount %s", dump(got), dump(want))
 		}
 		return nil
 	})
@@ -178,10 +179,10 @@ func TestAllocIndexFollowsCluster(t *testing.T) {
 func TestAllocIndexAssume(t *testing.T) {
 	n := node("a", schemas.NodeReady)
 	n.Capacity = schemas.ResourceList{Pods: 2}
-	nodes := []*schemas.Node{n}
 	cache := map[string]*schemas.Pod{}
 	get := func(name string) (*schemas.Pod, bool) { p, ok := cache[name]; return p, ok }
 	x := newAllocIndex()
+	x.setNode(n.Name, n, true)
 	var ps []*schemas.Pod
 	for i := range 3 {
 		p := pending("web", "", "")
@@ -190,12 +191,12 @@ func TestAllocIndexAssume(t *testing.T) {
 		ps = append(ps, p)
 	}
 	for _, p := range ps[:2] {
-		if got, why := x.decideAndAssume(p, infos(nodes)); got != "a" {
+		if got, why := x.decideAndAssume(p); got != "a" {
 			t.Fatalf("%s: got %q (%s), want a", p.Name, got, why)
 		}
 		x.refresh(p.Name, get) // the cache still says pending: ignored
 	}
-	if got, why := x.decideAndAssume(ps[2], infos(nodes)); got != "" || why == "" {
+	if got, why := x.decideAndAssume(ps[2]); got != "" || why == "" {
 		t.Fatalf("third pod on a 2-pod node: got %q (%q), want no node and a reason", got, why)
 	}
 	// p0's bind landed, p1's failed.
@@ -204,18 +205,33 @@ func TestAllocIndexAssume(t *testing.T) {
 	cache[b.Name] = &b
 	x.forget("p0", get)
 	x.forget("p1", get)
-	if u := x.byNode["a"]; u == nil || u.pods != 1 {
+	if u := x.usageByName()["a"]; u == nil || u.pods != 1 {
 		t.Fatalf("after one bind landed and one failed: usage %+v, want 1 pod", u)
 	}
-	if got, _ := x.decideAndAssume(ps[2], infos(nodes)); got != "a" {
+	if got, _ := x.decideAndAssume(ps[2]); got != "a" {
 		t.Fatalf("room freed by the failed bind: got %q, want a", got)
 	}
 }
 
-func infos(nodes []*schemas.Node) []*nodeInfo {
-	out := make([]*nodeInfo, len(nodes))
-	for i, n := range nodes {
-		out[i] = newNodeInfo(n)
+// usageByNode is the recount the index must equal: what the pods bound to
+// each node and not terminal request.
+func usageByNode(pod *schemas.Pod, bound []*schemas.Pod) map[string]*usage {
+	use := map[string]*usage{}
+	for _, p := range bound {
+		if p.NodeName == "" || p.Status.Terminal() || p.Name == pod.Name {
+			continue
+		}
+		u := use[p.NodeName]
+		if u == nil {
+			u = &usage{owners: map[string]int{}}
+			use[p.NodeName] = u
+		}
+		u.cpu += p.Resources.CPUMilli()
+		u.mem += p.Resources.MemoryBytes()
+		u.pods++
+		if p.Owner != "" {
+			u.owners[p.Owner]++
+		}
 	}
-	return out
+	return use
 }

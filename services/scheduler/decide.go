@@ -23,14 +23,6 @@ const (
 	ReasonMemory        = "insufficient memory"
 )
 
-// usage is what the pods bound to a node request.
-type usage struct {
-	cpu, mem int64
-	pods     int
-	// owners counts this node's pods per replicaset, for spreading.
-	owners map[string]int
-}
-
 // Decide picks the node for pod, or returns "" and why no node fits. It is
 // a pure function of its inputs: bound holds the pods the scheduler knows
 // (those bound to a node and not terminal count against its capacity).
@@ -44,11 +36,26 @@ type usage struct {
 // fractions it has capacity for), then the name, so the choice is
 // deterministic.
 func Decide(pod *schemas.Pod, nodes []*schemas.Node, bound []*schemas.Pod) (string, string) {
-	infos := make([]*nodeInfo, len(nodes))
-	for i, n := range nodes {
-		infos[i] = newNodeInfo(n)
+	x := newAllocIndex()
+	for _, n := range nodes {
+		x.setNode(n.Name, n, true)
 	}
-	return decideWith(pod, infos, usageByNode(pod, bound))
+	for _, p := range bound {
+		if p.NodeName == "" || p.Status.Terminal() || p.Name == pod.Name {
+			continue
+		}
+		x.add(p.Name, contribution{node: p.NodeName, cpu: p.Resources.CPUMilli(), mem: p.Resources.MemoryBytes(), owner: p.Owner})
+	}
+	return x.decide(pod)
+}
+
+// usage is what the pods bound to a node request, as reported by
+// allocIndex.usageByName.
+type usage struct {
+	cpu, mem int64
+	pods     int
+	// owners counts this node's pods per replicaset.
+	owners map[string]int
 }
 
 // nodeInfo is a node as decisions read it, its capacities parsed once per
@@ -58,6 +65,13 @@ type nodeInfo struct {
 	*schemas.Node
 	cpuCap, memCap int64 // < 0: unlimited
 	maxPods        int
+	slot           int // in the allocIndex that holds it
+	// down is why the node takes no pod whatever the pod (NotReady,
+	// cordoned), as filter's reason bits; 0 if none.
+	down uint
+	// The reciprocals of the capacities allocated divides by (0: none)
+	// and how many there are.
+	perPod, perMilli, perByte, dims float64
 }
 
 func newNodeInfo(n *schemas.Node) *nodeInfo {
@@ -71,69 +85,22 @@ func newNodeInfo(n *schemas.Node) *nodeInfo {
 	if n.Capacity.Pods > 0 {
 		ni.maxPods = n.Capacity.Pods
 	}
+	switch {
+	case n.Status != schemas.NodeReady:
+		ni.down = 1 << bitNotReady
+	case n.Unschedulable:
+		ni.down = 1 << bitUnschedulable
+	}
+	ni.perPod, ni.dims = 1/float64(ni.maxPods), 1
+	if ni.cpuCap > 0 {
+		ni.perMilli = 1 / float64(ni.cpuCap)
+		ni.dims++
+	}
+	if ni.memCap > 0 {
+		ni.perByte = 1 / float64(ni.memCap)
+		ni.dims++
+	}
 	return ni
-}
-
-// decideWith is Decide given what each node's bound pods already request
-// (not counting pod itself), as the scheduler's allocation index keeps it.
-// use is only read.
-func decideWith(pod *schemas.Pod, nodes []*nodeInfo, use map[string]*usage) (string, string) {
-	reqCPU, reqMem := pod.Resources.CPUMilli(), pod.Resources.MemoryBytes()
-	var failures [numReasons]int
-	var best *nodeInfo
-	var bestSpread int
-	var bestAlloc float64
-	for _, n := range nodes {
-		u := use[n.Name]
-		if why := filter(pod, n, u, reqCPU, reqMem); why != 0 {
-			for r := range numReasons {
-				if why&(1<<r) != 0 {
-					failures[r]++
-				}
-			}
-			continue
-		}
-		spread := 0
-		if pod.Owner != "" && u != nil {
-			spread = u.owners[pod.Owner]
-		}
-		alloc := allocated(n, u, reqCPU, reqMem)
-		if best == nil || spread < bestSpread ||
-			(spread == bestSpread && (alloc < bestAlloc || (alloc == bestAlloc && n.Name < best.Name))) {
-			best, bestSpread, bestAlloc = n, spread, alloc
-		}
-	}
-	if best != nil {
-		return best.Name, ""
-	}
-	counts := map[string]int{}
-	for r, c := range failures {
-		if c > 0 {
-			counts[reasonText[r]] = c
-		}
-	}
-	return "", unschedulableMessage(len(nodes), counts)
-}
-
-func usageByNode(pod *schemas.Pod, bound []*schemas.Pod) map[string]*usage {
-	use := map[string]*usage{}
-	for _, p := range bound {
-		if p.NodeName == "" || p.Status.Terminal() || p.Name == pod.Name {
-			continue
-		}
-		u := use[p.NodeName]
-		if u == nil {
-			u = &usage{owners: map[string]int{}}
-			use[p.NodeName] = u
-		}
-		u.cpu += p.Resources.CPUMilli()
-		u.mem += p.Resources.MemoryBytes()
-		u.pods++
-		if p.Owner != "" {
-			u.owners[p.Owner]++
-		}
-	}
-	return use
 }
 
 // Filter results are bit sets of reasons, so that weighing a node that
@@ -153,31 +120,23 @@ var reasonText = [numReasons]string{ReasonNotReady, ReasonUnschedulable, ReasonS
 // filter returns why pod cannot go to n as a set of reason bits; zero means
 // it fits. Like kube-scheduler, a node lacking several resources counts
 // under each.
-func filter(pod *schemas.Pod, n *nodeInfo, u *usage, reqCPU, reqMem int64) uint {
-	if n.Status != schemas.NodeReady {
-		return 1 << bitNotReady
-	}
-	if n.Unschedulable {
-		return 1 << bitUnschedulable
+func filter(pod *schemas.Pod, n *nodeInfo, u *slotUse, reqCPU, reqMem int64) uint {
+	if n.down != 0 {
+		return n.down
 	}
 	for k, v := range pod.NodeSelector {
 		if got, ok := n.Labels[k]; !ok || got != v {
 			return 1 << bitSelector
 		}
 	}
-	var pods int
-	var cpu, mem int64
-	if u != nil {
-		pods, cpu, mem = u.pods, u.cpu, u.mem
-	}
 	var why uint
-	if pods+1 > n.maxPods {
+	if u.pods+1 > n.maxPods {
 		why |= 1 << bitTooManyPods
 	}
-	if n.cpuCap >= 0 && cpu+reqCPU > n.cpuCap {
+	if n.cpuCap >= 0 && u.cpu+reqCPU > n.cpuCap {
 		why |= 1 << bitCPU
 	}
-	if n.memCap >= 0 && mem+reqMem > n.memCap {
+	if n.memCap >= 0 && u.mem+reqMem > n.memCap {
 		why |= 1 << bitMemory
 	}
 	return why
@@ -185,30 +144,24 @@ func filter(pod *schemas.Pod, n *nodeInfo, u *usage, reqCPU, reqMem int64) uint 
 
 // allocated is the mean fraction of the node's capacities in use once pod
 // is placed there.
-func allocated(n *nodeInfo, u *usage, reqCPU, reqMem int64) float64 {
-	var pods int
-	var cpu, mem int64
-	if u != nil {
-		pods, cpu, mem = u.pods, u.cpu, u.mem
-	}
-	sum := float64(pods+1) / float64(n.maxPods)
-	dims := 1.0
-	if n.cpuCap > 0 {
-		sum += float64(cpu+reqCPU) / float64(n.cpuCap)
-		dims++
-	}
-	if n.memCap > 0 {
-		sum += float64(mem+reqMem) / float64(n.memCap)
-		dims++
-	}
-	return sum / dims
+func allocated(n *nodeInfo, u *slotUse, reqCPU, reqMem int64) float64 {
+	sum := float64(u.pods+1) * n.perPod
+	sum += float64(u.cpu+reqCPU) * n.perMilli
+	sum += float64(u.mem+reqMem) * n.perByte
+	return sum / n.dims
 }
 
 // unschedulableMessage renders Kubernetes' FailedScheduling message, most
 // frequent reason first.
-func unschedulableMessage(total int, failures map[string]int) string {
+func unschedulableMessage(total int, counts [numReasons]int) string {
 	if total == 0 {
 		return "0/0 nodes available: no nodes registered"
+	}
+	failures := map[string]int{}
+	for r, c := range counts {
+		if c > 0 {
+			failures[reasonText[r]] = c
+		}
 	}
 	reasons := make([]string, 0, len(failures))
 	for r := range failures {

@@ -49,7 +49,6 @@ type Scheduler struct {
 	q     *queue.Queue
 	room  *roomTracker
 	alloc *allocIndex
-	table *nodeTable
 }
 
 // New builds a scheduler on conn.
@@ -73,7 +72,6 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 		q:     queue.New(),
 		room:  newRoomTracker(),
 		alloc: newAllocIndex(),
-		table: newNodeTable(),
 	}
 	s.pods.AddHandler(func(name string) {
 		s.alloc.refresh(name, s.pods.Get)
@@ -91,7 +89,7 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 	s.nodes.AddHandler(func(name string) {
 		n, ok := s.nodes.Get(name)
 		if s.room.nodeChanged(name, n, ok) {
-			s.table.set(name, n, ok)
+			s.alloc.setNode(name, n, ok)
 			s.enqueuePending()
 		}
 	})
@@ -159,7 +157,7 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 		return nil
 	}
 
-	node, reason := s.alloc.decideAndAssume(pod, s.table.snapshot())
+	node, reason := s.alloc.decideAndAssume(pod)
 	if node == "" {
 		if reason == "" {
 			return nil // being bound by another worker
