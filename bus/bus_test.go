@@ -290,3 +290,57 @@ func TestEmitStoresAndPublishes(t *testing.T) {
 		return nil
 	})
 }
+
+// ListConsistent reads its own writes and everyone else's made before it:
+// a writer on another connection creates and deletes pods, and every list
+// right after a write must already show it, though the informer's watch
+// may not have delivered it when the list was asked for.
+func TestInformerListConsistent(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	reader := bustest.Conn(t, ns.ClientURL(), nil)
+	writer := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	inf := bus.NewInformer(reader, reader.Pods, time.Hour, bustest.Logger(t))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = inf.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := inf.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	live := map[string]bool{}
+	for i := range 200 {
+		name := fmt.Sprintf("p%d", i%20)
+		if live[name] {
+			if err := writer.Pods.Delete(ctx, name, 0); err != nil {
+				t.Fatal(err)
+			}
+			delete(live, name)
+		} else {
+			if err := writer.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: name}}); err != nil {
+				t.Fatal(err)
+			}
+			live[name] = true
+		}
+		lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+		list, err := inf.ListConsistent(lctx)
+		lcancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, p := range list {
+			got[p.Name] = true
+		}
+		if len(got) != len(live) {
+			t.Fatalf("write %d: list has %v, the bucket %v", i, got, live)
+		}
+		for n := range live {
+			if !got[n] {
+				t.Fatalf("write %d: list has %v, the bucket %v", i, got, live)
+			}
+		}
+	}
+	if inf.Revision() == 0 {
+		t.Fatal("informer revision still 0 after 200 writes")
+	}
+}

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -28,6 +29,11 @@ type Informer[T any, P Object[T]] struct {
 	handlers   []func(name string)
 	synced     chan struct{}
 	syncOnce   sync.Once
+	// rev: every write to the bucket up to this revision is reflected in
+	// items (0: no complete snapshot yet). revWait is closed when rev
+	// moves, if someone waits.
+	rev     uint64
+	revWait chan struct{}
 }
 
 type tombstone struct {
@@ -74,6 +80,63 @@ func (i *Informer[T, P]) WaitSynced(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// Revision is the bucket revision up to which the cache reflects every
+// write; 0 before the first complete snapshot.
+func (i *Informer[T, P]) Revision() uint64 {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return i.rev
+}
+
+// WaitRevision blocks until the cache reflects every write up to rev, or
+// ctx ends.
+func (i *Informer[T, P]) WaitRevision(ctx context.Context, rev uint64) error {
+	for {
+		i.mu.Lock()
+		if i.rev >= rev {
+			i.mu.Unlock()
+			return nil
+		}
+		if i.revWait == nil {
+			i.revWait = make(chan struct{})
+		}
+		ch := i.revWait
+		i.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// ListConsistent lists the cache once it reflects every write made before
+// the call, as a List of the bucket would (Kubernetes serves lists from its
+// watch cache the same way): one small request for the bucket's revision
+// instead of reading every value.
+func (i *Informer[T, P]) ListConsistent(ctx context.Context) ([]P, error) {
+	rev, err := i.bucket.Revision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := i.WaitRevision(ctx, rev); err != nil {
+		return nil, fmt.Errorf("wait for %s cache to reach revision %d: %w", i.bucket.Name(), rev, err)
+	}
+	return i.List(), nil
+}
+
+// advanceLocked records that every write up to rev is reflected.
+func (i *Informer[T, P]) advanceLocked(rev uint64) {
+	if rev <= i.rev {
+		return
+	}
+	i.rev = rev
+	if i.revWait != nil {
+		close(i.revWait)
+		i.revWait = nil
 	}
 }
 
@@ -159,13 +222,9 @@ func (i *Informer[T, P]) watch(ctx context.Context, reconnected <-chan struct{},
 	defer cancel()
 	// Every key not in the snapshot with a revision up to the stream's last
 	// sequence before the watch started is gone; later writes are kept.
-	st, err := i.bucket.kv.Status(wctx)
+	snapshotMax, err := i.bucket.Revision(wctx)
 	if err != nil {
 		return err
-	}
-	var snapshotMax uint64
-	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
-		snapshotMax = bs.StreamInfo().State.LastSeq
 	}
 	w, err := i.bucket.kv.WatchAll(wctx)
 	if err != nil {
@@ -201,7 +260,9 @@ func (i *Informer[T, P]) watch(ctx context.Context, reconnected <-chan struct{},
 				seen[e.Key()] = true
 				snapshotMax = max(snapshotMax, e.Revision())
 			}
-			i.apply(e)
+			// Past the snapshot, entries come in revision order: each one
+			// means every write before it is reflected.
+			i.apply(e, !initial)
 		}
 	}
 }
@@ -212,21 +273,28 @@ func (e watchError) Error() string { return string(e) }
 
 const errWatchClosed = watchError("watcher closed")
 
-func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry) {
+func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 	name := e.Key()
 	switch e.Operation() {
 	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
 		i.mu.Lock()
 		delete(i.items, name)
 		i.tombstones[name] = tombstone{rev: e.Revision(), at: time.Now()}
+		if advance {
+			i.advanceLocked(e.Revision())
+		}
 		i.mu.Unlock()
 	default:
 		obj, err := i.bucket.decode(e)
+		i.mu.Lock()
+		if advance {
+			i.advanceLocked(e.Revision())
+		}
 		if err != nil {
+			i.mu.Unlock()
 			i.log.Warn("skipping undecodable value", "key", name, "err", err)
 			return
 		}
-		i.mu.Lock()
 		if cur, ok := i.items[name]; ok && cur.GetMeta().ResourceVersion > e.Revision() {
 			i.mu.Unlock()
 			return
@@ -250,6 +318,7 @@ func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64
 			gone = append(gone, name)
 		}
 	}
+	i.advanceLocked(snapshotMax)
 	i.mu.Unlock()
 	for _, name := range gone {
 		i.notify(name)

@@ -177,6 +177,20 @@ func (b *Bucket[T, P]) MutateFrom(ctx context.Context, cached P, fn func(P) erro
 	return b.Mutate(ctx, name, fn)
 }
 
+// Revision is the bucket's latest revision: the sequence of the last write
+// (a put or a delete) to any of its keys.
+func (b *Bucket[T, P]) Revision(ctx context.Context) (uint64, error) {
+	st, err := b.kv.Status(ctx)
+	if err != nil {
+		return 0, b.mapErr("status", "*", err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return 0, fmt.Errorf("status of bucket %s: unexpected type %T", b.Name(), st)
+	}
+	return bs.StreamInfo().State.LastSeq, nil
+}
+
 // List reads every object. It uses a watch snapshot rather than one Get per
 // key: a single consumer streams all last values in one pass.
 func (b *Bucket[T, P]) List(ctx context.Context) (_ []P, err error) {
