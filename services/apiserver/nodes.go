@@ -17,7 +17,7 @@ func (s *Server) listNodes(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return 0, nil, err
 	}
-	out, err := listObjects(ctx, s.conn.Nodes, kindNode, sel, nil)
+	out, err := listObjects(ctx, s.conn.Nodes, s.nodes, kindNode, sel, nil)
 	if err != nil {
 		return 0, nil, err
 	}

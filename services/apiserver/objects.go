@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/schemas"
@@ -38,8 +39,8 @@ func getObject[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P],
 
 // listObjects returns the bucket's objects that match sel (all when sel is
 // empty) and keep, sorted by name so output is stable for clients and diffs.
-func listObjects[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], kind string, sel map[string]string, keep func(P) bool) ([]P, error) {
-	all, err := b.List(ctx)
+func listObjects[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], inf *bus.Informer[T, P], kind string, sel map[string]string, keep func(P) bool) ([]P, error) {
+	all, err := listSource(ctx, b, inf)
 	if err != nil {
 		return nil, err
 	}
@@ -56,6 +57,34 @@ func listObjects[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P
 	}
 	slices.SortFunc(out, func(a, b P) int { return cmp.Compare(a.GetMeta().Name, b.GetMeta().Name) })
 	return out, nil
+}
+
+// informerResync: the apiserver's caches have no handlers, so a resync only
+// prunes tombstones.
+const informerResync = 5 * time.Minute
+
+// cacheWait bounds how long a list waits for the cache to catch up with
+// the bucket before reading the bucket itself (the cache's watch may be
+// being re-created after a reconnect).
+const cacheWait = 2 * time.Second
+
+// listSource lists the bucket from the informer's cache once it reflects
+// every write made before the request: one small request instead of
+// reading every value (a list of 10,000 pods from KV took 250 ms). Before
+// the cache's first snapshot, or if it lags, it reads the bucket. The
+// objects are the cache's own: callers must not modify them.
+func listSource[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], inf *bus.Informer[T, P]) ([]P, error) {
+	select {
+	case <-inf.Synced():
+		wctx, cancel := context.WithTimeout(ctx, cacheWait)
+		list, err := inf.ListConsistent(wctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return list, err
+		}
+	default:
+	}
+	return b.List(ctx)
 }
 
 // deleteObject deletes name at the revision it just read, so a delete is

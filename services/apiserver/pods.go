@@ -32,7 +32,7 @@ func (s *Server) listPods(ctx context.Context, w http.ResponseWriter, r *http.Re
 		}
 		keep = func(p *schemas.Pod) bool { return p.NodeName == node }
 	}
-	out, err := listObjects(ctx, s.conn.Pods, kindPod, sel, keep)
+	out, err := listObjects(ctx, s.conn.Pods, s.pods, kindPod, sel, keep)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -21,7 +21,7 @@ func (s *Server) listReplicaSets(ctx context.Context, w http.ResponseWriter, r *
 	if err != nil {
 		return 0, nil, err
 	}
-	out, err := listObjects(ctx, s.conn.ReplicaSets, kindReplicaSet, sel, nil)
+	out, err := listObjects(ctx, s.conn.ReplicaSets, s.rss, kindReplicaSet, sel, nil)
 	if err != nil {
 		return 0, nil, err
 	}

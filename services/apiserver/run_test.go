@@ -2,8 +2,10 @@ package apiserver_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"runtime"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus/bustest"
+	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/apiserver"
 )
 
@@ -104,4 +107,59 @@ func noLeaks(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Lists come from the apiserver's cache once it has every write made before
+// the request, so a list right after any component's write shows it: here
+// pods are created and deleted on another connection, and each GET /pods
+// right after must match the bucket exactly.
+func TestListsReadOtherWritersWrites(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	log := bustest.Logger(t)
+	conn := bustest.Conn(t, ns.ClientURL(), log)
+	writer := bustest.Conn(t, ns.ClientURL(), log)
+	srv, err := apiserver.New(apiserver.Config{Addr: "127.0.0.1:0", Logger: log}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-srv.Listening()
+	client := &http.Client{Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	live := map[string]bool{}
+	for i := range 100 {
+		name := fmt.Sprintf("p%d", i%10)
+		if live[name] {
+			if err := writer.Pods.Delete(ctx, name, 0); err != nil {
+				t.Fatal(err)
+			}
+			delete(live, name)
+		} else {
+			p := &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: name}, PodSpec: schemas.PodSpec{Image: "busybox"}, Status: schemas.PodPending}
+			if err := writer.Pods.Create(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			live[name] = true
+		}
+		resp, err := client.Get("http://" + srv.Addr() + "/pods")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var list []schemas.Pod
+		err = json.NewDecoder(resp.Body).Decode(&list)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, p := range list {
+			got[p.Name] = true
+		}
+		if !maps.Equal(got, live) {
+			t.Fatalf("write %d: GET /pods lists %v, the bucket holds %v", i, got, live)
+		}
+	}
 }

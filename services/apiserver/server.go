@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/schemas"
 )
 
 // Config configures a Server.
@@ -50,6 +51,11 @@ type Server struct {
 	stopStreams context.CancelFunc
 	// watchHeartbeat is the BOOKMARK interval of idle watches.
 	watchHeartbeat time.Duration
+	// Lists are served from these caches, once they reflect every write
+	// made before the request, while Run runs them (listSource).
+	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
+	rss   *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
+	nodes *bus.Informer[schemas.Node, *schemas.Node]
 
 	mu        sync.Mutex
 	started   bool
@@ -79,6 +85,9 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 
 		watchHeartbeat: defaultWatchHeartbeat,
 	}
+	s.pods = bus.NewInformer(conn, conn.Pods, informerResync, s.log)
+	s.rss = bus.NewInformer(conn, conn.ReplicaSets, informerResync, s.log)
+	s.nodes = bus.NewInformer(conn, conn.Nodes, informerResync, s.log)
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.handler = s.withUI(s.authenticate(s.withMetrics(http.HandlerFunc(s.serve))))
 	return s, nil
@@ -126,6 +135,15 @@ func (s *Server) Run(ctx context.Context) error {
 		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(s.stopStreams)
+	// The caches outlive the server's shutdown grace: requests still
+	// running may list.
+	ictx, stopInformers := context.WithCancel(context.Background())
+	var iwg sync.WaitGroup
+	defer func() { stopInformers(); iwg.Wait() }()
+	for _, run := range []func(context.Context) error{s.pods.Run, s.rss.Run, s.nodes.Run} {
+		iwg.Add(1)
+		go func() { defer iwg.Done(); _ = run(ictx) }()
+	}
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
 	s.mu.Unlock()
