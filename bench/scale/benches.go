@@ -18,7 +18,7 @@ func benchThroughputAndAPI(withAPI bool) func(context.Context, config) ([]row, e
 		if err != nil {
 			return nil, err
 		}
-		cl, err := startCluster(cfg.bin, dir, "--nodes", "0")
+		cl, err := startCluster(cfg, dir, "--nodes", "0")
 		if err != nil {
 			return nil, err
 		}
@@ -190,7 +190,7 @@ func benchLarge(ctx context.Context, cfg config) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := startCluster(cfg.bin, dir, "--nodes", "0", "--hollow-nodes", fmt.Sprint(cfg.largeNodes))
+	cl, err := startCluster(cfg, dir, "--nodes", "0", "--hollow-nodes", fmt.Sprint(cfg.largeNodes))
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func benchIdle(ctx context.Context, cfg config) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := startCluster(cfg.bin, dir, "--nodes", "2")
+	cl, err := startCluster(cfg, dir, "--nodes", "2")
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +260,7 @@ func benchFailover(ctx context.Context, cfg config) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := startCluster(cfg.bin, dir, "--nodes", "0")
+	cl, err := startCluster(cfg, dir, "--nodes", "0")
 	if err != nil {
 		return nil, err
 	}

@@ -81,10 +81,15 @@ type cluster struct {
 	c                 *client
 }
 
-func startCluster(bin, dir string, upArgs ...string) (*cluster, error) {
+func startCluster(cfg config, dir string, upArgs ...string) (*cluster, error) {
+	bin := cfg.bin
 	cl := &cluster{bin: bin, dir: dir, apiAddr: freeAddr(), natsAddr: freeAddr()}
-	args := append([]string{"up", "--data-dir", filepath.Join(dir, "data"), "--api-addr", cl.apiAddr,
-		"--nats-addr", cl.natsAddr, "--nats-context", "", "--log-level", "warn"}, upArgs...)
+	args := []string{"up", "--data-dir", filepath.Join(dir, "data"), "--api-addr", cl.apiAddr,
+		"--nats-addr", cl.natsAddr, "--nats-context", "", "--log-level", "warn"}
+	if cfg.natsSync != "" {
+		args = append(args, "--nats-sync", cfg.natsSync)
+	}
+	args = append(args, upArgs...)
 	var err error
 	if cl.up, err = startProc(bin, filepath.Join(dir, "up.log"), "up", args...); err != nil {
 		return nil, err

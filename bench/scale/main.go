@@ -35,6 +35,7 @@ type config struct {
 	largeNodes, largePods int
 	largeBudget           time.Duration
 	startupPods           int
+	natsSync              string
 }
 
 func main() {
@@ -54,6 +55,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&cfg.plot, "plot", "", "write the pods-Running-over-time plot of the throughput benchmark to this PNG")
 	fs.StringVar(&cfg.table, "table", "", "also write the table (markdown) to this file")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the work directory (logs, data)")
+	fs.StringVar(&cfg.natsSync, "nats-sync", "", "pass --nats-sync to miniku up (empty: its default)")
 	fs.IntVar(&cfg.nodes, "nodes", 1000, "hollow nodes of the throughput benchmark")
 	fs.IntVar(&cfg.replicas, "replicas", 10000, "replicas of the throughput benchmark")
 	fs.IntVar(&cfg.largeNodes, "large-nodes", 5000, "hollow nodes of the large benchmark")

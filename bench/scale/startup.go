@@ -101,7 +101,7 @@ func benchStartup(ctx context.Context, cfg config) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := startCluster(cfg.bin, dir, "--nodes", "1", "--registry-mirror", "http://"+reg)
+	cl, err := startCluster(cfg, dir, "--nodes", "1", "--registry-mirror", "http://"+reg)
 	if err != nil {
 		return nil, err
 	}
