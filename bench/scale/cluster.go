@@ -89,6 +89,7 @@ func startCluster(cfg config, dir string, upArgs ...string) (*cluster, error) {
 	if cfg.natsSync != "" {
 		args = append(args, "--nats-sync", cfg.natsSync)
 	}
+	args = append(args, cfg.upArgs...)
 	args = append(args, upArgs...)
 	var err error
 	if cl.up, err = startProc(bin, filepath.Join(dir, "up.log"), "up", args...); err != nil {

@@ -36,6 +36,7 @@ type config struct {
 	largeBudget           time.Duration
 	startupPods           int
 	natsSync              string
+	upArgs                []string
 }
 
 func main() {
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&cfg.table, "table", "", "also write the table (markdown) to this file")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the work directory (logs, data)")
 	fs.StringVar(&cfg.natsSync, "nats-sync", "", "pass --nats-sync to miniku up (empty: its default)")
+	upArgs := fs.String("up-args", "", "more flags for miniku up, space-separated (e.g. \"--metrics-addr 127.0.0.1:9191 --pprof\")")
 	fs.IntVar(&cfg.nodes, "nodes", 1000, "hollow nodes of the throughput benchmark")
 	fs.IntVar(&cfg.replicas, "replicas", 10000, "replicas of the throughput benchmark")
 	fs.IntVar(&cfg.largeNodes, "large-nodes", 5000, "hollow nodes of the large benchmark")
@@ -65,6 +67,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	cfg.upArgs = strings.Fields(*upArgs)
 	bin, err := filepath.Abs(cfg.bin)
 	if err != nil {
 		return err

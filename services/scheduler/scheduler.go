@@ -49,6 +49,16 @@ type Scheduler struct {
 	q     *queue.Queue
 	room  *roomTracker
 	alloc *allocIndex
+
+	// pending holds the pods waiting for a node, so that room appearing
+	// requeues them without a pass over every pod.
+	pendingMu sync.Mutex
+	pending   map[string]struct{}
+	// rescan asks for every pending pod to be requeued. Requests coalesce:
+	// 5,000 nodes appearing at a new term's start, or a replicaset of
+	// 10,000 deleted, cost a pass or two rather than one per event (which
+	// stalled a new term for minutes with 150,000 pods stored).
+	rescan chan struct{}
 }
 
 // New builds a scheduler on conn.
@@ -71,17 +81,21 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 		nodes: bus.NewInformer(conn, conn.Nodes, cfg.Resync, log),
 		q:     queue.New(),
 		room:  newRoomTracker(),
-		alloc: newAllocIndex(),
+		alloc:   newAllocIndex(),
+		pending: map[string]struct{}{},
+		rescan:  make(chan struct{}, 1),
 	}
 	s.pods.AddHandler(func(name string) {
 		s.alloc.refresh(name, s.pods.Get)
 		p, ok := s.pods.Get(name)
-		if ok && needsBinding(p) {
+		waiting := ok && needsBinding(p)
+		s.setPending(name, waiting)
+		if waiting {
 			s.q.Add(name)
 		}
 		// A pod gone or finished frees room on its node.
 		if s.room.podChanged(name, p, ok) {
-			s.enqueuePending()
+			s.requeuePending()
 		}
 	})
 	// A node becoming Ready, uncordoned, relabelled or added may unblock
@@ -90,7 +104,7 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 		n, ok := s.nodes.Get(name)
 		if s.room.nodeChanged(name, n, ok) {
 			s.alloc.setNode(name, n, ok)
-			s.enqueuePending()
+			s.requeuePending()
 		}
 	})
 	return s, nil
@@ -100,10 +114,39 @@ func needsBinding(p *schemas.Pod) bool {
 	return p.NodeName == "" && p.Status == schemas.PodPending && p.DeletionTimestamp == nil
 }
 
-func (s *Scheduler) enqueuePending() {
-	for _, p := range s.pods.List() {
-		if needsBinding(p) {
-			s.q.Add(p.Name)
+func (s *Scheduler) setPending(name string, waiting bool) {
+	s.pendingMu.Lock()
+	defer s.pendingMu.Unlock()
+	if waiting {
+		s.pending[name] = struct{}{}
+	} else {
+		delete(s.pending, name)
+	}
+}
+
+// requeuePending asks rescanLoop for a pass over the pending pods.
+func (s *Scheduler) requeuePending() {
+	select {
+	case s.rescan <- struct{}{}:
+	default: // a pass is already due; it will see this change too
+	}
+}
+
+func (s *Scheduler) rescanLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.rescan:
+		}
+		s.pendingMu.Lock()
+		names := make([]string, 0, len(s.pending))
+		for name := range s.pending {
+			names = append(names, name)
+		}
+		s.pendingMu.Unlock()
+		for _, name := range names {
+			s.q.Add(name)
 		}
 	}
 }
@@ -117,7 +160,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for _, run := range []func(context.Context) error{s.pods.Run, s.nodes.Run} {
+	for _, run := range []func(context.Context) error{s.pods.Run, s.nodes.Run, func(ctx context.Context) error { s.rescanLoop(ctx); return nil }} {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = run(ctx) }()
 	}
