@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -280,6 +281,11 @@ func TestChaos(t *testing.T) {
 		if n != total {
 			return fmt.Errorf("%d live containers, want %d", n, total)
 		}
+		// A container whose start was cut short before state.json has no
+		// state for List to read: only its shim process shows it.
+		if dirs := unrecordedShims(dataDir); len(dirs) > 0 {
+			return fmt.Errorf("container shims running for directories without state: %v", dirs)
+		}
 		checked, podsChecked, containersChecked = len(m.live)+len(m.deleted), len(pods), n
 		return nil
 	})
@@ -353,6 +359,32 @@ func liveContainersByNode(t *testing.T, dataDir string) map[string][]mkrt.Contai
 			if ct.Status == mkrt.StatusRunning {
 				out[node] = append(out[node], ct)
 			}
+		}
+	}
+	return out
+}
+
+// unrecordedShims returns the container directories under dataDir that a
+// live shim ("<exe> runtime-init <dir>") runs for but that hold no
+// state.json: containers no List can see.
+func unrecordedShims(dataDir string) []string {
+	procs, _ := os.ReadDir("/proc")
+	prefix := filepath.Join(dataDir, "nodes") + "/"
+	var out []string
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+		if len(args) != 3 || args[1] != mkrt.InitArg || !strings.HasPrefix(args[2], prefix) {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(args[2], "state.json")); errors.Is(err, os.ErrNotExist) {
+			out = append(out, args[2])
 		}
 	}
 	return out
