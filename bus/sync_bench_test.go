@@ -3,6 +3,8 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,5 +74,80 @@ func TestStartServerSync(t *testing.T) {
 		if got.SyncAlways != tc.always || (!tc.always && got.SyncInterval != tc.interval) {
 			t.Errorf("asked always=%v interval=%v: JetStream has always=%v interval=%v", tc.always, tc.interval, got.SyncAlways, got.SyncInterval)
 		}
+	}
+}
+
+// BenchmarkKVWritesWithWatchers is the bus's ceiling for MiniKu's write
+// pattern: 32 writers creating then updating keys (a pod's create and
+// bind) on an in-process connection, with 0 or 5 watchers of the bucket
+// (in `miniku up` the scheduler, controller and apiserver each watch pods,
+// plus the hollow kubelets and any API watch). Every write is delivered to
+// every watcher, which costs the server as much as the write itself.
+// go test -run '^$' -bench KVWritesWithWatchers ./bus/
+func BenchmarkKVWritesWithWatchers(b *testing.B) {
+	for _, watchers := range []int{0, 5} {
+		b.Run(fmt.Sprintf("watchers-%d", watchers), func(b *testing.B) {
+			ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+				StoreDir: b.TempDir(), NoSigs: true, SyncInterval: time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ns.Start()
+			defer ns.Shutdown()
+			if !ns.ReadyForConnections(10 * time.Second) {
+				b.Fatal("not ready")
+			}
+			nc, err := nats.Connect("", nats.InProcessServer(ns))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer nc.Close()
+			js, _ := jetstream.New(nc)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "bench", Storage: jetstream.FileStorage})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range watchers {
+				w, err := kv.WatchAll(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer w.Stop()
+				go func() {
+					for range w.Updates() {
+					}
+				}()
+			}
+			val := make([]byte, 600)
+			const writers = 32
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1)
+						if i > int64(b.N) {
+							return
+						}
+						k := fmt.Sprintf("k-%d", i)
+						rev, err := kv.Create(ctx, k, val)
+						if err == nil {
+							_, err = kv.Update(ctx, k, val, rev)
+						}
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "writes/s")
+		})
 	}
 }
