@@ -71,6 +71,9 @@ type Controller struct {
 	// heartbeats holds, per node, the last heartbeat value seen and when
 	// this controller first saw it, by its own clock.
 	heartbeats map[string]observedHeartbeat
+	// statusRev is, per replicaset, the revision of this controller's last
+	// status write: its watch echo needs no sync of its own.
+	statusRev map[string]uint64
 }
 
 type observedHeartbeat struct {
@@ -108,11 +111,32 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 		owned:      newOwnerIndex(),
 		podOwner:   map[string]string{},
 		heartbeats: map[string]observedHeartbeat{},
+		statusRev:  map[string]uint64{},
 	}
-	c.rss.AddHandler(c.rsq.Add)
+	c.rss.AddHandler(c.replicaSetChanged)
 	c.pods.AddHandler(c.podChanged)
 	c.nodes.AddHandler(c.nodeq.Add)
 	return c, nil
+}
+
+// replicaSetChanged syncs a replicaset a user or another writer changed at
+// once. The echo of this controller's own status write (and a resync of a
+// replicaset unchanged since) joins the pod-driven syncs instead: while a
+// big replicaset starts, each status write would otherwise trigger a sync
+// that writes the next count, a loop as fast as a KV round trip.
+func (c *Controller) replicaSetChanged(name string) {
+	rs, ok := c.rss.Get(name)
+	c.mu.Lock()
+	own := ok && c.statusRev[name] == rs.ResourceVersion
+	if !ok {
+		delete(c.statusRev, name)
+	}
+	c.mu.Unlock()
+	if own {
+		c.rsq.AddAfter(name, podSyncDelay)
+		return
+	}
+	c.rsq.Add(name)
 }
 
 func (c *Controller) podChanged(name string) {
@@ -263,6 +287,9 @@ func (c *Controller) updateStatus(ctx context.Context, rs *schemas.ReplicaSet, s
 	if err != nil {
 		return fmt.Errorf("update status of replicaset %s: %w", rs.Name, err)
 	}
+	c.mu.Lock()
+	c.statusRev[rs.Name] = updated.ResourceVersion
+	c.mu.Unlock()
 	c.rss.Observe(updated)
 	return nil
 }
