@@ -26,27 +26,8 @@ func BenchmarkKVPutSync(b *testing.B) {
 		always   bool
 	}{{"default-2m", 0, false}, {"interval-1s", time.Second, false}, {"always", 0, true}} {
 		b.Run(tc.name, func(b *testing.B) {
-			ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-				StoreDir: b.TempDir(), NoSigs: true, SyncInterval: tc.interval, SyncAlways: tc.always})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ns.Start()
-			defer ns.Shutdown()
-			if !ns.ReadyForConnections(10 * time.Second) {
-				b.Fatal("not ready")
-			}
-			nc, err := nats.Connect(ns.ClientURL())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer nc.Close()
-			js, _ := jetstream.New(nc)
 			ctx := context.Background()
-			kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "bench", Storage: jetstream.FileStorage})
-			if err != nil {
-				b.Fatal(err)
-			}
+			kv := benchBucket(b, &server.Options{SyncInterval: tc.interval, SyncAlways: tc.always}, false)
 			val := make([]byte, 600) // about a msgpack pod
 			b.ResetTimer()
 			for i := range b.N {
@@ -56,6 +37,39 @@ func BenchmarkKVPutSync(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchBucket starts a JetStream server with opts' sync settings on a
+// store in a temporary directory and returns a KV bucket on a client
+// connection (in process, or over loopback TCP).
+func benchBucket(b *testing.B, opts *server.Options, inProcess bool) jetstream.KeyValue {
+	b.Helper()
+	opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoSigs = "127.0.0.1", -1, true, b.TempDir(), true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ns.Start()
+	b.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		b.Fatal("not ready")
+	}
+	connOpts := []nats.Option{}
+	url := ns.ClientURL()
+	if inProcess {
+		connOpts, url = append(connOpts, nats.InProcessServer(ns)), ""
+	}
+	nc, err := nats.Connect(url, connOpts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "bench", Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return kv
 }
 
 // The sync settings reach JetStream (miniku nats and up pass --nats-sync).
@@ -87,28 +101,9 @@ func TestStartServerSync(t *testing.T) {
 func BenchmarkKVWritesWithWatchers(b *testing.B) {
 	for _, watchers := range []int{0, 5} {
 		b.Run(fmt.Sprintf("watchers-%d", watchers), func(b *testing.B) {
-			ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
-				StoreDir: b.TempDir(), NoSigs: true, SyncInterval: time.Second})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ns.Start()
-			defer ns.Shutdown()
-			if !ns.ReadyForConnections(10 * time.Second) {
-				b.Fatal("not ready")
-			}
-			nc, err := nats.Connect("", nats.InProcessServer(ns))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer nc.Close()
-			js, _ := jetstream.New(nc)
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "bench", Storage: jetstream.FileStorage})
-			if err != nil {
-				b.Fatal(err)
-			}
+			kv := benchBucket(b, &server.Options{SyncInterval: time.Second}, true)
 			for range watchers {
 				w, err := kv.WatchAll(ctx)
 				if err != nil {
