@@ -179,7 +179,8 @@ func (b *Bucket[T, P]) MutateFrom(ctx context.Context, cached P, fn func(P) erro
 
 // Revision is the bucket's latest revision: the sequence of the last write
 // (a put or a delete) to any of its keys.
-func (b *Bucket[T, P]) Revision(ctx context.Context) (uint64, error) {
+func (b *Bucket[T, P]) Revision(ctx context.Context) (_ uint64, err error) {
+	defer b.observe("revision", time.Now(), &err)
 	st, err := b.kv.Status(ctx)
 	if err != nil {
 		return 0, b.mapErr("status", "*", err)
