@@ -74,13 +74,13 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 	}
 	log := cfg.Logger.With("component", "scheduler")
 	s := &Scheduler{
-		cfg:   cfg,
-		conn:  conn,
-		log:   log,
-		pods:  bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
-		nodes: bus.NewInformer(conn, conn.Nodes, cfg.Resync, log),
-		q:     queue.New(),
-		room:  newRoomTracker(),
+		cfg:     cfg,
+		conn:    conn,
+		log:     log,
+		pods:    bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
+		nodes:   bus.NewInformer(conn, conn.Nodes, cfg.Resync, log),
+		q:       queue.New(),
+		room:    newRoomTracker(),
 		alloc:   newAllocIndex(),
 		pending: map[string]struct{}{},
 		rescan:  make(chan struct{}, 1),
