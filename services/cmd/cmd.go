@@ -224,18 +224,23 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 			c.Close()
 		}
 	}()
-	connectAs := func(user string) (*bus.Conn, error) {
+	connectNamed := func(user, name string) (*bus.Conn, error) {
 		creds, err := bus.ReadCredentials(bus.CredentialsPath(authDir(c.dataDir), user))
 		if err != nil {
 			return nil, err
 		}
-		conn, err := bus.Connect(ctx, bus.Options{InProcess: ns, Name: "miniku-up-" + user, Logger: log,
+		conn, err := bus.Connect(ctx, bus.Options{InProcess: ns, Name: name, Logger: log,
 			User: creds.User, Password: creds.Password, Bind: strings.HasPrefix(user, "kubelet-") || user == bus.UserHollow})
 		if err != nil {
 			return nil, fmt.Errorf("connect as %s: %w", user, err)
 		}
 		conns = append(conns, conn)
 		return conn, nil
+	}
+	connectAs := func(user string) (*bus.Conn, error) { return connectNamed(user, "miniku-up-"+user) }
+	// Leases on connections of their own (see single).
+	leaseConnOf := func(user string) func() (*bus.Conn, error) {
+		return func() (*bus.Conn, error) { return connectNamed(user, "miniku-up-"+user+"-lease") }
 	}
 	// The apiserver's connection first: it creates the buckets the
 	// kubelets' connections bind to.
@@ -275,7 +280,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	g.Go("apiserver", func() error { return api.Run(gctx) })
 	g.Go("nats users", func() error { return bus.WatchUsers(gctx, ns, natsCfg, usersReloadInterval) })
-	schedElector, err := lf.elector(ctx, schedConn, "scheduler", upHolder, log)
+	schedElector, err := lf.elector(ctx, leaseConnOf(bus.UserScheduler), "scheduler", upHolder, log)
 	if err != nil {
 		return err
 	}
@@ -285,7 +290,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	g.Go("scheduler", func() error { return sched.Run(gctx) })
 	ctlCfg := ctl.config(log)
-	if ctlCfg.Elector, err = lf.elector(ctx, ctrlConn, "controller", upHolder, log); err != nil {
+	if ctlCfg.Elector, err = lf.elector(ctx, leaseConnOf(bus.UserController), "controller", upHolder, log); err != nil {
 		return err
 	}
 	ctrl, err := controller.New(ctlCfg, ctrlConn)
@@ -445,7 +450,11 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 // single runs one service built from a connection.
-func single(ctx context.Context, name string, c *common, stderr io.Writer, build func(*bus.Conn, *slog.Logger) (interface{ Run(context.Context) error }, error)) error {
+// single runs one component on its own connection. build may ask for a
+// lease connection: leases get their own, so that a renewal's round trip
+// never waits behind the component's traffic (its watches deliver every
+// pod change on its connection, in order).
+func single(ctx context.Context, name string, c *common, stderr io.Writer, build func(conn *bus.Conn, leaseConn func() (*bus.Conn, error), log *slog.Logger) (interface{ Run(context.Context) error }, error)) error {
 	log, err := c.logger(stderr)
 	if err != nil {
 		return err
@@ -463,7 +472,18 @@ func single(ctx context.Context, name string, c *common, stderr io.Writer, build
 		return err
 	}
 	defer conn.Close()
-	svc, err := build(conn, log)
+	var extra *bus.Conn
+	defer func() {
+		if extra != nil {
+			extra.Close()
+		}
+	}()
+	leaseConn := func() (*bus.Conn, error) {
+		var err error
+		extra, err = c.connect(ctx, "miniku-"+name+"-lease", log)
+		return extra, err
+	}
+	svc, err := build(conn, leaseConn, log)
 	if err != nil {
 		return err
 	}
@@ -480,7 +500,7 @@ func cmdAPIServer(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	return single(ctx, "apiserver", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
+	return single(ctx, "apiserver", &c, stderr, func(conn *bus.Conn, _ func() (*bus.Conn, error), log *slog.Logger) (interface{ Run(context.Context) error }, error) {
 		cfg, err := sec.config(c.dataDir, *addr, log)
 		if err != nil {
 			return nil, err
@@ -498,8 +518,8 @@ func cmdScheduler(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	return single(ctx, "scheduler", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
-		el, err := lf.elector(ctx, conn, "scheduler", "", log)
+	return single(ctx, "scheduler", &c, stderr, func(conn *bus.Conn, leaseConn func() (*bus.Conn, error), log *slog.Logger) (interface{ Run(context.Context) error }, error) {
+		el, err := lf.elector(ctx, leaseConn, "scheduler", "", log)
 		if err != nil {
 			return nil, err
 		}
@@ -517,10 +537,10 @@ func cmdController(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	return single(ctx, "controller", &c, stderr, func(conn *bus.Conn, log *slog.Logger) (interface{ Run(context.Context) error }, error) {
+	return single(ctx, "controller", &c, stderr, func(conn *bus.Conn, leaseConn func() (*bus.Conn, error), log *slog.Logger) (interface{ Run(context.Context) error }, error) {
 		cfg := ctl.config(log)
 		var err error
-		if cfg.Elector, err = lf.elector(ctx, conn, "controller", "", log); err != nil {
+		if cfg.Elector, err = lf.elector(ctx, leaseConn, "controller", "", log); err != nil {
 			return nil, err
 		}
 		return controller.New(cfg, conn)

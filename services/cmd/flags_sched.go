@@ -57,8 +57,8 @@ func leaseFlags(fs *flag.FlagSet) leaderFlags {
 }
 
 // elector returns nil (a nil interface, not a nil *bus.Lease) when leader
-// election is off.
-func (f leaderFlags) elector(ctx context.Context, conn *bus.Conn, name, holder string, log *slog.Logger) (interface {
+// election is off; otherwise a lease on a connection from dial.
+func (f leaderFlags) elector(ctx context.Context, dial func() (*bus.Conn, error), name, holder string, log *slog.Logger) (interface {
 	Run(context.Context, func(context.Context) error) error
 }, error) {
 	if !*f.elect {
@@ -66,6 +66,10 @@ func (f leaderFlags) elector(ctx context.Context, conn *bus.Conn, name, holder s
 	}
 	if *f.ttl < time.Second {
 		return nil, fmt.Errorf("--lease-ttl must be at least 1s")
+	}
+	conn, err := dial()
+	if err != nil {
+		return nil, fmt.Errorf("connect for the %s lease: %w", name, err)
 	}
 	l, err := conn.NewLease(ctx, bus.LeaseConfig{Name: name, Holder: holder, TTL: *f.ttl, Logger: log.With("component", name)})
 	if err != nil {
