@@ -246,6 +246,14 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 		}
 		return errors.Join(errs...)
 	}
+	// Most syncs of a big replicaset find nothing to create or delete:
+	// then its counts suffice (owners.go), not a pass over its pods.
+	if n, ok := c.owned.steady(rs.Name, rs.UID); ok && n.active == rs.DesiredCount {
+		if rs.CurrentCount != n.active || rs.ReadyCount != n.running {
+			return c.updateStatus(ctx, rs, schemas.ReplicaSet{CurrentCount: n.active, ReadyCount: n.running})
+		}
+		return nil
+	}
 	owned, orphans := c.ownedPods(rs)
 	var errs []error
 	// Pods of an earlier replicaset with the same name.

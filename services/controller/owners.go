@@ -20,10 +20,73 @@ type ownerIndex struct {
 	mu    sync.Mutex
 	pods  map[string]map[string]*schemas.Pod // owner -> pod name -> pod
 	owner map[string]string                  // pod name -> owner
+	// counts are, per owner and owner UID, what a sync's plan depends on,
+	// kept as pods change: a sync with nothing to create or delete (most
+	// syncs while a big replicaset starts) reads them instead of its pods.
+	counts map[string]map[string]*podCounts
+}
+
+// podCounts classifies an owner's pods as DecideReplicaSet does.
+type podCounts struct {
+	active, running, terminal, deleting int
+}
+
+func (c *podCounts) add(p *schemas.Pod, n int) {
+	switch {
+	case p.DeletionTimestamp != nil:
+		c.deleting += n
+	case p.Status.Terminal():
+		c.terminal += n
+	default:
+		c.active += n
+		if p.Status == schemas.PodRunning {
+			c.running += n
+		}
+	}
 }
 
 func newOwnerIndex() *ownerIndex {
-	return &ownerIndex{pods: map[string]map[string]*schemas.Pod{}, owner: map[string]string{}}
+	return &ownerIndex{pods: map[string]map[string]*schemas.Pod{}, owner: map[string]string{},
+		counts: map[string]map[string]*podCounts{}}
+}
+
+// count adds (n = 1) or removes (n = -1) p's contribution to its owner's
+// counts.
+func (x *ownerIndex) count(p *schemas.Pod, n int) {
+	byUID := x.counts[p.Owner]
+	if byUID == nil {
+		byUID = map[string]*podCounts{}
+		x.counts[p.Owner] = byUID
+	}
+	c := byUID[p.OwnerUID]
+	if c == nil {
+		c = &podCounts{}
+		byUID[p.OwnerUID] = c
+	}
+	c.add(p, n)
+	if *c == (podCounts{}) {
+		delete(byUID, p.OwnerUID)
+		if len(byUID) == 0 {
+			delete(x.counts, p.Owner)
+		}
+	}
+}
+
+// steady returns the counts of owner's pods when all of them belong to the
+// replicaset with uid and none is terminal or terminating: then a sync
+// needs no pod, only these counts.
+func (x *ownerIndex) steady(owner, uid string) (podCounts, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	byUID := x.counts[owner]
+	c := byUID[uid]
+	if c == nil {
+		return podCounts{}, len(byUID) == 0
+	}
+	if len(byUID) != 1 || c.terminal != 0 || c.deleting != 0 {
+		return podCounts{}, false
+	}
+	return *c, true
 }
 
 func (x *ownerIndex) refresh(name string, get func(string) (*schemas.Pod, bool)) {
@@ -35,9 +98,13 @@ func (x *ownerIndex) refresh(name string, get func(string) (*schemas.Pod, bool))
 		now = p.Owner
 	}
 	old, had := x.owner[name]
+	if had {
+		x.count(x.pods[old][name], -1)
+	}
 	if had && old == now {
 		if now != "" {
 			x.pods[now][name] = p
+			x.count(p, 1)
 		}
 		return
 	}
@@ -58,6 +125,7 @@ func (x *ownerIndex) refresh(name string, get func(string) (*schemas.Pod, bool))
 		x.pods[now] = set
 	}
 	set[name] = p
+	x.count(p, 1)
 }
 
 // podsOf returns the pods whose owner is name, as last refreshed.

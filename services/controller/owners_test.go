@@ -73,7 +73,14 @@ func TestOwnerIndexMatchesRecount(t *testing.T) {
 		name := fmt.Sprintf("p%d", rng.IntN(40))
 		switch rng.IntN(3) {
 		case 0:
-			cache[name] = &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: name}, Owner: owners[rng.IntN(len(owners))]}
+			np := &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: name}, Owner: owners[rng.IntN(len(owners))],
+				OwnerUID: []string{"u1", "u2"}[rng.IntN(2)],
+				Status:   []schemas.PodPhase{schemas.PodPending, schemas.PodRunning, schemas.PodSucceeded, schemas.PodFailed}[rng.IntN(4)]}
+			if rng.IntN(5) == 0 {
+				now := time.Now()
+				np.DeletionTimestamp = &now
+			}
+			cache[name] = np
 		case 1:
 			delete(cache, name)
 		}
@@ -87,6 +94,49 @@ func TestOwnerIndexMatchesRecount(t *testing.T) {
 		want := recountOwners(all)
 		if got := indexed(t, x, get, owners[1:]); !reflect.DeepEqual(got, want) {
 			t.Fatalf("step %d (%s): index %v, recount %v", step, name, got, want)
+		}
+		wantCounts := map[string]map[string]podCounts{}
+		for _, p := range all {
+			if p.Owner == "" {
+				continue
+			}
+			if wantCounts[p.Owner] == nil {
+				wantCounts[p.Owner] = map[string]podCounts{}
+			}
+			c := wantCounts[p.Owner][p.OwnerUID]
+			c.add(p, 1)
+			wantCounts[p.Owner][p.OwnerUID] = c
+		}
+		x.mu.Lock()
+		gotCounts := map[string]map[string]podCounts{}
+		for o, byUID := range x.counts {
+			gotCounts[o] = map[string]podCounts{}
+			for uid, c := range byUID {
+				gotCounts[o][uid] = *c
+			}
+		}
+		x.mu.Unlock()
+		if !reflect.DeepEqual(gotCounts, wantCounts) {
+			t.Fatalf("step %d (%s): counts %v, recount %v", step, name, gotCounts, wantCounts)
+		}
+		// Where a sync would take the counts' shortcut, the full decision
+		// must agree: nothing to do, the same status.
+		for _, o := range owners[1:] {
+			n, ok := x.steady(o, "u1")
+			if !ok {
+				continue
+			}
+			rs := &schemas.ReplicaSet{ObjectMeta: schemas.ObjectMeta{Name: o, UID: "u1"}, DesiredCount: n.active}
+			pods := x.podsOf(o)
+			for _, p := range pods {
+				if p.OwnerUID != "u1" {
+					t.Fatalf("step %d: steady(%s) with a pod of another replicaset", step, o)
+				}
+			}
+			plan := DecideReplicaSet(rs, pods)
+			if plan.Create != 0 || len(plan.Delete) != 0 || plan.Status.CurrentCount != n.active || plan.Status.ReadyCount != n.running {
+				t.Fatalf("step %d: %s steady %+v, but the decision is %+v", step, o, n, plan)
+			}
 		}
 		x.mu.Lock()
 		held := 0
