@@ -344,3 +344,57 @@ func TestInformerListConsistent(t *testing.T) {
 		t.Fatal("informer revision still 0 after 200 writes")
 	}
 }
+
+// A handler removed hears nothing more; one joining a running informer
+// hears every key already cached, then later changes.
+func TestInformerJoinAndRemove(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	c := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	inf := bus.NewInformer(c, c.Pods, time.Hour, bustest.Logger(t))
+	done := make(chan struct{})
+	go func() { defer close(done); _ = inf.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := c.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "before"}}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	heard := map[string]int{}
+	remove, err := inf.Join(ctx, func(name string) { mu.Lock(); heard[name]++; mu.Unlock() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if heard["before"] == 0 {
+		t.Fatal("joining did not announce a key written before the join")
+	}
+	mu.Unlock()
+	if err := c.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "during"}}); err != nil {
+		t.Fatal(err)
+	}
+	bustest.Eventually(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if heard["during"] == 0 {
+			return errors.New("a later change was not announced")
+		}
+		return nil
+	})
+	remove()
+	if err := c.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "after"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the informer has applied "after", then check.
+	rev, err := c.Pods.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inf.WaitRevision(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if heard["after"] != 0 {
+		t.Fatal("a removed handler was still called")
+	}
+}

@@ -26,7 +26,8 @@ type Informer[T any, P Object[T]] struct {
 	mu         sync.RWMutex
 	items      map[string]P
 	tombstones map[string]tombstone
-	handlers   []func(name string)
+	handlers   []handler
+	nextID     int
 	synced     chan struct{}
 	syncOnce   sync.Once
 	// rev: every write to the bucket up to this revision is reflected in
@@ -61,13 +62,35 @@ func NewInformer[T any, P Object[T]](conn *Conn, bucket *Bucket[T, P], resync ti
 	}
 }
 
+type handler struct {
+	id int
+	fn func(name string)
+}
+
 // AddHandler registers fn to be called with the name of every key that
-// changed (including deletions) and of every key at each resync. Register
-// before Run. fn must not block for long: hand work to a queue.
-func (i *Informer[T, P]) AddHandler(fn func(name string)) {
+// changed (including deletions) and of every key at each resync; remove
+// unregisters it. Registered before Run, fn also hears every key of the
+// first snapshot; registered later (a component joining a shared, running
+// informer), it hears only later changes, and the component goes over
+// List itself. fn must not block for long: hand work to a queue.
+func (i *Informer[T, P]) AddHandler(fn func(name string)) (remove func()) {
 	i.mu.Lock()
-	i.handlers = append(i.handlers, fn)
-	i.mu.Unlock()
+	defer i.mu.Unlock()
+	i.nextID++
+	id := i.nextID
+	// Copy on write: notify iterates a snapshot without the lock.
+	i.handlers = append(i.handlers[:len(i.handlers):len(i.handlers)], handler{id: id, fn: fn})
+	return func() {
+		i.mu.Lock()
+		defer i.mu.Unlock()
+		kept := make([]handler, 0, len(i.handlers))
+		for _, h := range i.handlers {
+			if h.id != id {
+				kept = append(kept, h)
+			}
+		}
+		i.handlers = kept
+	}
 }
 
 // Synced is closed once the first full snapshot is loaded.
@@ -81,6 +104,47 @@ func (i *Informer[T, P]) WaitSynced(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// Join attaches fn to an informer someone else runs (one cache shared by
+// several components of a process): it registers fn, waits until the cache
+// reflects every write made to the bucket before the call, and then calls
+// fn with every cached key, as a fresh informer's first snapshot would. A
+// key changed meanwhile may be announced twice. Call remove when done.
+func (i *Informer[T, P]) Join(ctx context.Context, fn func(name string)) (remove func(), err error) {
+	remove = i.AddHandler(fn)
+	if err := i.WaitSynced(ctx); err != nil {
+		remove()
+		return nil, err
+	}
+	// The revision read fails only while NATS is away: retry until it is
+	// back or ctx ends.
+	var rev uint64
+	for {
+		if rev, err = i.bucket.Revision(ctx); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			remove()
+			return nil, fmt.Errorf("join the %s cache: %w", i.bucket.Name(), err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if err := i.WaitRevision(ctx, rev); err != nil {
+		remove()
+		return nil, fmt.Errorf("join the %s cache: %w", i.bucket.Name(), err)
+	}
+	i.mu.RLock()
+	names := make([]string, 0, len(i.items))
+	for name := range i.items {
+		names = append(names, name)
+	}
+	i.mu.RUnlock()
+	for _, name := range names {
+		fn(name)
+	}
+	return remove, nil
 }
 
 // Revision is the bucket revision up to which the cache reflects every
@@ -332,7 +396,7 @@ func (i *Informer[T, P]) notify(name string) {
 	hs := i.handlers
 	i.mu.RUnlock()
 	for _, h := range hs {
-		h(name)
+		h.fn(name)
 	}
 }
 
@@ -346,7 +410,7 @@ func (i *Informer[T, P]) notifyAll() {
 	i.mu.RUnlock()
 	for _, name := range names {
 		for _, h := range hs {
-			h(name)
+			h.fn(name)
 		}
 	}
 }

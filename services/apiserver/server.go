@@ -25,6 +25,12 @@ type Config struct {
 	Token string
 	// TLSCert and TLSKey (PEM files) make the API HTTPS only.
 	TLSCert, TLSKey string
+	// Pods, ReplicaSets and Nodes, when set, are caches the caller runs
+	// and shares with other components of the process (miniku up); nil:
+	// Run runs the apiserver's own.
+	Pods        *bus.Informer[schemas.Pod, *schemas.Pod]
+	ReplicaSets *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
+	Nodes       *bus.Informer[schemas.Node, *schemas.Node]
 }
 
 const (
@@ -87,9 +93,16 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 
 		watchHeartbeat: defaultWatchHeartbeat,
 	}
-	s.pods = bus.NewInformer(conn, conn.Pods, informerResync, s.log)
-	s.rss = bus.NewInformer(conn, conn.ReplicaSets, informerResync, s.log)
-	s.nodes = bus.NewInformer(conn, conn.Nodes, informerResync, s.log)
+	s.pods, s.rss, s.nodes = cfg.Pods, cfg.ReplicaSets, cfg.Nodes
+	if s.pods == nil {
+		s.pods = bus.NewInformer(conn, conn.Pods, informerResync, s.log)
+	}
+	if s.rss == nil {
+		s.rss = bus.NewInformer(conn, conn.ReplicaSets, informerResync, s.log)
+	}
+	if s.nodes == nil {
+		s.nodes = bus.NewInformer(conn, conn.Nodes, informerResync, s.log)
+	}
 	s.podsJSON = newJSONCache()
 	s.pods.AddHandler(s.podsJSON.forget)
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
@@ -144,7 +157,17 @@ func (s *Server) Run(ctx context.Context) error {
 	ictx, stopInformers := context.WithCancel(context.Background())
 	var iwg sync.WaitGroup
 	defer func() { stopInformers(); iwg.Wait() }()
-	for _, run := range []func(context.Context) error{s.pods.Run, s.rss.Run, s.nodes.Run} {
+	var runs []func(context.Context) error
+	if s.cfg.Pods == nil {
+		runs = append(runs, s.pods.Run)
+	}
+	if s.cfg.ReplicaSets == nil {
+		runs = append(runs, s.rss.Run)
+	}
+	if s.cfg.Nodes == nil {
+		runs = append(runs, s.nodes.Run)
+	}
+	for _, run := range runs {
 		iwg.Add(1)
 		go func() { defer iwg.Done(); _ = run(ictx) }()
 	}

@@ -274,6 +274,21 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	// takes its leases back at once instead of waiting out their TTL.
 	host, _ := os.Hostname()
 	upHolder := "miniku-up@" + host
+	// One cache per bucket for the apiserver, scheduler and controller, on
+	// a connection of its own: each change is delivered, decoded and held
+	// once in this process instead of three times.
+	cacheConn, err := connectNamed(bus.UserAPIServer, "miniku-up-caches")
+	if err != nil {
+		return err
+	}
+	cacheLog := log.With("component", "caches")
+	podsCache := bus.NewInformer(cacheConn, cacheConn.Pods, sharedCacheResync, cacheLog)
+	rsCache := bus.NewInformer(cacheConn, cacheConn.ReplicaSets, sharedCacheResync, cacheLog)
+	nodesCache := bus.NewInformer(cacheConn, cacheConn.Nodes, sharedCacheResync, cacheLog)
+	g.Go("pods cache", func() error { return podsCache.Run(gctx) })
+	g.Go("replicasets cache", func() error { return rsCache.Run(gctx) })
+	g.Go("nodes cache", func() error { return nodesCache.Run(gctx) })
+	apiCfg.Pods, apiCfg.ReplicaSets, apiCfg.Nodes = podsCache, rsCache, nodesCache
 	api, err := apiserver.New(apiCfg, conn)
 	if err != nil {
 		return err
@@ -284,7 +299,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sched, err := scheduler.New(scheduler.Config{Logger: log, Elector: schedElector}, schedConn)
+	sched, err := scheduler.New(scheduler.Config{Logger: log, Elector: schedElector, Pods: podsCache, Nodes: nodesCache}, schedConn)
 	if err != nil {
 		return err
 	}
@@ -293,6 +308,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if ctlCfg.Elector, err = lf.elector(ctx, leaseConnOf(bus.UserController), "controller", upHolder, log); err != nil {
 		return err
 	}
+	ctlCfg.Pods, ctlCfg.ReplicaSets, ctlCfg.Nodes = podsCache, rsCache, nodesCache
 	ctrl, err := controller.New(ctlCfg, ctrlConn)
 	if err != nil {
 		return err
@@ -327,6 +343,10 @@ func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, 
 	ns, err := bus.StartServer(cfg)
 	return ns, cfg, err
 }
+
+// sharedCacheResync is how often the caches miniku up shares re-announce
+// every object to the components, as each component's own cache would.
+const sharedCacheResync = 30 * time.Second
 
 // natsSync is --nats-sync: when JetStream fsyncs its files.
 type natsSync struct {

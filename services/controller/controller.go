@@ -38,6 +38,12 @@ type Config struct {
 	// Elector, when set, runs the loops only while this process holds the
 	// lease (leader.go); nil runs them unconditionally.
 	Elector Elector
+	// Pods, ReplicaSets and Nodes, when set, are caches the caller runs
+	// and shares with other components of the process (miniku up); nil:
+	// the controller runs its own.
+	Pods        *bus.Informer[schemas.Pod, *schemas.Pod]
+	ReplicaSets *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
+	Nodes       *bus.Informer[schemas.Node, *schemas.Node]
 }
 
 // Defaults, as documented in the README.
@@ -103,9 +109,9 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 		cfg:        cfg,
 		conn:       conn,
 		log:        log,
-		pods:       bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
-		rss:        bus.NewInformer(conn, conn.ReplicaSets, cfg.Resync, log),
-		nodes:      bus.NewInformer(conn, conn.Nodes, cfg.Resync, log),
+		pods:       cfg.Pods,
+		rss:        cfg.ReplicaSets,
+		nodes:      cfg.Nodes,
 		rsq:        queue.New(),
 		nodeq:      queue.New(),
 		owned:      newOwnerIndex(),
@@ -113,9 +119,18 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 		heartbeats: map[string]observedHeartbeat{},
 		statusRev:  map[string]uint64{},
 	}
-	c.rss.AddHandler(c.replicaSetChanged)
-	c.pods.AddHandler(c.podChanged)
-	c.nodes.AddHandler(c.nodeq.Add)
+	if c.pods == nil {
+		c.pods = bus.NewInformer(conn, conn.Pods, cfg.Resync, log)
+		c.pods.AddHandler(c.podChanged)
+	}
+	if c.rss == nil {
+		c.rss = bus.NewInformer(conn, conn.ReplicaSets, cfg.Resync, log)
+		c.rss.AddHandler(c.replicaSetChanged)
+	}
+	if c.nodes == nil {
+		c.nodes = bus.NewInformer(conn, conn.Nodes, cfg.Resync, log)
+		c.nodes.AddHandler(c.nodeq.Add)
+	}
 	return c, nil
 }
 
@@ -173,9 +188,40 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for _, run := range []func(context.Context) error{c.pods.Run, c.rss.Run, c.nodes.Run} {
+	var runs []func(context.Context) error
+	if c.cfg.Pods == nil {
+		runs = append(runs, c.pods.Run)
+	}
+	if c.cfg.ReplicaSets == nil {
+		runs = append(runs, c.rss.Run)
+	}
+	if c.cfg.Nodes == nil {
+		runs = append(runs, c.nodes.Run)
+	}
+	for _, run := range runs {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = run(ctx) }()
+	}
+	// Shared caches: join them once they hold every write made before now
+	// (a previous leader's included). Pods first: the owner index must be
+	// full before a replicaset sync counts them.
+	for _, join := range []struct {
+		shared bool
+		join   func(context.Context, func(string)) (func(), error)
+		fn     func(string)
+	}{
+		{c.cfg.Pods != nil, c.pods.Join, c.podChanged},
+		{c.cfg.Nodes != nil, c.nodes.Join, c.nodeq.Add},
+		{c.cfg.ReplicaSets != nil, c.rss.Join, c.replicaSetChanged},
+	} {
+		if !join.shared {
+			continue
+		}
+		remove, err := join.join(ctx, join.fn)
+		if err != nil {
+			return nil
+		}
+		defer remove()
 	}
 	for _, w := range []interface{ WaitSynced(context.Context) error }{c.pods, c.rss, c.nodes} {
 		if err := w.WaitSynced(ctx); err != nil {

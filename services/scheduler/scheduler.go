@@ -31,6 +31,11 @@ type Config struct {
 	// Elector, when set, runs the scheduler only while this process holds
 	// the lease (see leader.go); nil schedules unconditionally.
 	Elector Elector
+	// Pods and Nodes, when set, are caches the caller runs and shares with
+	// other components of the process (miniku up); nil: the scheduler
+	// runs its own.
+	Pods  *bus.Informer[schemas.Pod, *schemas.Pod]
+	Nodes *bus.Informer[schemas.Node, *schemas.Node]
 }
 
 // DefaultWorkers is how many binds may be in flight at once. A bind waits on
@@ -77,37 +82,47 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 		cfg:     cfg,
 		conn:    conn,
 		log:     log,
-		pods:    bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
-		nodes:   bus.NewInformer(conn, conn.Nodes, cfg.Resync, log),
+		pods:    cfg.Pods,
+		nodes:   cfg.Nodes,
 		q:       queue.New(),
 		room:    newRoomTracker(),
 		alloc:   newAllocIndex(),
 		pending: map[string]struct{}{},
 		rescan:  make(chan struct{}, 1),
 	}
-	s.pods.AddHandler(func(name string) {
-		s.alloc.refresh(name, s.pods.Get)
-		p, ok := s.pods.Get(name)
-		waiting := ok && needsBinding(p)
-		s.setPending(name, waiting)
-		if waiting {
-			s.q.Add(name)
-		}
-		// A pod gone or finished frees room on its node.
-		if s.room.podChanged(name, p, ok) {
-			s.requeuePending()
-		}
-	})
-	// A node becoming Ready, uncordoned, relabelled or added may unblock
-	// every pending pod; a mere heartbeat does not.
-	s.nodes.AddHandler(func(name string) {
-		n, ok := s.nodes.Get(name)
-		if s.room.nodeChanged(name, n, ok) {
-			s.alloc.setNode(name, n, ok)
-			s.requeuePending()
-		}
-	})
+	if s.pods == nil {
+		s.pods = bus.NewInformer(conn, conn.Pods, cfg.Resync, log)
+		s.pods.AddHandler(s.podChanged)
+	}
+	if s.nodes == nil {
+		s.nodes = bus.NewInformer(conn, conn.Nodes, cfg.Resync, log)
+		s.nodes.AddHandler(s.nodeChanged)
+	}
 	return s, nil
+}
+
+func (s *Scheduler) podChanged(name string) {
+	s.alloc.refresh(name, s.pods.Get)
+	p, ok := s.pods.Get(name)
+	waiting := ok && needsBinding(p)
+	s.setPending(name, waiting)
+	if waiting {
+		s.q.Add(name)
+	}
+	// A pod gone or finished frees room on its node.
+	if s.room.podChanged(name, p, ok) {
+		s.requeuePending()
+	}
+}
+
+// nodeChanged: a node becoming Ready, uncordoned, relabelled or added may
+// unblock every pending pod; a mere heartbeat does not.
+func (s *Scheduler) nodeChanged(name string) {
+	n, ok := s.nodes.Get(name)
+	if s.room.nodeChanged(name, n, ok) {
+		s.alloc.setNode(name, n, ok)
+		s.requeuePending()
+	}
 }
 
 func needsBinding(p *schemas.Pod) bool {
@@ -160,7 +175,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for _, run := range []func(context.Context) error{s.pods.Run, s.nodes.Run, func(ctx context.Context) error { s.rescanLoop(ctx); return nil }} {
+	runs := []func(context.Context) error{func(ctx context.Context) error { s.rescanLoop(ctx); return nil }}
+	if s.cfg.Pods == nil {
+		runs = append(runs, s.pods.Run)
+	}
+	if s.cfg.Nodes == nil {
+		runs = append(runs, s.nodes.Run)
+	}
+	for _, run := range runs {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = run(ctx) }()
 	}
@@ -173,6 +195,23 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		return err
 	}
 	defer sub.Unsubscribe()
+	// Shared caches: join them, once they hold every write made before
+	// now (a previous leader's binds included). Nodes first, so pods are
+	// decided against them.
+	if s.cfg.Nodes != nil {
+		remove, err := s.nodes.Join(ctx, s.nodeChanged)
+		if err != nil {
+			return nil
+		}
+		defer remove()
+	}
+	if s.cfg.Pods != nil {
+		remove, err := s.pods.Join(ctx, s.podChanged)
+		if err != nil {
+			return nil
+		}
+		defer remove()
+	}
 	if err := s.pods.WaitSynced(ctx); err != nil {
 		return nil
 	}

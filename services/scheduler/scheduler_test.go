@@ -233,3 +233,58 @@ func TestSchedulingEvents(t *testing.T) {
 		return nil
 	})
 }
+
+// With caches shared by the process (miniku up), a new term joins the
+// running caches: it must count the binds of the term before it, so a
+// full node stays full for it, and must not leave the old term's handlers
+// behind.
+func TestSharedCachesAcrossTerms(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	conn := bustest.Conn(t, ns.ClientURL(), nil)
+	log := bustest.Logger(t)
+	pods := bus.NewInformer(conn, conn.Pods, time.Hour, log)
+	nodes := bus.NewInformer(conn, conn.Nodes, time.Hour, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, run := range []func(context.Context) error{pods.Run, nodes.Run} {
+		done := make(chan struct{})
+		go func() { defer close(done); _ = run(ctx) }()
+		defer func() { cancel(); <-done }()
+	}
+	term := func() (stop func()) {
+		s, err := scheduler.New(scheduler.Config{Logger: log, Pods: pods, Nodes: nodes}, conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tctx, tcancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); _ = s.Run(tctx) }()
+		return func() { tcancel(); <-done }
+	}
+	e := env{t: t, conn: conn}
+	n := &schemas.Node{ObjectMeta: schemas.ObjectMeta{Name: "a"}, Status: schemas.NodeReady, LastHeartbeat: time.Now(),
+		Capacity: schemas.ResourceList{Pods: 2}}
+	if err := conn.Nodes.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	stop := term()
+	e.pod("p1", "web", "", "", nil)
+	e.pod("p2", "web", "", "", nil)
+	e.waitBound("p1")
+	e.waitBound("p2")
+	stop()
+
+	stop = term()
+	defer stop()
+	e.pod("p3", "web", "", "", nil)
+	bustest.Eventually(t, 20*time.Second, func() error {
+		p := e.get("p3")
+		if p.NodeName != "" {
+			t.Fatalf("p3 bound to %s, a node the last term filled", p.NodeName)
+		}
+		if !strings.Contains(p.Message, "too many pods") {
+			return fmt.Errorf("p3: reason %q, message %q", p.Reason, p.Message)
+		}
+		return nil
+	})
+}
