@@ -325,7 +325,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	if *hollowNodes > 0 {
-		if err := startHollow(gctx, g, hollowConn, *hollowNodes, kubelet.HollowNamePrefix, kubelet.Config{HeartbeatInterval: *hb, Logger: log}); err != nil {
+		if err := startHollow(gctx, g, hollowConn, *hollowNodes, kubelet.HollowNamePrefix, kubelet.Config{HeartbeatInterval: *hb, Logger: log}, podsCache); err != nil {
 			return err
 		}
 	}

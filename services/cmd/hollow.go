@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/kubelet"
 )
 
@@ -17,8 +18,10 @@ const maxHollowNodes = 5000
 
 // startHollow runs n hollow kubelets (simulated nodes: the real kubelet
 // code over a fake runtime) on conn, which is logged in as bus.UserHollow.
-func startHollow(ctx context.Context, g *group, conn *bus.Conn, n int, prefix string, cfg kubelet.Config) error {
-	h, err := kubelet.NewHollow(kubelet.HollowConfig{Count: n, NamePrefix: prefix, Base: cfg}, conn)
+// startHollow runs n hollow nodes; pods, when set, is the process's shared
+// pod cache.
+func startHollow(ctx context.Context, g *group, conn *bus.Conn, n int, prefix string, cfg kubelet.Config, pods *bus.Informer[schemas.Pod, *schemas.Pod]) error {
+	h, err := kubelet.NewHollow(kubelet.HollowConfig{Count: n, NamePrefix: prefix, Base: cfg, Pods: pods}, conn)
 	if err != nil {
 		return err
 	}
@@ -72,7 +75,7 @@ func cmdHollowKubelet(ctx context.Context, args []string, stderr io.Writer) erro
 	}
 	defer conn.Close()
 	g, gctx := newGroup(ctx)
-	if err := startHollow(gctx, g, conn, *count, *prefix, kubelet.Config{HeartbeatInterval: *hb, Logger: log}); err != nil {
+	if err := startHollow(gctx, g, conn, *count, *prefix, kubelet.Config{HeartbeatInterval: *hb, Logger: log}, nil); err != nil {
 		return err
 	}
 	return g.Wait()

@@ -24,6 +24,10 @@ type HollowConfig struct {
 	// Base is every hollow kubelet's config; NodeName is set per node and
 	// empty Node capacity fields take the hollow defaults.
 	Base Config
+	// Pods, when set, is a pod cache the caller runs and shares with other
+	// components of the process (miniku up --hollow-nodes); nil: the group
+	// runs its own.
+	Pods *bus.Informer[schemas.Pod, *schemas.Pod]
 }
 
 // Hollow runs many kubelets in one process, each with the real kubelet
@@ -35,8 +39,9 @@ type HollowConfig struct {
 // change to the kubelet of the pod's node, and of its previous node when it
 // moved or was deleted.
 type Hollow struct {
-	pods     *bus.Informer[schemas.Pod, *schemas.Pod]
-	kubelets map[string]*Kubelet
+	pods       *bus.Informer[schemas.Pod, *schemas.Pod]
+	sharedPods bool
+	kubelets   map[string]*Kubelet
 
 	mu     sync.Mutex
 	nodeOf map[string]string // pod name -> node, as last seen
@@ -69,8 +74,12 @@ func NewHollow(cfg HollowConfig, conn *bus.Conn) (*Hollow, error) {
 			return nil, fmt.Errorf("hollow node %s: %w", c.NodeName, err)
 		}
 		if h.pods == nil {
-			h.pods = bus.NewInformer(conn, conn.Pods, k.cfg.Resync, k.cfg.Logger.With("component", "hollow"))
-			h.pods.AddHandler(h.dispatch)
+			if cfg.Pods != nil {
+				h.pods, h.sharedPods = cfg.Pods, true
+			} else {
+				h.pods = bus.NewInformer(conn, conn.Pods, k.cfg.Resync, k.cfg.Logger.With("component", "hollow"))
+				h.pods.AddHandler(h.dispatch)
+			}
 		}
 		k.pods, k.sharedPods = h.pods, true
 		h.kubelets[c.NodeName] = k
@@ -110,13 +119,24 @@ func (h *Hollow) dispatch(name string) {
 	}
 }
 
-// Run runs the shared informer and every kubelet until ctx ends.
+// Run runs the group's pod informer (or joins the shared one) and every
+// kubelet until ctx ends.
 func (h *Hollow) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = h.pods.Run(ctx) }()
+	if h.sharedPods {
+		// Join the running cache: every pod bound to these nodes is
+		// dispatched once it holds every write made before now.
+		remove, err := h.pods.Join(ctx, h.dispatch)
+		if err != nil {
+			return nil // ctx ended
+		}
+		defer remove()
+	} else {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = h.pods.Run(ctx) }()
+	}
 	errs := make(chan error, len(h.kubelets))
 	for _, k := range h.kubelets {
 		wg.Add(1)
