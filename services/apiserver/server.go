@@ -62,6 +62,8 @@ type Server struct {
 	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
 	rss   *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
 	nodes *bus.Informer[schemas.Node, *schemas.Node]
+	// ownCaches are the Runs of the caches made here (not shared ones).
+	ownCaches []func(context.Context) error
 	// podsJSON: pods as last encoded for a list (objects.go).
 	podsJSON *jsonCache
 
@@ -96,12 +98,15 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 	s.pods, s.rss, s.nodes = cfg.Pods, cfg.ReplicaSets, cfg.Nodes
 	if s.pods == nil {
 		s.pods = bus.NewInformer(conn, conn.Pods, informerResync, s.log)
+		s.ownCaches = append(s.ownCaches, s.pods.Run)
 	}
 	if s.rss == nil {
 		s.rss = bus.NewInformer(conn, conn.ReplicaSets, informerResync, s.log)
+		s.ownCaches = append(s.ownCaches, s.rss.Run)
 	}
 	if s.nodes == nil {
 		s.nodes = bus.NewInformer(conn, conn.Nodes, informerResync, s.log)
+		s.ownCaches = append(s.ownCaches, s.nodes.Run)
 	}
 	s.podsJSON = newJSONCache()
 	s.pods.AddHandler(s.podsJSON.forget)
@@ -157,17 +162,7 @@ func (s *Server) Run(ctx context.Context) error {
 	ictx, stopInformers := context.WithCancel(context.Background())
 	var iwg sync.WaitGroup
 	defer func() { stopInformers(); iwg.Wait() }()
-	var runs []func(context.Context) error
-	if s.cfg.Pods == nil {
-		runs = append(runs, s.pods.Run)
-	}
-	if s.cfg.ReplicaSets == nil {
-		runs = append(runs, s.rss.Run)
-	}
-	if s.cfg.Nodes == nil {
-		runs = append(runs, s.nodes.Run)
-	}
-	for _, run := range runs {
+	for _, run := range s.ownCaches {
 		iwg.Add(1)
 		go func() { defer iwg.Done(); _ = run(ictx) }()
 	}

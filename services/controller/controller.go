@@ -77,6 +77,9 @@ type Controller struct {
 	// heartbeats holds, per node, the last heartbeat value seen and when
 	// this controller first saw it, by its own clock.
 	heartbeats map[string]observedHeartbeat
+	// own are the Runs of the caches this controller made for itself (not
+	// shared ones).
+	own []func(context.Context) error
 	// statusRev is, per replicaset, the revision of this controller's last
 	// status write: its watch echo needs no sync of its own.
 	statusRev map[string]uint64
@@ -122,14 +125,17 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 	if c.pods == nil {
 		c.pods = bus.NewInformer(conn, conn.Pods, cfg.Resync, log)
 		c.pods.AddHandler(c.podChanged)
+		c.own = append(c.own, c.pods.Run)
 	}
 	if c.rss == nil {
 		c.rss = bus.NewInformer(conn, conn.ReplicaSets, cfg.Resync, log)
 		c.rss.AddHandler(c.replicaSetChanged)
+		c.own = append(c.own, c.rss.Run)
 	}
 	if c.nodes == nil {
 		c.nodes = bus.NewInformer(conn, conn.Nodes, cfg.Resync, log)
 		c.nodes.AddHandler(c.nodeq.Add)
+		c.own = append(c.own, c.nodes.Run)
 	}
 	return c, nil
 }
@@ -188,17 +194,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	var runs []func(context.Context) error
-	if c.cfg.Pods == nil {
-		runs = append(runs, c.pods.Run)
-	}
-	if c.cfg.ReplicaSets == nil {
-		runs = append(runs, c.rss.Run)
-	}
-	if c.cfg.Nodes == nil {
-		runs = append(runs, c.nodes.Run)
-	}
-	for _, run := range runs {
+	for _, run := range c.own {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = run(ctx) }()
 	}

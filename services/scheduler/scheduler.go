@@ -55,6 +55,10 @@ type Scheduler struct {
 	room  *roomTracker
 	alloc *allocIndex
 
+	// own are the Runs of the caches this scheduler made for itself (not
+	// shared ones).
+	own []func(context.Context) error
+
 	// pending holds the pods waiting for a node, so that room appearing
 	// requeues them without a pass over every pod.
 	pendingMu sync.Mutex
@@ -93,10 +97,12 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 	if s.pods == nil {
 		s.pods = bus.NewInformer(conn, conn.Pods, cfg.Resync, log)
 		s.pods.AddHandler(s.podChanged)
+		s.own = append(s.own, s.pods.Run)
 	}
 	if s.nodes == nil {
 		s.nodes = bus.NewInformer(conn, conn.Nodes, cfg.Resync, log)
 		s.nodes.AddHandler(s.nodeChanged)
+		s.own = append(s.own, s.nodes.Run)
 	}
 	return s, nil
 }
@@ -175,13 +181,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	runs := []func(context.Context) error{func(ctx context.Context) error { s.rescanLoop(ctx); return nil }}
-	if s.cfg.Pods == nil {
-		runs = append(runs, s.pods.Run)
-	}
-	if s.cfg.Nodes == nil {
-		runs = append(runs, s.nodes.Run)
-	}
+	runs := append([]func(context.Context) error{func(ctx context.Context) error { s.rescanLoop(ctx); return nil }}, s.own...)
 	for _, run := range runs {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = run(ctx) }()
