@@ -191,11 +191,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	stopMetrics, err := c.obs.serveMetrics(log)
+	log, stopMetrics, err := c.observe(stderr)
 	if err != nil {
 		return err
 	}
@@ -449,11 +445,7 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	stopMetrics, err := c.obs.serveMetrics(log)
+	log, stopMetrics, err := c.observe(stderr)
 	if err != nil {
 		return err
 	}
@@ -475,11 +467,7 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 // never waits behind the component's traffic (its watches deliver every
 // pod change on its connection, in order).
 func single(ctx context.Context, name string, c *common, stderr io.Writer, build func(conn *bus.Conn, leaseConn func() (*bus.Conn, error), log *slog.Logger) (interface{ Run(context.Context) error }, error)) error {
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	stopMetrics, err := c.obs.serveMetrics(log)
+	log, stopMetrics, err := c.observe(stderr)
 	if err != nil {
 		return err
 	}
@@ -591,11 +579,7 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	c.role = bus.KubeletUser(*node)
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	stopMetrics, err := c.obs.serveMetrics(log)
+	log, stopMetrics, err := c.observe(stderr)
 	if err != nil {
 		return err
 	}

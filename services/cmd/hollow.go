@@ -57,11 +57,7 @@ func cmdHollowKubelet(ctx context.Context, args []string, stderr io.Writer) erro
 		return err
 	}
 	c.role = bus.UserHollow
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	stopMetrics, err := c.obs.serveMetrics(log)
+	log, stopMetrics, err := c.observe(stderr)
 	if err != nil {
 		return err
 	}

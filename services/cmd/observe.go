@@ -50,6 +50,18 @@ func (o *obsFlags) handler(w io.Writer, lvl slog.Level) (slog.Handler, error) {
 	return nil, fmt.Errorf("--log-format %q: must be text or json", o.logFormat)
 }
 
+// observe builds the command's logger and serves --metrics-addr (and
+// --pprof) until stop is called: every command's first two steps.
+func (c *common) observe(stderr io.Writer) (log *slog.Logger, stop func(), err error) {
+	if log, err = c.logger(stderr); err != nil {
+		return nil, nil, err
+	}
+	if stop, err = c.obs.serveMetrics(log); err != nil {
+		return nil, nil, err
+	}
+	return log, stop, nil
+}
+
 // metricsListenAddr fills in loopback for an address without a host: the
 // metrics listener has no token, so it is local unless asked otherwise.
 func metricsListenAddr(addr string) (string, error) {
