@@ -122,18 +122,22 @@ type rawJSON []byte
 func encodeList[T any, P bus.Object[T]](c *jsonCache, objs []P, all bool) (rawJSON, error) {
 	var buf bytes.Buffer
 	buf.WriteByte('[')
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for i, o := range objs {
 		m := o.GetMeta()
+		// The lock is never held while encoding: forget runs in the
+		// informer's handler loop, which other components share.
+		c.mu.Lock()
 		e, ok := c.m[m.Name]
+		c.mu.Unlock()
 		if !ok || e.rev != m.ResourceVersion {
 			data, err := json.Marshal(o)
 			if err != nil {
 				return nil, fmt.Errorf("encode %s: %w", m.Name, err)
 			}
 			e = cachedJSON{rev: m.ResourceVersion, data: data}
+			c.mu.Lock()
 			c.m[m.Name] = e
+			c.mu.Unlock()
 		}
 		if i > 0 {
 			buf.WriteByte(',')
@@ -141,6 +145,8 @@ func encodeList[T any, P bus.Object[T]](c *jsonCache, objs []P, all bool) (rawJS
 		buf.Write(e.data)
 	}
 	buf.WriteString("]\n")
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if all && len(c.m) > len(objs) {
 		keep := make(map[string]bool, len(objs))
 		for _, o := range objs {
