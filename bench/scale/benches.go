@@ -18,13 +18,19 @@ func benchThroughputAndAPI(withAPI bool) func(context.Context, config) ([]row, e
 		if err != nil {
 			return nil, err
 		}
-		cl, err := startCluster(cfg, dir, "--nodes", "0")
+		args := []string{"--nodes", "0"}
+		if cfg.hollowInUp {
+			args = append(args, "--hollow-nodes", fmt.Sprint(cfg.nodes))
+		}
+		cl, err := startCluster(cfg, dir, args...)
 		if err != nil {
 			return nil, err
 		}
 		defer cl.stop()
-		if _, err := cl.addHollow(cfg.nodes, "hollow-"); err != nil {
-			return nil, err
+		if !cfg.hollowInUp {
+			if _, err := cl.addHollow(cfg.nodes, "hollow-"); err != nil {
+				return nil, err
+			}
 		}
 		if err := cl.waitNodes(cfg.nodes, 5*time.Minute); err != nil {
 			return nil, err
@@ -36,6 +42,7 @@ func benchThroughputAndAPI(withAPI bool) func(context.Context, config) ([]row, e
 		defer w.stop()
 		name := fmt.Sprintf("1. Throughput: %d hollow nodes, %d replicas", cfg.nodes, cfg.replicas)
 		t0 := time.Now()
+		profiled := cl.startProfiles(cfg.profileDir, cfg.profileFor)
 		if err := cl.c.post("/replicasets", fmt.Sprintf(`{"name":"bench","desiredCount":%d,"selector":{"app":"bench"},"template":{"image":"busybox","command":["sleep","1d"]}}`, cfg.replicas)); err != nil {
 			return nil, err
 		}
@@ -50,8 +57,18 @@ func benchThroughputAndAPI(withAPI bool) func(context.Context, config) ([]row, e
 		}
 		running, bound := w.running, len(w.boundAt)
 		series := append([]sample(nil), w.series...)
+		runAt := make([]time.Time, 0, len(w.runAt))
+		for _, at := range w.runAt {
+			runAt = append(runAt, at)
+		}
+		stages := fmt.Sprintf("  seen (s after POST, 10/50/90/100%%): created %s, bound %s, Running %s; startedAt %s",
+			milestones(t0, w.addAt), milestones(t0, w.boundAt), milestones(t0, runAt), milestones(t0, w.started))
 		w.mu.Unlock()
+		fmt.Fprintln(cfg.out, stages)
 		_, peak, _, _ := procStats(cl.up.pid())
+		if err := profiled(); err != nil {
+			return nil, err
+		}
 		if cfg.plot != "" {
 			if err := writePlot(cfg.plot, series, t0, fmt.Sprintf("%d replicas on %d hollow nodes", cfg.replicas, cfg.nodes)); err != nil {
 				return nil, err
@@ -78,6 +95,22 @@ func benchThroughputAndAPI(withAPI bool) func(context.Context, config) ([]row, e
 		}
 		return rows, nil
 	}
+}
+
+// milestones gives when 10, 50, 90 and 100 % of the times had passed, in
+// seconds after t0.
+func milestones(t0 time.Time, at []time.Time) string {
+	if len(at) == 0 {
+		return "-"
+	}
+	s := append([]time.Time(nil), at...)
+	sort.Slice(s, func(i, j int) bool { return s[i].Before(s[j]) })
+	var parts []string
+	for _, q := range []float64{0.1, 0.5, 0.9, 1} {
+		i := min(len(s)-1, int(q*float64(len(s)))-1)
+		parts = append(parts, fmt.Sprintf("%.1f", s[max(i, 0)].Sub(t0).Seconds()))
+	}
+	return strings.Join(parts, "/")
 }
 
 func later(a, b time.Time) time.Time {

@@ -79,13 +79,19 @@ type cluster struct {
 	up                *proc
 	kubelets          []*proc
 	c                 *client
+	// pprofAddrs are the --metrics-addr of the processes started with
+	// --pprof (cfg.profileDir set), by process name.
+	pprofAddrs map[string]string
+	profile    bool
 }
 
 func startCluster(cfg config, dir string, upArgs ...string) (*cluster, error) {
 	bin := cfg.bin
-	cl := &cluster{bin: bin, dir: dir, apiAddr: freeAddr(), natsAddr: freeAddr()}
+	cl := &cluster{bin: bin, dir: dir, apiAddr: freeAddr(), natsAddr: freeAddr(),
+		pprofAddrs: map[string]string{}, profile: cfg.profileDir != ""}
 	args := []string{"up", "--data-dir", filepath.Join(dir, "data"), "--api-addr", cl.apiAddr,
 		"--nats-addr", cl.natsAddr, "--nats-context", "", "--log-level", "warn"}
+	args = append(args, cl.pprofArgs("up")...)
 	if cfg.natsSync != "" {
 		args = append(args, "--nats-sync", cfg.natsSync)
 	}
@@ -122,14 +128,73 @@ func startCluster(cfg config, dir string, upArgs ...string) (*cluster, error) {
 
 // addHollow starts `miniku kubelet --hollow` with count nodes.
 func (cl *cluster) addHollow(count int, prefix string) (*proc, error) {
+	args := []string{"kubelet", "--hollow", "--count", strconv.Itoa(count), "--name-prefix", prefix,
+		"--data-dir", filepath.Join(cl.dir, "data"), "--nats", "nats://" + cl.natsAddr, "--log-level", "warn"}
 	p, err := startProc(cl.bin, filepath.Join(cl.dir, "hollow-"+prefix+".log"), "hollow "+prefix,
-		"kubelet", "--hollow", "--count", strconv.Itoa(count), "--name-prefix", prefix,
-		"--data-dir", filepath.Join(cl.dir, "data"), "--nats", "nats://"+cl.natsAddr, "--log-level", "warn")
+		append(args, cl.pprofArgs("hollow-"+prefix)...)...)
 	if err != nil {
 		return nil, err
 	}
 	cl.kubelets = append(cl.kubelets, p)
 	return p, nil
+}
+
+// pprofArgs gives the flags serving pprof for the process name when the
+// cluster is profiled.
+func (cl *cluster) pprofArgs(name string) []string {
+	if !cl.profile {
+		return nil
+	}
+	addr := freeAddr()
+	cl.pprofAddrs[name] = addr
+	return []string{"--metrics-addr", addr, "--pprof"}
+}
+
+// startProfiles takes a CPU profile of length d of every profiled process
+// into dir/<name>.cpu.pprof; wait returns when all are written.
+func (cl *cluster) startProfiles(dir string, d time.Duration) (wait func() error) {
+	if !cl.profile {
+		return func() error { return nil }
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(cl.pprofAddrs))
+	for name, addr := range cl.pprofAddrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- fetchProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())),
+				filepath.Join(dir, name+".cpu.pprof"), d+30*time.Second)
+		}()
+	}
+	return func() error {
+		wg.Wait()
+		close(errs)
+		var all []error
+		for err := range errs {
+			all = append(all, err)
+		}
+		return errors.Join(all...)
+	}
+}
+
+func fetchProfile(url, path string, timeout time.Duration) error {
+	resp, err := (&http.Client{Timeout: timeout}).Get(url)
+	if err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("profile %s: %w", url, err)
+	}
+	return f.Close()
 }
 
 func (cl *cluster) stop() {
@@ -235,7 +300,11 @@ type podWatch struct {
 	running int
 	series  []sample // running count over time
 	boundAt []time.Time
+	addAt   []time.Time
 	runAt   map[string]time.Time
+	// started holds the pods' own startedAt (the kubelet's clock, same
+	// host): when they were Running, however late the watch delivered it.
+	started []time.Time
 	err     error
 }
 
@@ -295,6 +364,9 @@ func (w *podWatch) apply(typ string, p schemas.Pod, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	old, had := w.pods[p.Name]
+	if !had && typ != "DELETED" {
+		w.addAt = append(w.addAt, now)
+	}
 	if had {
 		if old.NodeName != "" {
 			w.bound--
@@ -317,6 +389,9 @@ func (w *podWatch) apply(typ string, p schemas.Pod, now time.Time) {
 			w.running++
 			if _, ok := w.runAt[p.Name]; !ok {
 				w.runAt[p.Name] = now
+				if p.StartedAt != nil {
+					w.started = append(w.started, *p.StartedAt)
+				}
 			}
 		}
 	}

@@ -37,6 +37,10 @@ type config struct {
 	startupPods           int
 	natsSync              string
 	upArgs                []string
+	profileDir            string
+	hollowInUp            bool
+	out                   io.Writer // progress lines
+	profileFor            time.Duration
 }
 
 func main() {
@@ -57,7 +61,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&cfg.table, "table", "", "also write the table (markdown) to this file")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the work directory (logs, data)")
 	fs.StringVar(&cfg.natsSync, "nats-sync", "", "pass --nats-sync to miniku up (empty: its default)")
+	fs.StringVar(&cfg.profileDir, "profile", "", "throughput: write CPU profiles of miniku up and the hollow kubelets, taken from the POST on, into this directory")
+	fs.DurationVar(&cfg.profileFor, "profile-for", 10*time.Second, "length of the -profile CPU profiles")
 	upArgs := fs.String("up-args", "", "more flags for miniku up, space-separated (e.g. \"--metrics-addr 127.0.0.1:9191 --pprof\")")
+	fs.BoolVar(&cfg.hollowInUp, "hollow-in-up", false, "throughput: run the hollow nodes inside miniku up (--hollow-nodes) rather than in their own process")
 	fs.IntVar(&cfg.nodes, "nodes", 1000, "hollow nodes of the throughput benchmark")
 	fs.IntVar(&cfg.replicas, "replicas", 10000, "replicas of the throughput benchmark")
 	fs.IntVar(&cfg.largeNodes, "large-nodes", 5000, "hollow nodes of the large benchmark")
@@ -68,6 +75,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	cfg.upArgs = strings.Fields(*upArgs)
+	cfg.out = stdout
 	bin, err := filepath.Abs(cfg.bin)
 	if err != nil {
 		return err
