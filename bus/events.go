@@ -45,9 +45,11 @@ func (c *Conn) ensureEventStream(ctx context.Context, replicas int) error {
 	})
 }
 
-// Emit records ev without waiting for the server's acknowledgement: events
-// are for people, and an operation must never wait on or fail because of
-// one. Kind and Name must be valid (they form the subject).
+// Emit records ev as a plain NATS publish, which the EVENTS stream stores
+// without acknowledging: events are for people, and an operation must
+// never wait on or fail because of one. A JetStream publish would cost an
+// acknowledgement message and its JSON decoding per event, four times a
+// pod. Kind and Name must be valid (they form the subject).
 func (c *Conn) Emit(ev schemas.ObjectEvent) {
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
@@ -60,7 +62,7 @@ func (c *Conn) Emit(ev schemas.ObjectEvent) {
 		c.log.Warn("encode event", "reason", ev.Reason, "err", err)
 		return
 	}
-	if _, err := c.js.PublishAsync(EventSubject(ev.Kind, ev.Name), data); err != nil {
+	if err := c.nc.Publish(EventSubject(ev.Kind, ev.Name), data); err != nil {
 		c.log.Debug("emit event", "reason", ev.Reason, "kind", ev.Kind, "name", ev.Name, "err", err)
 	}
 }

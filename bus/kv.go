@@ -15,6 +15,9 @@ import (
 type Object[T any] interface {
 	*T
 	GetMeta() *schemas.ObjectMeta
+	// DeepCopy copies everything, ResourceVersion included: cached
+	// objects are shared and must not be modified in place.
+	DeepCopy() *T
 }
 
 // Bucket is a typed view of one KV bucket. Keys are object names. Every
@@ -164,9 +167,9 @@ func (b *Bucket[T, P]) Mutate(ctx context.Context, name string, fn func(P) error
 // and must not carry state over from one run to the next.
 func (b *Bucket[T, P]) MutateFrom(ctx context.Context, cached P, fn func(P) error) (P, error) {
 	name := cached.GetMeta().Name
-	obj, err := Clone(cached)
-	if err == nil && fn(obj) == nil {
-		err = b.Update(ctx, obj)
+	obj := P(cached.DeepCopy())
+	if fn(obj) == nil {
+		err := b.Update(ctx, obj)
 		if err == nil {
 			return obj, nil
 		}
@@ -231,19 +234,4 @@ func (b *Bucket[T, P]) mapErr(op, name string, err error) error {
 		err = ErrConflict
 	}
 	return fmt.Errorf("%s %s/%s: %w", op, b.Name(), name, err)
-}
-
-// Clone deep-copies an object (cached objects are shared and must not be
-// modified in place). The ResourceVersion is kept.
-func Clone[T any, P Object[T]](obj P) (P, error) {
-	data, err := schemas.Marshal(obj)
-	if err != nil {
-		return nil, err
-	}
-	out := P(new(T))
-	if err := schemas.Unmarshal(data, out); err != nil {
-		return nil, err
-	}
-	out.GetMeta().ResourceVersion = obj.GetMeta().ResourceVersion
-	return out, nil
 }

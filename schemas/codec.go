@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"fmt"
+	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -11,17 +12,31 @@ import (
 // and on the bus are the ones the HTTP API documents.
 const structTag = "json"
 
+// encodeBufs are scratch buffers for Marshal: encoding into a fresh buffer
+// grew it four or five times per object, the largest allocation of every
+// write.
+var encodeBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuf keeps one huge object from pinning its buffer in the pool.
+const maxPooledBuf = 64 << 10
+
 // Marshal encodes v for the bus and KV.
 func Marshal(v any) ([]byte, error) {
-	var buf bytes.Buffer
+	buf := encodeBufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= maxPooledBuf {
+			encodeBufs.Put(buf)
+		}
+	}()
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
-	enc.Reset(&buf)
+	enc.Reset(buf)
 	enc.SetCustomStructTag(structTag)
 	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("msgpack encode %T: %w", v, err)
 	}
-	return buf.Bytes(), nil
+	return bytes.Clone(buf.Bytes()), nil
 }
 
 // Unmarshal decodes data produced by Marshal into v. Unknown fields are

@@ -41,12 +41,14 @@ func benchThroughputAndAPI(withAPI bool) func(context.Context, config) ([]row, e
 		}
 		defer w.stop()
 		name := fmt.Sprintf("1. Throughput: %d hollow nodes, %d replicas", cfg.nodes, cfg.replicas)
+		cpu0 := cl.cpu()
 		t0 := time.Now()
 		profiled := cl.startProfiles(cfg.profileDir, cfg.profileFor)
 		if err := cl.c.post("/replicasets", fmt.Sprintf(`{"name":"bench","desiredCount":%d,"selector":{"app":"bench"},"template":{"image":"busybox","command":["sleep","1d"]}}`, cfg.replicas)); err != nil {
 			return nil, err
 		}
 		waitErr := w.waitRunning(cfg.replicas, 20*time.Minute)
+		cpu1 := cl.cpu()
 		w.mu.Lock()
 		var lastRun, lastBind time.Time
 		for _, at := range w.runAt {
@@ -65,6 +67,9 @@ func benchThroughputAndAPI(withAPI bool) func(context.Context, config) ([]row, e
 			milestones(t0, w.addAt), milestones(t0, w.boundAt), milestones(t0, runAt), milestones(t0, w.started))
 		w.mu.Unlock()
 		fmt.Fprintln(cfg.out, stages)
+		fmt.Fprintf(cfg.out, "  CPU from POST to all Running: up %.1f s, hollow kubelets %.1f s (%.0f µs a pod); %.1f s elapsed\n",
+			(cpu1[0] - cpu0[0]).Seconds(), (cpu1[1] - cpu0[1]).Seconds(),
+			float64((cpu1[0]+cpu1[1]-cpu0[0]-cpu0[1]).Microseconds())/float64(cfg.replicas), time.Since(t0).Seconds())
 		_, peak, _, _ := procStats(cl.up.pid())
 		if err := profiled(); err != nil {
 			return nil, err

@@ -139,6 +139,18 @@ func (cl *cluster) addHollow(count int, prefix string) (*proc, error) {
 	return p, nil
 }
 
+// cpu returns the CPU time used so far by up and by all hollow kubelet
+// processes together.
+func (cl *cluster) cpu() [2]time.Duration {
+	var out [2]time.Duration
+	_, _, out[0], _ = procStats(cl.up.pid())
+	for _, k := range cl.kubelets {
+		_, _, c, _ := procStats(k.pid())
+		out[1] += c
+	}
+	return out
+}
+
 // pprofArgs gives the flags serving pprof for the process name when the
 // cluster is profiled.
 func (cl *cluster) pprofArgs(name string) []string {

@@ -253,15 +253,12 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 	// Whatever happens next, the assumption ends once the cache holds the
 	// outcome.
 	defer s.alloc.forget(name, s.pods.Get)
-	bound, err := bus.Clone(pod)
-	if err != nil {
-		return err
-	}
+	bound := pod.DeepCopy()
 	bound.NodeName = node
 	if bound.Reason == ReasonPodUnschedulable {
 		bound.Reason, bound.Message = "", ""
 	}
-	err = s.conn.Pods.Update(ctx, bound)
+	err := s.conn.Pods.Update(ctx, bound)
 	metrics.Bind(pod.CreatedAt, err, errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrNotFound))
 	if err != nil {
 		if errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrNotFound) {
