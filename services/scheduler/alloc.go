@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"sort"
 	"sync"
 
 	"github.com/miniku/miniku/schemas"
@@ -40,6 +41,10 @@ type allocIndex struct {
 	// after a change of nodes (nil: stale).
 	nodes map[string]*nodeInfo
 	table []*nodeInfo
+	// next is where the next decision starts its pass over table, so
+	// that decisions that stop early (feasibleToFind) weigh every node in
+	// turn.
+	next int
 	// held is what each pod currently contributes, to remove it exactly.
 	held    map[string]contribution
 	assumed map[string]bool
@@ -189,14 +194,35 @@ func allZero(counts []int32) bool {
 	return true
 }
 
+// nodeTable returns the nodes sorted by name, each knowing its rank there
+// (ties between equal scores go to the lower rank: the name order Decide
+// documents, without comparing strings in the pass).
 func (x *allocIndex) nodeTable() []*nodeInfo {
 	if x.table == nil {
 		x.table = make([]*nodeInfo, 0, len(x.nodes))
 		for _, n := range x.nodes {
 			x.table = append(x.table, n)
 		}
+		sort.Slice(x.table, func(i, j int) bool { return x.table[i].Name < x.table[j].Name })
+		for i, n := range x.table {
+			n.rank = i
+		}
 	}
 	return x.table
+}
+
+// feasibleToFind is how many fitting nodes a decision weighs before it
+// stops, as kube-scheduler's percentageOfNodesToScore: every node of a
+// small cluster, then a share falling from 50 % by one point per 125
+// nodes to at least 5 %, never fewer than 100. A pod that fits nowhere is
+// still checked against every node (its message counts them all).
+func feasibleToFind(nodes int) int {
+	const minFeasible, minPercent = 100, 5
+	if nodes <= minFeasible {
+		return nodes
+	}
+	pct := max(50-nodes/125, minPercent)
+	return max(nodes*pct/100, minFeasible)
 }
 
 // decideLocked is Decide on the index: filters and scores as Decide
@@ -208,11 +234,18 @@ func (x *allocIndex) decideLocked(pod *schemas.Pod) (string, string) {
 		counts = x.spread[pod.Owner]
 	}
 	nodes := x.nodeTable()
+	want := feasibleToFind(len(nodes))
+	start := 0
+	if len(nodes) > 0 {
+		start = x.next % len(nodes)
+	}
 	var failures [numReasons]int
 	var best *nodeInfo
 	var bestSpread int32
 	var bestAlloc float64
-	for _, n := range nodes {
+	found, i := 0, 0
+	for ; i < len(nodes) && found < want; i++ {
+		n := nodes[(start+i)%len(nodes)]
 		u := &x.use[n.slot]
 		if why := filter(pod, n, u, reqCPU, reqMem); why != 0 {
 			for r := range numReasons {
@@ -222,6 +255,7 @@ func (x *allocIndex) decideLocked(pod *schemas.Pod) (string, string) {
 			}
 			continue
 		}
+		found++
 		var spread int32
 		if n.slot < len(counts) {
 			spread = counts[n.slot]
@@ -230,10 +264,11 @@ func (x *allocIndex) decideLocked(pod *schemas.Pod) (string, string) {
 			continue
 		}
 		alloc := allocated(n, u, reqCPU, reqMem)
-		if best == nil || spread < bestSpread || alloc < bestAlloc || (alloc == bestAlloc && n.Name < best.Name) {
+		if best == nil || spread < bestSpread || alloc < bestAlloc || (alloc == bestAlloc && n.rank < best.rank) {
 			best, bestSpread, bestAlloc = n, spread, alloc
 		}
 	}
+	x.next = start + i
 	if best != nil {
 		return best.Name, ""
 	}

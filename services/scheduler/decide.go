@@ -34,7 +34,9 @@ const (
 // replicaset (spread), then the lowest share of the node allocated once the
 // pod is placed (least allocated: the mean of the cpu, memory and pod
 // fractions it has capacity for), then the name, so the choice is
-// deterministic.
+// deterministic. Beyond 100 nodes it weighs only the first feasibleToFind
+// nodes that fit (kube-scheduler's percentageOfNodesToScore), taken in name
+// order from where the previous decision stopped (here: the first name).
 func Decide(pod *schemas.Pod, nodes []*schemas.Node, bound []*schemas.Pod) (string, string) {
 	x := newAllocIndex()
 	for _, n := range nodes {
@@ -66,6 +68,7 @@ type nodeInfo struct {
 	cpuCap, memCap int64 // < 0: unlimited
 	maxPods        int
 	slot           int // in the allocIndex that holds it
+	rank           int // in the allocIndex's table, sorted by name
 	// down is why the node takes no pod whatever the pod (NotReady,
 	// cordoned), as filter's reason bits; 0 if none.
 	down uint

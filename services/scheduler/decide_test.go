@@ -145,3 +145,53 @@ func TestDecideSpreadsReplicaSetBeforeLeastAllocated(t *testing.T) {
 		t.Fatalf("spread %v, want 3 per node", count)
 	}
 }
+
+func TestFeasibleToFind(t *testing.T) {
+	for _, tc := range []struct{ nodes, want int }{
+		{0, 0}, {3, 3}, {100, 100}, {101, 100}, {250, 120}, {1000, 420}, {5000, 500}, {10000, 500},
+	} {
+		if got := feasibleToFind(tc.nodes); got != tc.want {
+			t.Errorf("feasibleToFind(%d) = %d, want %d", tc.nodes, got, tc.want)
+		}
+	}
+}
+
+// A big cluster: each decision weighs a share of the nodes, in turn, yet
+// a replicaset still spreads evenly, a pod that fits one node finds it,
+// and a pod that fits none is weighed against all.
+func TestDecideWeighsAShareOfABigCluster(t *testing.T) {
+	const nodes, pods = 1000, 3000
+	x := newAllocIndex()
+	for i := range nodes {
+		x.setNode(fmt.Sprintf("n%04d", i), sized(fmt.Sprintf("n%04d", i), "32", "128Gi", 110, map[string]string{"i": fmt.Sprint(i)}), true)
+	}
+	for i := range pods {
+		p := pending("web", "", "")
+		p.Name = fmt.Sprintf("web-%d", i)
+		if got, why := x.decideAndAssume(p); got == "" {
+			t.Fatalf("%s: no node: %s", p.Name, why)
+		}
+	}
+	use := x.usageByName()
+	if len(use) != nodes {
+		t.Fatalf("%d of %d nodes used", len(use), nodes)
+	}
+	// Weighing a window of the nodes, a decision can miss an emptier node
+	// elsewhere: kube-scheduler's sampling trades the same evenness.
+	lo, hi := pods, 0
+	for _, u := range use {
+		lo, hi = min(lo, u.pods), max(hi, u.pods)
+	}
+	if lo < pods/nodes-1 || hi > pods/nodes+1 {
+		t.Fatalf("pods per node from %d to %d, want %d ± 1", lo, hi, pods/nodes)
+	}
+	one := pending("", "", "")
+	one.NodeSelector = map[string]string{"i": "7"}
+	if got, why := x.decide(one); got != "n0007" {
+		t.Fatalf("pod fitting only n0007: got %q (%s)", got, why)
+	}
+	none := pending("", "33", "")
+	if got, why := x.decide(none); got != "" || why != "0/1000 nodes available: 1000 insufficient cpu" {
+		t.Fatalf("pod fitting nowhere: got %q, %q", got, why)
+	}
+}
