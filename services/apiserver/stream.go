@@ -96,12 +96,24 @@ func (sw *streamWriter) Write(p []byte) (int, error) {
 }
 
 // writeJSONLine writes v as one line of NDJSON and flushes it.
-func (sw *streamWriter) writeJSONLine(v any) error {
+func (sw *streamWriter) writeJSONLine(v any) error { return sw.writeJSONLineMore(v, false) }
+
+// writeJSONLineMore writes v as one line of NDJSON, flushing it unless more
+// lines are known to follow at once: a burst of watch events then goes
+// out in a few large writes rather than a write (and a chunk) per event,
+// as Kubernetes' watch server does.
+func (sw *streamWriter) writeJSONLineMore(v any, more bool) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	_, err = sw.Write(append(data, '\n'))
+	data = append(data, '\n')
+	if !more {
+		_, err = sw.Write(data)
+		return err
+	}
+	_ = sw.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	_, err = sw.w.Write(data)
 	return err
 }
 

@@ -275,7 +275,7 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 	log := s.log.With("watch", b.Name(), "from", o.from)
 	log.Debug("watch started")
 
-	send := func(e jetstream.KeyValueEntry) error {
+	send := func(e jetstream.KeyValueEntry, more bool) error {
 		var (
 			obj     any
 			matches bool
@@ -294,7 +294,7 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 		if typ == "" {
 			return nil
 		}
-		return sw.writeJSONLine(watchEvent{Type: typ, Object: out})
+		return sw.writeJSONLineMore(watchEvent{Type: typ, Object: out}, more)
 	}
 
 	heartbeat := time.NewTicker(s.watchHeartbeat)
@@ -374,8 +374,17 @@ func stopKeyWatcher(kw jetstream.KeyWatcher, connected bool) {
 }
 
 func pumpWatch(ctx context.Context, kw jetstream.KeyWatcher, st *watchState, snapshotEnd *uint64,
-	reconnected <-chan struct{}, heartbeat <-chan time.Time, send func(jetstream.KeyValueEntry) error, sw *streamWriter) error {
+	reconnected <-chan struct{}, heartbeat <-chan time.Time, send func(e jetstream.KeyValueEntry, more bool) error, sw *streamWriter) error {
+	// Lines written while more updates are queued are flushed with the
+	// last of them; this flushes one held back by an update it skipped.
+	pending := false
 	for {
+		if pending && len(kw.Updates()) == 0 {
+			if err := sw.flush(); err != nil {
+				return fmt.Errorf("%w: %v", errClientGone, err)
+			}
+			pending = false
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -402,9 +411,11 @@ func pumpWatch(ctx context.Context, kw jetstream.KeyWatcher, st *watchState, sna
 			if e.Revision() <= st.last {
 				continue // already processed by an earlier watcher
 			}
-			if err := send(e); err != nil {
+			more := len(kw.Updates()) > 0
+			if err := send(e, more); err != nil {
 				return fmt.Errorf("%w: %v", errClientGone, err)
 			}
+			pending = pending || more
 			st.last = e.Revision()
 		}
 	}
