@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"reflect"
 	"testing"
 	"time"
 )
@@ -31,6 +32,13 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Add([]byte{0xdf, 0xff, 0xff, 0xff, 0xff})                                 // map with 4 G entries
 	f.Add([]byte{0x81, 0xa4, 'n', 'a', 'm', 'e', 0xdb, 0xff, 0xff, 0xff, 0xff}) // 4 GiB string
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The hand-written pod decoder reads what msgpack's reflection
+		// reads.
+		var mine Pod
+		var theirs podReflect
+		if Unmarshal(data, &mine) == nil && Unmarshal(data, &theirs) == nil && !reflect.DeepEqual(&mine, (*Pod)(&theirs)) {
+			t.Fatalf("pod decoded differently:\nmine   %+v\ntheirs %+v", mine, theirs)
+		}
 		for _, v := range []any{&Event{}, &ObjectEvent{}, &Pod{}, &ReplicaSet{}, &Node{}, &LogRequest{}, &LogChunk{}, &LogAck{}} {
 			if err := Unmarshal(data, v); err != nil {
 				continue
