@@ -50,20 +50,38 @@ func (c *Conn) ensureEventStream(ctx context.Context, replicas int) error {
 // never wait on or fail because of one. A JetStream publish would cost an
 // acknowledgement message and its JSON decoding per event, four times a
 // pod. Kind and Name must be valid (they form the subject).
-func (c *Conn) Emit(ev schemas.ObjectEvent) {
-	if ev.Time.IsZero() {
-		ev.Time = time.Now().UTC()
+func (c *Conn) Emit(ev schemas.ObjectEvent) { c.EmitAll([]schemas.ObjectEvent{ev}) }
+
+// EmitAll records events that happened together, one message per object
+// (schemas.MarshalEvents): a kubelet starting a pod reports Pulled, Created
+// and Started at once, and one stored message costs the stream a third of
+// three.
+func (c *Conn) EmitAll(evs []schemas.ObjectEvent) {
+	now := time.Now().UTC()
+	for i := range evs {
+		if evs[i].Time.IsZero() {
+			evs[i].Time = now
+		}
+		if evs[i].Type == "" {
+			evs[i].Type = schemas.EventNormal
+		}
 	}
-	if ev.Type == "" {
-		ev.Type = schemas.EventNormal
-	}
-	data, err := schemas.Marshal(&ev)
-	if err != nil {
-		c.log.Warn("encode event", "reason", ev.Reason, "err", err)
-		return
-	}
-	if err := c.nc.Publish(EventSubject(ev.Kind, ev.Name), data); err != nil {
-		c.log.Debug("emit event", "reason", ev.Reason, "kind", ev.Kind, "name", ev.Name, "err", err)
+	for len(evs) > 0 {
+		// The events of one object up to the next one of another.
+		n := 1
+		for n < len(evs) && evs[n].Kind == evs[0].Kind && evs[n].Name == evs[0].Name {
+			n++
+		}
+		group := evs[:n]
+		evs = evs[n:]
+		data, err := schemas.MarshalEvents(group)
+		if err != nil {
+			c.log.Warn("encode event", "reason", group[0].Reason, "err", err)
+			continue
+		}
+		if err := c.nc.Publish(EventSubject(group[0].Kind, group[0].Name), data); err != nil {
+			c.log.Debug("emit event", "reason", group[0].Reason, "kind", group[0].Kind, "name", group[0].Name, "err", err)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // structTag makes msgpack use the json tags, so the field names seen in KV
@@ -64,4 +65,30 @@ func Unmarshal(data []byte, v any) (err error) {
 		return fmt.Errorf("msgpack decode %T: %w", v, err)
 	}
 	return nil
+}
+
+// MarshalEvents encodes the payload of one message of the EVENTS stream:
+// a single event as itself, several (about one object, at one moment) as
+// an array of them.
+func MarshalEvents(evs []ObjectEvent) ([]byte, error) {
+	if len(evs) == 1 {
+		return Marshal(&evs[0])
+	}
+	return Marshal(evs)
+}
+
+// UnmarshalEvents decodes what MarshalEvents wrote.
+func UnmarshalEvents(data []byte) ([]ObjectEvent, error) {
+	if len(data) > 0 && (msgpcode.IsFixedArray(data[0]) || data[0] == msgpcode.Array16 || data[0] == msgpcode.Array32) {
+		var evs []ObjectEvent
+		if err := Unmarshal(data, &evs); err != nil {
+			return nil, err
+		}
+		return evs, nil
+	}
+	var ev ObjectEvent
+	if err := Unmarshal(data, &ev); err != nil {
+		return nil, err
+	}
+	return []ObjectEvent{ev}, nil
 }

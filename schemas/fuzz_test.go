@@ -39,6 +39,7 @@ func FuzzUnmarshal(f *testing.F) {
 		if Unmarshal(data, &mine) == nil && Unmarshal(data, &theirs) == nil && !reflect.DeepEqual(&mine, (*Pod)(&theirs)) {
 			t.Fatalf("pod decoded differently:\nmine   %+v\ntheirs %+v", mine, theirs)
 		}
+		_, _ = UnmarshalEvents(data) // must not panic
 		for _, v := range []any{&Event{}, &ObjectEvent{}, &Pod{}, &ReplicaSet{}, &Node{}, &LogRequest{}, &LogChunk{}, &LogAck{}} {
 			if err := Unmarshal(data, v); err != nil {
 				continue

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -175,5 +176,39 @@ func TestUnmarshalNilTimeIsError(t *testing.T) {
 	}
 	if err := Unmarshal(ok, &n); err != nil || n.Name != "n" {
 		t.Fatalf("decode after a malformed input: %v (name %q)", err, n.Name)
+	}
+}
+
+func TestEventsCodec(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	one := []ObjectEvent{{Time: now, Type: EventNormal, Reason: "Scheduled", Kind: KindPod, Name: "p"}}
+	three := []ObjectEvent{one[0], one[0], one[0]}
+	three[1].Reason, three[2].Reason = "Created", "Started"
+	for _, evs := range [][]ObjectEvent{one, three} {
+		data, err := MarshalEvents(evs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := UnmarshalEvents(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(evs) {
+			t.Fatalf("%d events back, want %d", len(got), len(evs))
+		}
+		for i := range evs {
+			if got[i].Reason != evs[i].Reason || !got[i].Time.Equal(evs[i].Time) || got[i].Name != "p" {
+				t.Fatalf("event %d: %+v, want %+v", i, got[i], evs[i])
+			}
+		}
+	}
+	// A single event is written as it always was: readers of older
+	// messages and of new ones decode both.
+	single, _ := Marshal(&one[0])
+	if data, _ := MarshalEvents(one); !bytes.Equal(data, single) {
+		t.Fatal("one event is not encoded as a plain ObjectEvent")
+	}
+	if _, err := UnmarshalEvents([]byte{0x92, 0xc1}); err == nil {
+		t.Fatal("malformed array decoded")
 	}
 }

@@ -145,8 +145,7 @@ func (s *Server) listEvents(ctx context.Context, w http.ResponseWriter, r *http.
 			if err != nil {
 				continue
 			}
-			ev, ok := s.decodeEvent(msg, meta)
-			if ok {
+			for _, ev := range s.decodeEvents(msg, meta) {
 				if len(ring) < eq.limit {
 					ring = append(ring, ev)
 				} else {
@@ -174,14 +173,19 @@ func (s *Server) listEvents(ctx context.Context, w http.ResponseWriter, r *http.
 	return http.StatusOK, out, nil
 }
 
-func (s *Server) decodeEvent(msg jetstream.Msg, meta *jetstream.MsgMetadata) (schemas.ObjectEvent, bool) {
-	var ev schemas.ObjectEvent
-	if err := schemas.Unmarshal(msg.Data(), &ev); err != nil {
+// decodeEvents decodes one message of the stream: one event or several
+// about one object, which share the message's sequence (a watch resumes
+// after a whole message).
+func (s *Server) decodeEvents(msg jetstream.Msg, meta *jetstream.MsgMetadata) []schemas.ObjectEvent {
+	evs, err := schemas.UnmarshalEvents(msg.Data())
+	if err != nil {
 		s.log.Warn("skipping undecodable event", "subject", msg.Subject(), "seq", meta.Sequence.Stream, "err", err)
-		return ev, false
+		return nil
 	}
-	ev.Seq = meta.Sequence.Stream
-	return ev, true
+	for i := range evs {
+		evs[i].Seq = meta.Sequence.Stream
+	}
+	return evs
 }
 
 // watchEvents streams events as NDJSON watch lines ({"type":"ADDED",
@@ -308,7 +312,7 @@ func (s *Server) pumpEvents(ctx context.Context, it *eventIter, last *uint64, re
 			if err != nil || meta.Sequence.Stream <= *last {
 				continue
 			}
-			if ev, ok := s.decodeEvent(m, meta); ok {
+			for _, ev := range s.decodeEvents(m, meta) {
 				if err := sw.writeJSONLine(watchEvent{Type: watchAdded, Object: ev}); err != nil {
 					return fmt.Errorf("%w: %v", errClientGone, err)
 				}

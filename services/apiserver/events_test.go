@@ -115,3 +115,44 @@ func TestWatchEvents(t *testing.T) {
 	all.expect("ADDED old", "ADDED b", "ADDED a")
 	later.expect("ADDED b", "ADDED a")
 }
+
+// Events emitted together about one object are one message of the stream:
+// each is listed and watched on its own, sharing the message's sequence,
+// and a watch resuming after that sequence gets none of them again.
+func TestEventsEmittedTogether(t *testing.T) {
+	e := mustEnv(t)
+	e.conn.EmitAll([]schemas.ObjectEvent{
+		{Kind: schemas.KindPod, Name: "c", Reason: "Pulled"},
+		{Kind: schemas.KindPod, Name: "c", Reason: "Created"},
+		{Kind: schemas.KindPod, Name: "c", Reason: "Started"},
+		{Kind: schemas.KindPod, Name: "d", Reason: "Scheduled"},
+	})
+	var evs []schemas.ObjectEvent
+	bustest.Eventually(t, 10*time.Second, func() error {
+		e.json("GET", "/events", "", http.StatusOK, &evs)
+		if len(evs) != 4 {
+			return fmt.Errorf("%d events", len(evs))
+		}
+		return nil
+	})
+	info, err := e.conn.EventsStream().Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 {
+		t.Fatalf("%d messages stored for one pod's three events and another's one, want 2", info.State.Msgs)
+	}
+	if evs[0].Seq != evs[2].Seq || evs[3].Seq <= evs[2].Seq {
+		t.Fatalf("sequences %d %d %d %d: want the first three equal, the fourth later", evs[0].Seq, evs[1].Seq, evs[2].Seq, evs[3].Seq)
+	}
+	var last []schemas.ObjectEvent
+	e.json("GET", "/events?limit=2", "", http.StatusOK, &last)
+	if len(last) != 2 || last[0].Reason != "Started" || last[1].Reason != "Scheduled" {
+		t.Fatalf("newest two: %+v", last)
+	}
+	all := openWatch(t, fmt.Sprintf("%s/events?watch=true&resourceVersion=%d", e.url, evs[0].Seq-1))
+	after := openWatch(t, fmt.Sprintf("%s/events?watch=true&resourceVersion=%d", e.url, evs[0].Seq))
+	e.conn.Emit(schemas.ObjectEvent{Kind: schemas.KindPod, Name: "e", Reason: "Killing"})
+	all.expect("ADDED c", "ADDED c", "ADDED c", "ADDED d", "ADDED e")
+	after.expect("ADDED d", "ADDED e")
+}

@@ -417,12 +417,16 @@ func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod, crashes int) erro
 			p.FinishedAt = &now
 		})
 	}
-	k.event(pod, schemas.EventNormal, "Pulled", fmt.Sprintf("Image %q ready in %s", pod.Image, time.Since(pullStart).Round(time.Millisecond)))
+	// Pulled, Created and Started go out together, as one message, when
+	// the outcome is known.
+	evs := []schemas.ObjectEvent{podEvent(pod, k.cfg.NodeName, schemas.EventNormal, "Pulled",
+		fmt.Sprintf("Image %q ready in %s", pod.Image, time.Since(pullStart).Round(time.Millisecond)))}
 	args := pod.Command
 	if args == nil {
 		args = append(append([]string{}, img.Config.Entrypoint...), img.Config.Cmd...)
 	}
 	if len(args) == 0 {
+		k.emit(evs)
 		return k.report(ctx, pod, nil, func(p *schemas.Pod) {
 			p.Status = schemas.PodFailed
 			p.Reason = "NoCommand"
@@ -457,6 +461,7 @@ func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod, crashes int) erro
 			return err
 		}
 		k.log.Warn("container start failed", "pod", pod.Name, "err", err)
+		k.emit(evs)
 		return k.report(ctx, pod, nil, func(p *schemas.Pod) {
 			now := time.Now().UTC()
 			p.Status = schemas.PodFailed
@@ -467,8 +472,9 @@ func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod, crashes int) erro
 	}
 	k.track(ctx, c)
 	k.log.Info("started container", "pod", pod.Name, "container", c.ID, "pid", c.Pid)
-	k.event(pod, schemas.EventNormal, "Created", "Created container "+containerName(pod))
-	k.event(pod, schemas.EventNormal, "Started", "Started container "+containerName(pod))
+	k.emit(append(evs,
+		podEvent(pod, k.cfg.NodeName, schemas.EventNormal, "Created", "Created container "+containerName(pod)),
+		podEvent(pod, k.cfg.NodeName, schemas.EventNormal, "Started", "Started container "+containerName(pod))))
 	return k.report(ctx, pod, &c, func(p *schemas.Pod) { setRunning(p, c) })
 }
 

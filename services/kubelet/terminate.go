@@ -122,11 +122,19 @@ func (k *Kubelet) stopAsync(ctx context.Context, pod *schemas.Pod, c ctr.Contain
 
 // event records a Kubernetes-style event about pod from this kubelet.
 func (k *Kubelet) event(pod *schemas.Pod, typ, reason, msg string) {
-	if pod.Name == "" {
+	k.emit([]schemas.ObjectEvent{podEvent(pod, k.cfg.NodeName, typ, reason, msg)})
+}
+
+// emit records events about one pod that happened together, in one
+// message (bus.Conn.EmitAll).
+func (k *Kubelet) emit(evs []schemas.ObjectEvent) {
+	if len(evs) == 0 || evs[0].Name == "" {
 		return
 	}
-	k.conn.Emit(schemas.ObjectEvent{
-		Type: typ, Reason: reason, Kind: schemas.KindPod, Name: pod.Name,
-		Node: k.cfg.NodeName, Component: "kubelet", Message: msg,
-	})
+	k.conn.EmitAll(evs)
+}
+
+func podEvent(pod *schemas.Pod, node, typ, reason, msg string) schemas.ObjectEvent {
+	return schemas.ObjectEvent{Time: time.Now().UTC(), Type: typ, Reason: reason, Kind: schemas.KindPod, Name: pod.Name,
+		Node: node, Component: "kubelet", Message: msg}
 }
