@@ -195,21 +195,29 @@ func (p *eventPrinter) format(subject string, data []byte, now time.Time) (strin
 	)
 	switch {
 	case strings.HasPrefix(subject, "event."):
-		var e schemas.ObjectEvent
-		if err := schemas.Unmarshal(data, &e); err != nil {
+		// One message may hold several events about one object
+		// (schemas.MarshalEvents): a line each.
+		evs, err := schemas.UnmarshalEvents(data)
+		if err != nil {
 			return p.raw(subject, data, now)
 		}
-		decoded, kind, name = e, e.Kind, e.Name
-		text = fmt.Sprintf("%s %s %s/%s", e.Type, e.Reason, strings.ToLower(e.Kind), e.Name)
-		if e.Node != "" {
-			text += " node=" + e.Node
+		var out strings.Builder
+		for _, e := range evs {
+			text := fmt.Sprintf("%s %s %s/%s", e.Type, e.Reason, strings.ToLower(e.Kind), e.Name)
+			if e.Node != "" {
+				text += " node=" + e.Node
+			}
+			if e.Component != "" {
+				text += " from=" + e.Component
+			}
+			if e.Message != "" {
+				text += ": " + e.Message
+			}
+			if line, ok := p.line(subject, e, e.Kind, e.Name, text, now); ok {
+				out.WriteString(line)
+			}
 		}
-		if e.Component != "" {
-			text += " from=" + e.Component
-		}
-		if e.Message != "" {
-			text += ": " + e.Message
-		}
+		return out.String(), out.Len() > 0
 	case strings.HasPrefix(subject, "pod.") || strings.HasPrefix(subject, "replicaset.") || strings.HasPrefix(subject, "node."):
 		var e schemas.Event
 		if err := schemas.Unmarshal(data, &e); err != nil {
@@ -235,6 +243,12 @@ func (p *eventPrinter) format(subject string, data []byte, now time.Time) (strin
 		}
 		return p.raw(subject, data, now)
 	}
+	return p.line(subject, decoded, kind, name, text, now)
+}
+
+// line renders one decoded event, or reports false when the filters drop
+// it.
+func (p *eventPrinter) line(subject string, decoded any, kind, name, text string, now time.Time) (string, bool) {
 	if (p.kind != "" && !strings.EqualFold(kind, p.kind)) || (p.name != "" && name != p.name) {
 		return "", false
 	}

@@ -110,4 +110,15 @@ func TestEventFormat(t *testing.T) {
 	if !ok || !strings.Contains(line, `"subject":"event.pod.web-1"`) || !strings.Contains(line, `"reason":"Scheduled"`) {
 		t.Fatalf("json line %q", line)
 	}
+	// Events recorded together arrive as one message: a line each.
+	together, _ := schemas.MarshalEvents([]schemas.ObjectEvent{
+		{Type: "Normal", Reason: "Created", Kind: schemas.KindPod, Name: "web-1", Component: "kubelet"},
+		{Type: "Normal", Reason: "Started", Kind: schemas.KindPod, Name: "web-1", Component: "kubelet"},
+	})
+	line, ok = p.format("event.pod.web-1", together, now)
+	want := "12:00:00.000  event.pod.web-1          Normal Created pod/web-1 from=kubelet\n" +
+		"12:00:00.000  event.pod.web-1          Normal Started pod/web-1 from=kubelet\n"
+	if !ok || line != want {
+		t.Fatalf("two events in one message:\n%q\nwant\n%q", line, want)
+	}
 }

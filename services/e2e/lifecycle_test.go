@@ -148,10 +148,10 @@ func watchEvents(t *testing.T, natsAddr, dataDir string) *eventLog {
 	nc := viewerNATS(t, "nats://"+natsAddr, dataDir)
 	l := &eventLog{}
 	if _, err := nc.Subscribe("event.pod.>", func(m *nats.Msg) {
-		var ev schemas.ObjectEvent
-		if schemas.Unmarshal(m.Data, &ev) == nil {
+		// One message may hold several events about one pod.
+		if evs, err := schemas.UnmarshalEvents(m.Data); err == nil {
 			l.mu.Lock()
-			l.evs = append(l.evs, ev)
+			l.evs = append(l.evs, evs...)
 			l.mu.Unlock()
 		}
 	}); err != nil {
