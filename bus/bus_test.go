@@ -442,3 +442,141 @@ func TestInformerResyncIsSpread(t *testing.T) {
 		return nil
 	})
 }
+
+// An informer with a history serves watches: a snapshot and the changes
+// after it, a replay of the changes after a recent revision (each with the
+// version it replaced), ErrNoHistory for revisions it no longer or not yet
+// has, and a feed that falls too far behind is dropped.
+func TestInformerHistory(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	conn := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	inf := bus.NewInformer(conn, conn.Pods, time.Hour, bustest.Logger(t)).WithHistory(4)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = inf.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	pod := func(name, image string) *schemas.Pod {
+		return &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: name}, PodSpec: schemas.PodSpec{Image: image}}
+	}
+	if err := conn.Pods.Create(ctx, pod("a", "v1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := inf.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snap, rev, feed, err := inf.WatchChanges(0, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	if len(snap) != 1 || snap[0].Name != "a" || rev != snap[0].ResourceVersion {
+		t.Fatalf("snapshot %v at %d", snap, rev)
+	}
+	b := pod("b", "v1")
+	if err := conn.Pods.Create(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	a2, err := conn.Pods.Mutate(ctx, "a", func(p *schemas.Pod) error { p.Image = "v2"; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Pods.Delete(ctx, "b", 0); err != nil {
+		t.Fatal(err)
+	}
+	next := func(f *bus.Feed[*schemas.Pod]) bus.Change[*schemas.Pod] {
+		t.Helper()
+		select {
+		case c, ok := <-f.C:
+			if !ok {
+				t.Fatal("feed closed")
+			}
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatal("no change within 10 s")
+		}
+		return bus.Change[*schemas.Pod]{}
+	}
+	describe := func(c bus.Change[*schemas.Pod]) string {
+		s := fmt.Sprintf("%d %s", c.Rev, c.Name)
+		for _, p := range []*schemas.Pod{c.Prev, c.Obj} {
+			if p == nil {
+				s += " -"
+			} else {
+				s += " " + p.Image
+			}
+		}
+		return s
+	}
+	want := []string{
+		fmt.Sprintf("%d b - v1", b.ResourceVersion),
+		fmt.Sprintf("%d a v1 v2", a2.ResourceVersion),
+		fmt.Sprintf("%d b v1 -", a2.ResourceVersion+1),
+	}
+	for _, w := range want {
+		if got := describe(next(feed)); got != w {
+			t.Fatalf("change %q, want %q", got, w)
+		}
+	}
+	// A resume after the first of them replays the other two.
+	_, _, replay, err := inf.WatchChanges(b.ResourceVersion, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replay.Close()
+	for _, w := range want[1:] {
+		if got := describe(next(replay)); got != w {
+			t.Fatalf("replayed %q, want %q", got, w)
+		}
+	}
+	// From the future, or from before what 4 changes remember: no.
+	if _, _, _, err := inf.WatchChanges(a2.ResourceVersion+100, 16); !errors.Is(err, bus.ErrNoHistory) {
+		t.Fatalf("a revision not reached yet: %v", err)
+	}
+	for i := range 4 {
+		if err := conn.Pods.Create(ctx, pod(fmt.Sprintf("c%d", i), "v1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bustest.Eventually(t, 10*time.Second, func() error {
+		if _, _, _, err := inf.WatchChanges(b.ResourceVersion, 16); !errors.Is(err, bus.ErrNoHistory) {
+			return fmt.Errorf("a revision 4 changes ago: %v", err)
+		}
+		return nil
+	})
+	// A feed with room for one change, never read, is dropped at the
+	// second: its channel closes after the one it holds.
+	cur, err := conn.Pods.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inf.WaitRevision(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+	_, _, slow, err := inf.WatchChanges(0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for _, n := range []string{"d0", "d1"} {
+		p := pod(n, "v1")
+		if err := conn.Pods.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		last = p.ResourceVersion
+	}
+	if err := inf.WaitRevision(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	if c := next(slow); c.Name != "d0" {
+		t.Fatalf("slow feed's change: %s", describe(c))
+	}
+	select {
+	case c, ok := <-slow.C:
+		if ok {
+			t.Fatalf("slow feed not dropped: %s", describe(c))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("slow feed neither dropped nor fed")
+	}
+	slow.Close() // closing a dropped feed is harmless
+}

@@ -38,6 +38,8 @@ type Informer[T any, P Object[T]] struct {
 	// moves, if someone waits.
 	rev     uint64
 	revWait chan struct{}
+	// hist, when kept (WithHistory), serves watches (history.go).
+	hist *history[P]
 }
 
 type tombstone struct {
@@ -311,6 +313,9 @@ func (i *Informer[T, P]) watch(ctx context.Context, reconnected <-chan struct{},
 	}
 	defer w.Stop()
 
+	i.mu.Lock()
+	i.resetHistoryLocked()
+	i.mu.Unlock()
 	seen := map[string]bool{}
 	initial := true
 	tick := 0
@@ -367,6 +372,7 @@ func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 		if advance {
 			i.advanceLocked(e.Revision())
 		}
+		i.recordLocked(e.Revision(), name, nil, advance)
 		i.mu.Unlock()
 	default:
 		obj, err := i.bucket.decode(e)
@@ -379,6 +385,7 @@ func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 			i.log.Warn("skipping undecodable value", "key", name, "err", err)
 			return
 		}
+		i.recordLocked(e.Revision(), name, obj, advance)
 		if cur, ok := i.items[name]; ok && cur.GetMeta().ResourceVersion > e.Revision() {
 			i.mu.Unlock()
 			return
@@ -402,7 +409,15 @@ func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64
 			gone = append(gone, name)
 		}
 	}
+	if i.hist != nil {
+		for name, obj := range i.hist.watched {
+			if !seen[name] && obj.GetMeta().ResourceVersion <= snapshotMax {
+				i.forgetLocked(name)
+			}
+		}
+	}
 	i.advanceLocked(snapshotMax)
+	i.startHistoryLocked(i.rev)
 	i.mu.Unlock()
 	for _, name := range gone {
 		i.notify(name)

@@ -38,6 +38,11 @@ var (
 		Buckets: latencyBuckets,
 	}, []string{"method", "route", "code"})
 
+	apiWatches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "miniku_apiserver_watches_total",
+		Help: "Watches of pods, replicasets and nodes by where they were served from: cache (the apiserver's watch cache), bucket (a KV watcher of their own: a resume older than the cache remembers, or no cache yet) or handover (from the cache to a KV watcher mid-stream: a reconnect, or a client too slow).",
+	}, []string{"kind", "source"})
+
 	schedBinds = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "miniku_scheduler_binds_total",
 		Help: "Pod binding attempts by result: bound, conflict (someone else wrote first) or error.",
@@ -79,7 +84,7 @@ func init() {
 	Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		apiRequests, apiLatency, schedBinds, schedBindLatency, reconcile, kvLatency, containerStarts,
+		apiRequests, apiLatency, apiWatches, schedBinds, schedBindLatency, reconcile, kvLatency, containerStarts,
 		&cluster,
 	)
 }
@@ -96,6 +101,10 @@ func APIRequest(method, route string, code int, d time.Duration) {
 	apiRequests.WithLabelValues(method, route, c).Inc()
 	apiLatency.WithLabelValues(method, route, c).Observe(d.Seconds())
 }
+
+// Watch records where a watch of kind was served from (cache, bucket or
+// handover).
+func Watch(kind, source string) { apiWatches.WithLabelValues(kind, source).Inc() }
 
 // Bind records a scheduler binding attempt of a pod created at created:
 // err is the bind's compare-and-swap result, conflict says it lost to

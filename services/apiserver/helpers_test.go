@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/bustest"
+	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/apiserver"
 )
 
@@ -40,6 +42,72 @@ func mustEnv(t *testing.T) *env {
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &env{t: t, ns: ns, conn: conn, srv: srv, url: ts.URL}
+}
+
+// mustEnvCached is mustEnv with the watch cache: the apiserver gets caches
+// with a history, as miniku up gives it, running and synced, so that
+// watches are served from memory.
+func mustEnvCached(t *testing.T) *env {
+	t.Helper()
+	ns := bustest.Server(t, "", "")
+	log := bustest.Logger(t)
+	conn := bustest.Conn(t, ns.ClientURL(), log)
+	cfg := apiserver.Config{Addr: "127.0.0.1:0", Logger: log}
+	cfg.Pods, cfg.ReplicaSets, cfg.Nodes = runCaches(t, conn)
+	srv, err := apiserver.New(cfg, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	return &env{t: t, ns: ns, conn: conn, srv: srv, url: ts.URL}
+}
+
+// runCaches runs history-keeping caches of every bucket until the test
+// ends, and waits until they are synced.
+func runCaches(t *testing.T, conn *bus.Conn) (*bus.Informer[schemas.Pod, *schemas.Pod],
+	*bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet], *bus.Informer[schemas.Node, *schemas.Node]) {
+	t.Helper()
+	log := bustest.Logger(t)
+	pods := bus.NewInformer(conn, conn.Pods, time.Minute, log).WithHistory(bus.DefaultHistory)
+	rss := bus.NewInformer(conn, conn.ReplicaSets, time.Minute, log).WithHistory(bus.DefaultHistory)
+	nodes := bus.NewInformer(conn, conn.Nodes, time.Minute, log).WithHistory(bus.DefaultHistory)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context) error{pods.Run, rss.Run, nodes.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = run(ctx) }()
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for _, synced := range []func(context.Context) error{pods.WaitSynced, rss.WaitSynced, nodes.WaitSynced} {
+		if err := synced(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pods, rss, nodes
+}
+
+// forWatchSources runs a watch test against both sources of watches: KV
+// watchers of their own, and the watch cache. Each must serve every watch
+// of its run.
+func forWatchSources(t *testing.T, test func(t *testing.T, e *env, cached bool)) {
+	for _, cached := range []bool{false, true} {
+		name := map[bool]string{false: "bucket", true: "cache"}[cached]
+		t.Run(name, func(t *testing.T) {
+			e := mustEnv(t)
+			if cached {
+				e = mustEnvCached(t)
+			}
+			test(t, e, cached)
+			fromCache, fromBucket, _ := apiserver.WatchStats(e.srv)
+			if cached && (fromCache == 0 || fromBucket != 0) {
+				t.Errorf("with a watch cache: %d watches from it, %d from the bucket", fromCache, fromBucket)
+			}
+			if !cached && fromCache != 0 {
+				t.Errorf("without a watch cache: %d watches from it", fromCache)
+			}
+		})
+	}
 }
 
 type response struct {

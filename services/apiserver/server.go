@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miniku/miniku/bus"
@@ -57,6 +58,9 @@ type Server struct {
 	stopStreams context.CancelFunc
 	// watchHeartbeat is the BOOKMARK interval of idle watches.
 	watchHeartbeat time.Duration
+	// watchStats counts watches by where they were served from (as the
+	// miniku_apiserver_watches_total metric does, per server).
+	watchStats struct{ cache, bucket, handover atomic.Int64 }
 	// Lists are served from these caches, once they reflect every write
 	// made before the request, while Run runs them (listSource).
 	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
@@ -97,15 +101,15 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 	}
 	s.pods, s.rss, s.nodes = cfg.Pods, cfg.ReplicaSets, cfg.Nodes
 	if s.pods == nil {
-		s.pods = bus.NewInformer(conn, conn.Pods, informerResync, s.log)
+		s.pods = bus.NewInformer(conn, conn.Pods, informerResync, s.log).WithHistory(bus.DefaultHistory)
 		s.ownCaches = append(s.ownCaches, s.pods.Run)
 	}
 	if s.rss == nil {
-		s.rss = bus.NewInformer(conn, conn.ReplicaSets, informerResync, s.log)
+		s.rss = bus.NewInformer(conn, conn.ReplicaSets, informerResync, s.log).WithHistory(bus.DefaultHistory)
 		s.ownCaches = append(s.ownCaches, s.rss.Run)
 	}
 	if s.nodes == nil {
-		s.nodes = bus.NewInformer(conn, conn.Nodes, informerResync, s.log)
+		s.nodes = bus.NewInformer(conn, conn.Nodes, informerResync, s.log).WithHistory(bus.DefaultHistory)
 		s.ownCaches = append(s.ownCaches, s.nodes.Run)
 	}
 	s.podsJSON = newJSONCache()

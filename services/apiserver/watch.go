@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"sort"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/metrics"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -118,7 +121,7 @@ func (s *Server) watchPods(ctx context.Context, w http.ResponseWriter, r *http.R
 		}
 		keep = func(p *schemas.Pod) bool { return p.NodeName == node }
 	}
-	return serveWatch(ctx, s, w, r, s.conn.Pods, o, keep)
+	return serveWatch(ctx, s, w, r, s.conn.Pods, s.pods, o, keep)
 }
 
 func (s *Server) watchReplicaSets(ctx context.Context, w http.ResponseWriter, r *http.Request) (int, any, error) {
@@ -126,7 +129,7 @@ func (s *Server) watchReplicaSets(ctx context.Context, w http.ResponseWriter, r 
 	if err != nil {
 		return 0, nil, err
 	}
-	return serveWatch(ctx, s, w, r, s.conn.ReplicaSets, o, nil)
+	return serveWatch(ctx, s, w, r, s.conn.ReplicaSets, s.rss, o, nil)
 }
 
 func (s *Server) watchNodes(ctx context.Context, w http.ResponseWriter, r *http.Request) (int, any, error) {
@@ -134,7 +137,7 @@ func (s *Server) watchNodes(ctx context.Context, w http.ResponseWriter, r *http.
 	if err != nil {
 		return 0, nil, err
 	}
-	return serveWatch(ctx, s, w, r, s.conn.Nodes, o, nil)
+	return serveWatch(ctx, s, w, r, s.conn.Nodes, s.nodes, o, nil)
 }
 
 // watchState is what one watch knows about what its client has seen.
@@ -233,9 +236,11 @@ func resumeState[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P
 	return st, nil
 }
 
-// serveWatch streams the changes of bucket as NDJSON watch events.
+// serveWatch streams the changes of bucket as NDJSON watch events: from
+// the informer's history when it has the revision asked for (no consumer,
+// no decoding: Kubernetes' watch cache), else from a KV watcher of its own.
 func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.ResponseWriter, r *http.Request,
-	b *bus.Bucket[T, P], o watchOptions, keep func(P) bool) (int, any, error) {
+	b *bus.Bucket[T, P], inf *bus.Informer[T, P], o watchOptions, keep func(P) bool) (int, any, error) {
 	sctx, cancel := s.streamContext(r)
 	defer cancel()
 	if o.timeout > 0 {
@@ -246,6 +251,13 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 	match := func(p P) bool {
 		return (len(o.sel) == 0 || schemas.SelectorMatches(o.sel, p.GetMeta().Labels)) && (keep == nil || keep(p))
 	}
+	if snapshot, rev, feed, err := watchFromCache(ctx, b, inf, o.from); err == nil {
+		s.watchStats.cache.Add(1)
+		metrics.Watch(b.Name(), "cache")
+		return serveCachedWatch(sctx, s, w, b, o, match, snapshot, rev, feed)
+	}
+	s.watchStats.bucket.Add(1)
+	metrics.Watch(b.Name(), "bucket")
 	st := &watchState{has: map[string]bool{}, snapshot: true}
 	var snapshotEnd uint64
 	if o.from != 0 {
@@ -272,6 +284,140 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 		return 0, nil, fmt.Errorf("watch %s: %w", b.Name(), err)
 	}
 	sw := startStream(w, watchContentType)
+	return followKV(sctx, s, b, st, snapshotEnd, kw, reconnected, sw, o, match)
+}
+
+// watchFromCache starts a watch on the informer's history once it reflects
+// every write made before the request (as a KV watcher would: a client
+// that wrote and then watches sees its write in the initial state), or
+// the revision the client resumes from.
+func watchFromCache[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], inf *bus.Informer[T, P], from uint64) ([]P, uint64, *bus.Feed[P], error) {
+	if !inf.HasHistory() {
+		return nil, 0, nil, bus.ErrNoHistory
+	}
+	select {
+	case <-inf.Synced():
+	default:
+		return nil, 0, nil, bus.ErrNoHistory // starting: the bucket serves
+	}
+	target := from
+	if target == 0 {
+		var err error
+		if target, err = b.Revision(ctx); err != nil {
+			return nil, 0, nil, err
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, cacheWait)
+	defer cancel()
+	if err := inf.WaitRevision(wctx, target); err != nil {
+		return nil, 0, nil, err
+	}
+	return inf.WatchChanges(from, watchFeedBuffer)
+}
+
+// watchFeedBuffer is how many changes a watch served from the history may
+// fall behind before it continues from a KV watcher of its own.
+const watchFeedBuffer = 4096
+
+// serveCachedWatch serves a watch from an informer's history: snapshot (if
+// the watch starts from the current state) at rev, then the feed. If the
+// informer drops the feed (a reconnect, or this client fell behind), the
+// watch goes on from a KV watcher right after the last change sent.
+func serveCachedWatch[T any, P bus.Object[T]](sctx context.Context, s *Server, w http.ResponseWriter, b *bus.Bucket[T, P],
+	o watchOptions, match func(P) bool, snapshot []P, rev uint64, feed *bus.Feed[P]) (int, any, error) {
+	defer feed.Close()
+	sw := startStream(w, watchContentType)
+	// has: what the client holds, for a hand-over to a KV watcher.
+	has := map[string]bool{}
+	last := o.from
+	gone := func(err error) (int, any, error) {
+		s.log.Debug("watch ended", "watch", b.Name(), "last", last, "err", err)
+		return 0, streamed{}, nil
+	}
+	if o.from == 0 {
+		last = rev
+		// In revision order, as a KV watcher would send them.
+		sort.Slice(snapshot, func(i, j int) bool {
+			return snapshot[i].GetMeta().ResourceVersion < snapshot[j].GetMeta().ResourceVersion
+		})
+		for _, p := range snapshot {
+			if !match(p) {
+				continue
+			}
+			has[p.GetMeta().Name] = true
+			if err := sw.writeJSONLineMore(watchEvent{Type: watchAdded, Object: p}, true); err != nil {
+				return gone(err)
+			}
+		}
+		if err := sw.flush(); err != nil {
+			return gone(err)
+		}
+	}
+	heartbeat := time.NewTicker(s.watchHeartbeat)
+	defer heartbeat.Stop()
+	pending := false
+	for {
+		if pending && len(feed.C) == 0 {
+			if err := sw.flush(); err != nil {
+				return gone(err)
+			}
+			pending = false
+		}
+		select {
+		case <-sctx.Done():
+			return gone(sctx.Err())
+		case <-heartbeat.C:
+			if err := sw.writeJSONLine(watchEvent{Type: watchBookmark, Object: bookmark{ResourceVersion: last}}); err != nil {
+				return gone(err)
+			}
+		case c, ok := <-feed.C:
+			if !ok {
+				if err := sw.flush(); err != nil {
+					return gone(err)
+				}
+				// After a resume, a key not changed since is one the client
+				// may or may not hold: every later event about it is
+				// ambiguous, as on the KV watcher's own resume.
+				st := &watchState{has: has, unknown: map[string]bool{}, last: last}
+				if o.from != 0 {
+					st.ambiguousUpTo = math.MaxUint64
+				}
+				s.log.Debug("watch continues from the bucket", "watch", b.Name(), "after", last)
+				s.watchStats.handover.Add(1)
+				metrics.Watch(b.Name(), "handover")
+				return followKV(sctx, s, b, st, 0, nil, s.conn.Reconnected(), sw, o, match)
+			}
+			last = c.Rev
+			was := c.Prev != nil && match(c.Prev)
+			now := c.Obj != nil && match(c.Obj)
+			has[c.Name] = now
+			var ev watchEvent
+			switch {
+			case was && now:
+				ev = watchEvent{Type: watchModified, Object: c.Obj}
+			case now:
+				ev = watchEvent{Type: watchAdded, Object: c.Obj}
+			case was && c.Obj != nil:
+				ev = watchEvent{Type: watchDeleted, Object: c.Obj} // left the selection
+			case was:
+				ev = watchEvent{Type: watchDeleted, Object: deletedObject{Name: c.Name, ResourceVersion: c.Rev}}
+			default:
+				continue
+			}
+			more := len(feed.C) > 0
+			if err := sw.writeJSONLineMore(ev, more); err != nil {
+				return gone(err)
+			}
+			pending = pending || more
+		}
+	}
+}
+
+// followKV streams the bucket's changes after st.last from KV watchers
+// (kw, or a new one when nil), re-created after reconnects, until the
+// client goes or sctx ends.
+func followKV[T any, P bus.Object[T]](sctx context.Context, s *Server, b *bus.Bucket[T, P], st *watchState, snapshotEnd uint64,
+	kw jetstream.KeyWatcher, reconnected <-chan struct{}, sw *streamWriter, o watchOptions, match func(P) bool) (int, any, error) {
 	log := s.log.With("watch", b.Name(), "from", o.from)
 	log.Debug("watch started")
 
@@ -301,21 +447,14 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 	defer heartbeat.Stop()
 	backoff := 100 * time.Millisecond
 	for {
-		err := pumpWatch(sctx, kw, st, &snapshotEnd, reconnected, heartbeat.C, send, sw)
-		stopKeyWatcher(kw, s.conn.NATS().IsConnected())
-		kw = nil
-		if sctx.Err() != nil || errors.Is(err, errClientGone) {
-			log.Debug("watch ended", "last", st.last, "err", err)
-			return 0, streamed{}, nil
-		}
 		// Reconnect or a closed watcher: resume right after the last
 		// revision processed.
-		log.Info("re-creating watch", "after", st.last, "err", err)
 		for kw == nil {
 			reconnected = s.conn.Reconnected()
 			if !s.waitConnected(sctx) {
 				return 0, streamed{}, nil
 			}
+			var err error
 			kw, err = newKeyWatcher(sctx, b.KV(), st)
 			if err == nil {
 				backoff = 100 * time.Millisecond
@@ -332,6 +471,14 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 			}
 			backoff = min(backoff*2, 2*time.Second)
 		}
+		err := pumpWatch(sctx, kw, st, &snapshotEnd, reconnected, heartbeat.C, send, sw)
+		stopKeyWatcher(kw, s.conn.NATS().IsConnected())
+		kw = nil
+		if sctx.Err() != nil || errors.Is(err, errClientGone) {
+			log.Debug("watch ended", "last", st.last, "err", err)
+			return 0, streamed{}, nil
+		}
+		log.Info("re-creating watch", "after", st.last, "err", err)
 	}
 }
 

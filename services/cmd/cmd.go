@@ -278,9 +278,10 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	cacheLog := log.With("component", "caches")
-	podsCache := bus.NewInformer(cacheConn, cacheConn.Pods, sharedCacheResync, cacheLog)
-	rsCache := bus.NewInformer(cacheConn, cacheConn.ReplicaSets, sharedCacheResync, cacheLog)
-	nodesCache := bus.NewInformer(cacheConn, cacheConn.Nodes, sharedCacheResync, cacheLog)
+	// They keep a history, so the apiserver serves watches from them.
+	podsCache := bus.NewInformer(cacheConn, cacheConn.Pods, sharedCacheResync, cacheLog).WithHistory(bus.DefaultHistory)
+	rsCache := bus.NewInformer(cacheConn, cacheConn.ReplicaSets, sharedCacheResync, cacheLog).WithHistory(bus.DefaultHistory)
+	nodesCache := bus.NewInformer(cacheConn, cacheConn.Nodes, sharedCacheResync, cacheLog).WithHistory(bus.DefaultHistory)
 	g.Go("pods cache", func() error { return podsCache.Run(gctx) })
 	g.Go("replicasets cache", func() error { return rsCache.Run(gctx) })
 	g.Go("nodes cache", func() error { return nodesCache.Run(gctx) })
