@@ -233,18 +233,27 @@ func TestWatchResumeFromResourceVersion(t *testing.T) {
 		e.json("POST", "/pods", `{"name":"p3","image":"nginx"}`, http.StatusCreated, nil)
 		want["p3"] = "nginx"
 
+		cacheBefore, _, _ := apiserver.WatchStats(e.srv)
 		w2 := openWatch(t, fmt.Sprintf("%s/pods?watch=true&resourceVersion=%d", e.url, last))
 		got := map[string]watchLine{}
 		prev := last
 		// From the bucket: the latest state of each object that changed,
 		// once. From the cache, which remembers them: every change, in
 		// order (10 creates, 9 updates, 3 deletes, a delete and a create).
-		events := len(want)
-		if cached {
-			events = 24
+		// Read until every object is in its final state.
+		final := func() bool {
+			for name, img := range want {
+				l, ok := got[name]
+				if !ok || (img == "") != (l.Type == "DELETED") || (img != "" && l.Object.Image != img) {
+					return false
+				}
+			}
+			return true
 		}
-		for range events {
+		events := 0
+		for !final() {
 			l := w2.next()
+			events++
 			if _, dup := got[l.Object.Name]; dup && !cached {
 				t.Fatalf("%s delivered twice (had %s)", l, got[l.Object.Name])
 			}
@@ -256,6 +265,13 @@ func TestWatchResumeFromResourceVersion(t *testing.T) {
 			}
 			prev = l.Object.ResourceVersion
 			got[l.Object.Name] = l
+		}
+		cacheAfter, _, handovers := apiserver.WatchStats(e.srv)
+		switch {
+		case !cached && events != len(want):
+			t.Errorf("%d events from the bucket, want %d", events, len(want))
+		case cached && cacheAfter > cacheBefore && handovers == 0 && events != 24:
+			t.Errorf("%d events from the cache, want 24", events)
 		}
 		for name, img := range want {
 			l := got[name]
