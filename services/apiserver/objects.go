@@ -93,8 +93,10 @@ func listSource[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P]
 // jsonCache keeps each object's JSON as last encoded, by name and
 // revision: a list of 10,000 pods that mostly did not change since the last
 // list copies their JSON instead of encoding them again (64 ms of a 126 ms
-// list here). An entry goes when its object changes (forget, from the
-// informer's handler), so it only ever holds current objects.
+// list here). An entry is used only at its object's revision; it is
+// replaced when a list meets a newer one, and goes when its object is
+// deleted (forget, from the informer's handler) or a full list no longer
+// has it.
 type jsonCache struct {
 	mu sync.Mutex
 	m  map[string]cachedJSON

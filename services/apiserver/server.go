@@ -113,7 +113,13 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 		s.ownCaches = append(s.ownCaches, s.nodes.Run)
 	}
 	s.podsJSON = newJSONCache()
-	s.pods.AddHandler(s.podsJSON.forget)
+	// Entries are checked by revision when used; only a deleted pod's is
+	// dropped (a resync re-announces every pod, changed or not).
+	s.pods.AddHandler(func(name string) {
+		if _, ok := s.pods.Get(name); !ok {
+			s.podsJSON.forget(name)
+		}
+	})
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.handler = s.withUI(s.authenticate(s.withMetrics(http.HandlerFunc(s.serve))))
 	return s, nil
