@@ -435,20 +435,7 @@ func (i *Informer[T, P]) notify(name string) {
 	}
 }
 
-func (i *Informer[T, P]) notifyAll() {
-	i.mu.RLock()
-	names := make([]string, 0, len(i.items))
-	for name := range i.items {
-		names = append(names, name)
-	}
-	hs := i.handlers
-	i.mu.RUnlock()
-	for _, name := range names {
-		for _, h := range hs {
-			h.fn(name)
-		}
-	}
-}
+func (i *Informer[T, P]) notifyAll() { i.notifyKeys(nil) }
 
 // notifySlice announces the keys in slice k of n (by a hash of the name,
 // so every key is in exactly one).
@@ -457,10 +444,16 @@ func (i *Informer[T, P]) notifySlice(k, n int) {
 		i.notifyAll()
 		return
 	}
+	i.notifyKeys(func(name string) bool { return sliceOf(name, n) == k })
+}
+
+// notifyKeys announces every cached key that keep accepts (nil: all),
+// outside the lock: handlers may read the cache.
+func (i *Informer[T, P]) notifyKeys(keep func(name string) bool) {
 	i.mu.RLock()
 	var names []string
 	for name := range i.items {
-		if sliceOf(name, n) == k {
+		if keep == nil || keep(name) {
 			names = append(names, name)
 		}
 	}

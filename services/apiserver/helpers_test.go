@@ -30,30 +30,24 @@ type env struct {
 
 // mustEnv starts a real NATS, a bus connection and an apiserver behind a
 // real HTTP server: body limits and concurrency behave as in production.
-func mustEnv(t *testing.T) *env {
-	t.Helper()
-	ns := bustest.Server(t, "", "")
-	log := bustest.Logger(t)
-	conn := bustest.Conn(t, ns.ClientURL(), log)
-	srv, err := apiserver.New(apiserver.Config{Addr: "127.0.0.1:0", Logger: log}, conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	return &env{t: t, ns: ns, conn: conn, srv: srv, url: ts.URL}
-}
+func mustEnv(t *testing.T) *env { return newEnv(t, "", false) }
 
 // mustEnvCached is mustEnv with the watch cache: the apiserver gets caches
 // with a history, as miniku up gives it, running and synced, so that
 // watches are served from memory.
-func mustEnvCached(t *testing.T) *env {
+func mustEnvCached(t *testing.T) *env { return newEnv(t, "", true) }
+
+// newEnv is mustEnv with NATS storing in dir ("": a temporary one) and,
+// if cached, the watch cache.
+func newEnv(t *testing.T, dir string, cached bool) *env {
 	t.Helper()
-	ns := bustest.Server(t, "", "")
+	ns := bustest.Server(t, "", dir)
 	log := bustest.Logger(t)
 	conn := bustest.Conn(t, ns.ClientURL(), log)
 	cfg := apiserver.Config{Addr: "127.0.0.1:0", Logger: log}
-	cfg.Pods, cfg.ReplicaSets, cfg.Nodes = runCaches(t, conn)
+	if cached {
+		cfg.Pods, cfg.ReplicaSets, cfg.Nodes = runCaches(t, conn)
+	}
 	srv, err := apiserver.New(cfg, conn)
 	if err != nil {
 		t.Fatal(err)

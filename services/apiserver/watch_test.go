@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -328,27 +327,17 @@ func TestWatchSurvivesNATSRestart(t *testing.T) {
 
 func testWatchSurvivesNATSRestart(t *testing.T, cached bool) {
 	dir := t.TempDir()
-	ns := bustest.Server(t, "", dir)
+	e := newEnv(t, dir, cached)
+	ns, conn, srv := e.ns, e.conn, e.srv
 	addr := ns.Addr().String()
 	log := bustest.Logger(t)
-	conn := bustest.Conn(t, ns.ClientURL(), log)
-	cfg := apiserver.Config{Logger: log}
-	if cached {
-		cfg.Pods, cfg.ReplicaSets, cfg.Nodes = runCaches(t, conn)
-	}
-	srv, err := apiserver.New(cfg, conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
 	ctx := context.Background()
 	if err := conn.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "a"}}); err != nil {
 		t.Fatal(err)
 	}
-	w := openWatch(t, ts.URL+"/pods?watch=true")
+	w := openWatch(t, e.url+"/pods?watch=true")
 	w.expect("ADDED a")
-	evw := openWatch(t, ts.URL+"/events?watch=true")
+	evw := openWatch(t, e.url+"/events?watch=true")
 
 	ns.Shutdown()
 	ns.WaitForShutdown()
