@@ -422,8 +422,10 @@ func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64
 	for _, name := range gone {
 		i.notify(name)
 	}
-	i.syncOnce.Do(func() { close(i.synced) })
 	i.notifyAll()
+	// Synced only after that first announcement: a handler added once
+	// Synced is closed hears changes and resyncs, never half of it.
+	i.syncOnce.Do(func() { close(i.synced) })
 }
 
 func (i *Informer[T, P]) notify(name string) {
