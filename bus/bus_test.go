@@ -407,37 +407,66 @@ func TestInformerJoinAndRemove(t *testing.T) {
 }
 
 // The periodic resync re-announces every key once a period, a slice at a
-// time: half a period in, some keys have been announced but not all (the
-// whole cache at once was a CPU spike every 30 s with 150,000 pods).
+// time: thirty slices for a 1.5 s period (the whole cache at once was a
+// CPU spike every 30 s with 150,000 pods), each key in exactly one, none
+// holding much more than its share; and a running resync reaches them all.
 func TestInformerResyncIsSpread(t *testing.T) {
 	ns := bustest.Server(t, "", "")
 	conn := bustest.Conn(t, ns.ClientURL(), nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	const keys, period = 300, 1500 * time.Millisecond
+	const keys = 300
 	for i := range keys {
 		if err := conn.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: fmt.Sprintf("p%d", i)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	inf := bus.NewInformer(conn, conn.Pods, period, bustest.Logger(t))
-	done := make(chan struct{})
-	go func() { defer close(done); _ = inf.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	if err := inf.WaitSynced(ctx); err != nil {
-		t.Fatal(err)
+	for period, want := range map[time.Duration]int{1500 * time.Millisecond: 30, 30 * time.Second: 30, 20 * time.Millisecond: 2} {
+		if got := bus.ResyncTicks(bus.NewInformer(conn, conn.Pods, period, bustest.Logger(t))); got != want {
+			t.Errorf("resync period %v: %d slices, want %d", period, got, want)
+		}
+	}
+	// An informer whose own resync is an hour away, announced slice by
+	// slice by hand.
+	inf := bus.NewInformer(conn, conn.Pods, time.Hour, bustest.Logger(t))
+	fast := bus.NewInformer(conn, conn.Pods, 300*time.Millisecond, bustest.Logger(t))
+	var wg sync.WaitGroup
+	for _, i := range []*bus.Informer[schemas.Pod, *schemas.Pod]{inf, fast} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = i.Run(ctx) }()
+	}
+	defer func() { cancel(); wg.Wait() }()
+	for _, i := range []*bus.Informer[schemas.Pod, *schemas.Pod]{inf, fast} {
+		if err := i.WaitSynced(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var mu sync.Mutex
 	seen := map[string]int{}
 	remove := inf.AddHandler(func(name string) { mu.Lock(); seen[name]++; mu.Unlock() })
-	defer remove()
-	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
-	time.Sleep(period / 2)
-	if n := count(); n == 0 || n == keys {
-		t.Fatalf("half a resync period in, %d of %d keys announced: want some, not all", n, keys)
+	for k := range 30 {
+		before := len(seen)
+		bus.NotifySlice(inf, k, 30)
+		if n := len(seen) - before; n > keys/10 {
+			t.Errorf("slice %d announced %d of %d keys", k, n, keys)
+		}
 	}
-	bustest.Eventually(t, 2*period, func() error {
-		if n := count(); n != keys {
-			return fmt.Errorf("%d of %d keys announced", n, keys)
+	remove()
+	for name, n := range seen {
+		if n != 1 {
+			t.Errorf("%s announced %d times over the slices", name, n)
+		}
+	}
+	if len(seen) != keys {
+		t.Errorf("%d of %d keys announced over the slices", len(seen), keys)
+	}
+
+	fastSeen := map[string]bool{}
+	defer fast.AddHandler(func(name string) { mu.Lock(); fastSeen[name] = true; mu.Unlock() })()
+	bustest.Eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(fastSeen) != keys {
+			return fmt.Errorf("%d of %d keys announced by a running resync", len(fastSeen), keys)
 		}
 		return nil
 	})

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"sync"
 	"time"
@@ -140,12 +141,7 @@ func (i *Informer[T, P]) Join(ctx context.Context, fn func(name string)) (remove
 		remove()
 		return nil, fmt.Errorf("join the %s cache: %w", i.bucket.Name(), err)
 	}
-	i.mu.RLock()
-	names := make([]string, 0, len(i.items))
-	for name := range i.items {
-		names = append(names, name)
-	}
-	i.mu.RUnlock()
+	names, _ := i.keys(nil)
 	for _, name := range names {
 		fn(name)
 	}
@@ -449,18 +445,24 @@ func (i *Informer[T, P]) notifySlice(k, n int) {
 	i.notifyKeys(func(name string) bool { return sliceOf(name, n) == k })
 }
 
-// notifyKeys announces every cached key that keep accepts (nil: all),
-// outside the lock: handlers may read the cache.
-func (i *Informer[T, P]) notifyKeys(keep func(name string) bool) {
+// keys returns the cached keys that keep accepts (nil: all) and the
+// handlers, read together.
+func (i *Informer[T, P]) keys(keep func(name string) bool) ([]string, []handler) {
 	i.mu.RLock()
-	var names []string
+	defer i.mu.RUnlock()
+	names := make([]string, 0, len(i.items))
 	for name := range i.items {
 		if keep == nil || keep(name) {
 			names = append(names, name)
 		}
 	}
-	hs := i.handlers
-	i.mu.RUnlock()
+	return names, i.handlers
+}
+
+// notifyKeys announces every cached key that keep accepts (nil: all),
+// outside the lock: handlers may read the cache.
+func (i *Informer[T, P]) notifyKeys(keep func(name string) bool) {
+	names, hs := i.keys(keep)
 	for _, name := range names {
 		for _, h := range hs {
 			h.fn(name)
@@ -468,15 +470,11 @@ func (i *Informer[T, P]) notifyKeys(keep func(name string) bool) {
 	}
 }
 
-// sliceOf is FNV-1a of name, modulo n.
-func sliceOf(name string, n int) int {
-	h := uint32(2166136261)
-	for i := 0; i < len(name); i++ {
-		h ^= uint32(name[i])
-		h *= 16777619
-	}
-	return int(h % uint32(n))
-}
+// sliceSeed keeps a key in the same resync slice for the process's life.
+var sliceSeed = maphash.MakeSeed()
+
+// sliceOf is the resync slice, of n, that name belongs to.
+func sliceOf(name string, n int) int { return int(maphash.String(sliceSeed, name) % uint64(n)) }
 
 func (i *Informer[T, P]) gcTombstones() {
 	cutoff := time.Now().Add(-time.Minute)

@@ -80,12 +80,17 @@ func (q *Queue) AddAfter(key string, d time.Duration) {
 		defer t.Stop()
 		select {
 		case <-t.C:
+			// A timer superseded by an earlier-due one of the key adds
+			// nothing: that one added the key already, or will.
 			q.mu.Lock()
-			if q.delayed[key].Equal(due) {
+			mine := q.delayed[key].Equal(due)
+			if mine {
 				delete(q.delayed, key)
 			}
 			q.mu.Unlock()
-			q.Add(key)
+			if mine {
+				q.Add(key)
+			}
 		case <-q.stop:
 		}
 	}()

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -94,18 +95,8 @@ func TestRetryOnError(t *testing.T) {
 // burst of them runs the key once.
 func TestAddAfterCoalesces(t *testing.T) {
 	q := New()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	var calls atomic.Int32
-	ran := make(chan struct{}, 10)
-	go func() {
-		defer close(done)
-		q.Run(ctx, 2, func(context.Context, string) error { calls.Add(1); ran <- struct{}{}; return nil })
-	}()
-	defer func() { cancel(); <-done }()
-
-	q.AddAfter("k", time.Hour)
-	q.AddAfter("k", 20*time.Millisecond)
+	q.AddAfter("k", 300*time.Millisecond)
+	q.AddAfter("k", 10*time.Millisecond)
 	for range 100 {
 		q.AddAfter("k", 30*time.Millisecond)
 	}
@@ -115,13 +106,20 @@ func TestAddAfterCoalesces(t *testing.T) {
 	if timers != 1 {
 		t.Fatalf("%d keys delayed, want 1", timers)
 	}
-	select {
-	case <-ran:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the 20 ms delayed add waited behind the 1 h one")
+	// The 10 ms add comes first, without waiting for the 300 ms one.
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the 10 ms delayed add waited behind the 300 ms one")
+		}
+		runtime.Gosched()
 	}
-	time.Sleep(100 * time.Millisecond) // any stray timer would have fired
-	if n := calls.Load(); n != 1 {
-		t.Fatalf("key ran %d times, want 1", n)
+	key, _ := q.get()
+	q.done(key, nil)
+	// Every timer has fired by now: the superseded 300 ms one added
+	// nothing more.
+	q.wg.Wait()
+	if n := q.Len(); n != 0 {
+		t.Fatalf("%d keys queued after the coalesced add ran, want 0", n)
 	}
 }

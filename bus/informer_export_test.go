@@ -1,0 +1,7 @@
+package bus
+
+// ResyncTicks is how many slices a resync period of i announces.
+func ResyncTicks[T any, P Object[T]](i *Informer[T, P]) int { return i.resyncTicks() }
+
+// NotifySlice announces slice k of n of i's keys, as one resync tick does.
+func NotifySlice[T any, P Object[T]](i *Informer[T, P], k, n int) { i.notifySlice(k, n) }
