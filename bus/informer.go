@@ -486,3 +486,34 @@ func (i *Informer[T, P]) gcTombstones() {
 	}
 	i.mu.Unlock()
 }
+
+// Caches makes the caches a component runs itself, when it was not given
+// shared ones (miniku up gives its components one cache per bucket).
+type Caches struct {
+	Conn   *Conn
+	Resync time.Duration
+	Log    *slog.Logger
+	// History, if set, is kept by each cache made (WithHistory).
+	History int
+	// Own collects the Runs of the caches made, for the component to
+	// start.
+	Own []func(context.Context) error
+}
+
+// CacheOf returns shared when set (its handlers are the caller's to Join
+// when it starts); else a new cache of bucket with fn as its handler (nil:
+// none), whose Run joins c.Own.
+func CacheOf[T any, P Object[T]](c *Caches, shared *Informer[T, P], bucket *Bucket[T, P], fn func(name string)) *Informer[T, P] {
+	if shared != nil {
+		return shared
+	}
+	inf := NewInformer(c.Conn, bucket, c.Resync, c.Log)
+	if c.History > 0 {
+		inf.WithHistory(c.History)
+	}
+	if fn != nil {
+		inf.AddHandler(fn)
+	}
+	c.Own = append(c.Own, inf.Run)
+	return inf
+}

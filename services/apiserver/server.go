@@ -99,19 +99,12 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 
 		watchHeartbeat: defaultWatchHeartbeat,
 	}
-	s.pods, s.rss, s.nodes = cfg.Pods, cfg.ReplicaSets, cfg.Nodes
-	if s.pods == nil {
-		s.pods = bus.NewInformer(conn, conn.Pods, informerResync, s.log).WithHistory(bus.DefaultHistory)
-		s.ownCaches = append(s.ownCaches, s.pods.Run)
-	}
-	if s.rss == nil {
-		s.rss = bus.NewInformer(conn, conn.ReplicaSets, informerResync, s.log).WithHistory(bus.DefaultHistory)
-		s.ownCaches = append(s.ownCaches, s.rss.Run)
-	}
-	if s.nodes == nil {
-		s.nodes = bus.NewInformer(conn, conn.Nodes, informerResync, s.log).WithHistory(bus.DefaultHistory)
-		s.ownCaches = append(s.ownCaches, s.nodes.Run)
-	}
+	// Caches of its own keep a history: watches are served from it.
+	caches := &bus.Caches{Conn: conn, Resync: informerResync, Log: s.log, History: bus.DefaultHistory}
+	s.pods = bus.CacheOf(caches, cfg.Pods, conn.Pods, nil)
+	s.rss = bus.CacheOf(caches, cfg.ReplicaSets, conn.ReplicaSets, nil)
+	s.nodes = bus.CacheOf(caches, cfg.Nodes, conn.Nodes, nil)
+	s.ownCaches = caches.Own
 	s.podsJSON = newJSONCache()
 	// Entries are checked by revision when used; only a deleted pod's is
 	// dropped (a resync re-announces every pod, changed or not).

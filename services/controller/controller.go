@@ -112,9 +112,6 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 		cfg:        cfg,
 		conn:       conn,
 		log:        log,
-		pods:       cfg.Pods,
-		rss:        cfg.ReplicaSets,
-		nodes:      cfg.Nodes,
 		rsq:        queue.New(),
 		nodeq:      queue.New(),
 		owned:      newOwnerIndex(),
@@ -122,21 +119,11 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 		heartbeats: map[string]observedHeartbeat{},
 		statusRev:  map[string]uint64{},
 	}
-	if c.pods == nil {
-		c.pods = bus.NewInformer(conn, conn.Pods, cfg.Resync, log)
-		c.pods.AddHandler(c.podChanged)
-		c.own = append(c.own, c.pods.Run)
-	}
-	if c.rss == nil {
-		c.rss = bus.NewInformer(conn, conn.ReplicaSets, cfg.Resync, log)
-		c.rss.AddHandler(c.replicaSetChanged)
-		c.own = append(c.own, c.rss.Run)
-	}
-	if c.nodes == nil {
-		c.nodes = bus.NewInformer(conn, conn.Nodes, cfg.Resync, log)
-		c.nodes.AddHandler(c.nodeq.Add)
-		c.own = append(c.own, c.nodes.Run)
-	}
+	caches := &bus.Caches{Conn: conn, Resync: cfg.Resync, Log: log}
+	c.pods = bus.CacheOf(caches, cfg.Pods, conn.Pods, c.podChanged)
+	c.rss = bus.CacheOf(caches, cfg.ReplicaSets, conn.ReplicaSets, c.replicaSetChanged)
+	c.nodes = bus.CacheOf(caches, cfg.Nodes, conn.Nodes, c.nodeq.Add)
+	c.own = caches.Own
 	return c, nil
 }
 

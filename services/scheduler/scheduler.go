@@ -86,24 +86,16 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 		cfg:     cfg,
 		conn:    conn,
 		log:     log,
-		pods:    cfg.Pods,
-		nodes:   cfg.Nodes,
 		q:       queue.New(),
 		room:    newRoomTracker(),
 		alloc:   newAllocIndex(),
 		pending: map[string]struct{}{},
 		rescan:  make(chan struct{}, 1),
 	}
-	if s.pods == nil {
-		s.pods = bus.NewInformer(conn, conn.Pods, cfg.Resync, log)
-		s.pods.AddHandler(s.podChanged)
-		s.own = append(s.own, s.pods.Run)
-	}
-	if s.nodes == nil {
-		s.nodes = bus.NewInformer(conn, conn.Nodes, cfg.Resync, log)
-		s.nodes.AddHandler(s.nodeChanged)
-		s.own = append(s.own, s.nodes.Run)
-	}
+	caches := &bus.Caches{Conn: conn, Resync: cfg.Resync, Log: log}
+	s.pods = bus.CacheOf(caches, cfg.Pods, conn.Pods, s.podChanged)
+	s.nodes = bus.CacheOf(caches, cfg.Nodes, conn.Nodes, s.nodeChanged)
+	s.own = caches.Own
 	return s, nil
 }
 
