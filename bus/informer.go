@@ -178,17 +178,25 @@ func (i *Informer[T, P]) WaitRevision(ctx context.Context, rev uint64) error {
 	}
 }
 
-// ListConsistent lists the cache once it reflects every write made before
-// the call, as a List of the bucket would (Kubernetes serves lists from its
-// watch cache the same way): one small request for the bucket's revision
-// instead of reading every value.
-func (i *Informer[T, P]) ListConsistent(ctx context.Context) ([]P, error) {
+// WaitCurrent blocks until the cache reflects every write made to the
+// bucket before the call: one small request for the bucket's revision.
+func (i *Informer[T, P]) WaitCurrent(ctx context.Context) error {
 	rev, err := i.bucket.Revision(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := i.WaitRevision(ctx, rev); err != nil {
-		return nil, fmt.Errorf("wait for %s cache to reach revision %d: %w", i.bucket.Name(), rev, err)
+		return fmt.Errorf("wait for %s cache to reach revision %d: %w", i.bucket.Name(), rev, err)
+	}
+	return nil
+}
+
+// ListConsistent lists the cache once it reflects every write made before
+// the call, as a List of the bucket would (Kubernetes serves lists from its
+// watch cache the same way) instead of reading every value.
+func (i *Informer[T, P]) ListConsistent(ctx context.Context) ([]P, error) {
+	if err := i.WaitCurrent(ctx); err != nil {
+		return nil, err
 	}
 	return i.List(), nil
 }

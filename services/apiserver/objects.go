@@ -62,8 +62,8 @@ func listObjects[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P
 	return out, nil
 }
 
-// informerResync: the apiserver's caches have no handlers, so a resync only
-// prunes tombstones.
+// informerResync: the apiserver's only handler drops a deleted pod's JSON,
+// so its caches' resyncs are mostly for pruning tombstones.
 const informerResync = 5 * time.Minute
 
 // cacheWait bounds how long a list waits for the cache to catch up with
@@ -77,17 +77,34 @@ const cacheWait = 2 * time.Second
 // the cache's first snapshot, or if it lags, it reads the bucket. The
 // objects are the cache's own: callers must not modify them.
 func listSource[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], inf *bus.Informer[T, P]) ([]P, error) {
-	select {
-	case <-inf.Synced():
-		wctx, cancel := context.WithTimeout(ctx, cacheWait)
-		list, err := inf.ListConsistent(wctx)
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			return list, err
-		}
-	default:
+	if err := cacheCaughtUp(ctx, inf, 0); err == nil {
+		return inf.List(), nil
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
 	return b.List(ctx)
+}
+
+// errCacheStarting: the cache has no complete snapshot yet.
+var errCacheStarting = errors.New("cache not synced yet")
+
+// cacheCaughtUp waits, for at most cacheWait, until inf reflects revision
+// rev of its bucket (0: every write made before the call), so that it may
+// answer for the bucket: lists and watches read their own writes and
+// everyone else's.
+func cacheCaughtUp[T any, P bus.Object[T]](ctx context.Context, inf *bus.Informer[T, P], rev uint64) error {
+	select {
+	case <-inf.Synced():
+	default:
+		return errCacheStarting
+	}
+	wctx, cancel := context.WithTimeout(ctx, cacheWait)
+	defer cancel()
+	if rev == 0 {
+		return inf.WaitCurrent(wctx)
+	}
+	return inf.WaitRevision(wctx, rev)
 }
 
 // jsonCache keeps each object's JSON as last encoded, by name and

@@ -251,7 +251,7 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 	match := func(p P) bool {
 		return (len(o.sel) == 0 || schemas.SelectorMatches(o.sel, p.GetMeta().Labels)) && (keep == nil || keep(p))
 	}
-	if snapshot, rev, feed, err := watchFromCache(ctx, b, inf, o.from); err == nil {
+	if snapshot, rev, feed, err := watchFromCache(ctx, inf, o.from); err == nil {
 		s.watchStats.cache.Add(1)
 		metrics.Watch(b.Name(), "cache")
 		return serveCachedWatch(sctx, s, w, b, o, match, snapshot, rev, feed)
@@ -291,25 +291,11 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 // every write made before the request (as a KV watcher would: a client
 // that wrote and then watches sees its write in the initial state), or
 // the revision the client resumes from.
-func watchFromCache[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], inf *bus.Informer[T, P], from uint64) ([]P, uint64, *bus.Feed[P], error) {
+func watchFromCache[T any, P bus.Object[T]](ctx context.Context, inf *bus.Informer[T, P], from uint64) ([]P, uint64, *bus.Feed[P], error) {
 	if !inf.HasHistory() {
 		return nil, 0, nil, bus.ErrNoHistory
 	}
-	select {
-	case <-inf.Synced():
-	default:
-		return nil, 0, nil, bus.ErrNoHistory // starting: the bucket serves
-	}
-	target := from
-	if target == 0 {
-		var err error
-		if target, err = b.Revision(ctx); err != nil {
-			return nil, 0, nil, err
-		}
-	}
-	wctx, cancel := context.WithTimeout(ctx, cacheWait)
-	defer cancel()
-	if err := inf.WaitRevision(wctx, target); err != nil {
+	if err := cacheCaughtUp(ctx, inf, from); err != nil {
 		return nil, 0, nil, err
 	}
 	return inf.WatchChanges(from, watchFeedBuffer)
