@@ -34,6 +34,8 @@ func TestSeparateProcessesNodeFailure(t *testing.T) {
 		_, err := os.Stat(creds(bus.UserViewer))
 		return err
 	})
+	// TLS only, so every component below connects over TLS.
+	requireNATSTLS(t, natsAddr)
 	start(t, "apiserver", "apiserver", "--nats", natsURL, "--api-addr", apiAddr, "--data-dir", ctlDir)
 	start(t, "scheduler", "scheduler", "--nats", natsURL, "--data-dir", ctlDir)
 	start(t, "controller", "controller", "--nats", natsURL, "--node-grace", "2s", "--eviction-timeout", "2s", "--data-dir", ctlDir)

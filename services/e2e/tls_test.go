@@ -150,6 +150,28 @@ func getWithToken(c *http.Client, url, token string) (int, []byte, error) {
 	return resp.StatusCode, body, err
 }
 
+// requireNATSTLS fails unless the NATS server at addr announces that it
+// requires TLS before any credential is sent.
+func requireNATSTLS(t *testing.T, addr string) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		info, err := bufio.NewReader(conn).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, `"tls_required":true`) {
+			t.Fatalf("NATS at %s does not require TLS: %s", addr, info)
+		}
+		return nil
+	})
+}
+
 // `miniku up` with no TLS flag at all: NATS is TLS only and the API is
 // served over HTTPS too, both with certificates from a CA it made in the
 // data dir. A sniffer on loopback sees neither a NATS password nor the API
