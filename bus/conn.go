@@ -2,10 +2,12 @@ package bus
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -95,6 +97,7 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 		}),
 	}
 	opts = append(opts, o.securityOptions()...)
+	opts = append(opts, nats.ReconnectErrHandler(connectFailed(log, o.TLSCA)))
 	url := o.URL
 	if o.InProcess != nil {
 		opts = append(opts, nats.InProcessServer(o.InProcess))
@@ -126,6 +129,34 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 		return nil, fmt.Errorf("create stream %s: %w", StreamEvents, err)
 	}
 	return c, nil
+}
+
+// connectFailed logs why (re)connecting fails, at most every 10 s, with
+// what to do about the TLS failures a missing or wrong CA causes: the
+// client retries forever, so nothing else would say it.
+func connectFailed(log *slog.Logger, ca string) nats.ConnErrHandler {
+	var last atomic.Int64
+	return func(_ *nats.Conn, err error) {
+		now := time.Now().UnixNano()
+		if l := last.Load(); (l != 0 && now-l < int64(10*time.Second)) || !last.CompareAndSwap(l, now) {
+			return
+		}
+		var unknownCA x509.UnknownAuthorityError
+		var hostErr x509.HostnameError
+		switch {
+		case errors.As(err, &unknownCA) || errors.As(err, &hostErr):
+			hint := "pass the NATS server's CA with --nats-ca (<its data dir>/tls/ca.crt)"
+			if ca != "" {
+				hint = fmt.Sprintf("the CA %s did not sign the server's certificate, or not for this address; pass the server's <data dir>/tls/ca.crt with --nats-ca", ca)
+			}
+			log.Warn("nats TLS failed, retrying", "err", err, "hint", hint)
+		case errors.Is(err, nats.ErrSecureConnWanted):
+			// A CA means TLS only: the password must not go out in clear.
+			log.Warn("nats server does not offer TLS, retrying", "err", err, "hint", "run the server with TLS (miniku up and miniku nats do by default), or drop --nats-ca to connect without it")
+		default:
+			log.Warn("nats connect failed, retrying", "err", err)
+		}
+	}
 }
 
 func (c *Conn) waitConnected(ctx context.Context) error {

@@ -89,8 +89,9 @@ func startCluster(cfg config, dir string, upArgs ...string) (*cluster, error) {
 	bin := cfg.bin
 	cl := &cluster{bin: bin, dir: dir, apiAddr: freeAddr(), natsAddr: freeAddr(),
 		pprofAddrs: map[string]string{}, profile: cfg.profileDir != ""}
+	// The default --https-addr is one port for the whole host.
 	args := []string{"up", "--data-dir", filepath.Join(dir, "data"), "--api-addr", cl.apiAddr,
-		"--nats-addr", cl.natsAddr, "--nats-context", "", "--log-level", "warn"}
+		"--https-addr", freeAddr(), "--nats-addr", cl.natsAddr, "--nats-context", "", "--log-level", "warn"}
 	args = append(args, cl.pprofArgs("up")...)
 	if cfg.natsSync != "" {
 		args = append(args, "--nats-sync", cfg.natsSync)

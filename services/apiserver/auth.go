@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/schemas"
 )
 
 // Who may call the API: whoever presents the bearer token (Config.Token).
@@ -59,21 +60,32 @@ func EnsureToken(path string) (token string, created bool, err error) {
 }
 
 // checkSecurity refuses a configuration that would let other hosts in
-// without a token.
+// without a token, or an HTTPS listener without a certificate.
 func checkSecurity(cfg Config) error {
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("apiserver: TLS needs both a certificate and a key")
 	}
-	if cfg.Token != "" || cfg.Addr == "" {
-		// No address: used as a Handler only; Run checks what it binds.
+	if cfg.HTTPSAddr != "" && cfg.TLSCert == "" {
+		return fmt.Errorf("apiserver: HTTPS on %s needs a certificate and a key", cfg.HTTPSAddr)
+	}
+	if _, err := schemas.ParsePodSecurityLevel(string(cfg.PodSecurity)); err != nil {
+		return fmt.Errorf("apiserver: %w", err)
+	}
+	if cfg.Token != "" {
 		return nil
 	}
-	host, _, err := net.SplitHostPort(cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("apiserver address %q: %w", cfg.Addr, err)
-	}
-	if !bus.IsLoopback(host) {
-		return fmt.Errorf("apiserver: refusing to listen on %s without authentication; use a token or a loopback address", cfg.Addr)
+	for _, addr := range []string{cfg.Addr, cfg.HTTPSAddr} {
+		if addr == "" {
+			// No address: used as a Handler only; Run checks what it binds.
+			continue
+		}
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return fmt.Errorf("apiserver address %q: %w", addr, err)
+		}
+		if !bus.IsLoopback(host) {
+			return fmt.Errorf("apiserver: refusing to listen on %s without authentication; use a token or a loopback address", addr)
+		}
 	}
 	return nil
 }
@@ -121,20 +133,52 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	})
 }
 
-// listener wraps ln in TLS when a certificate is configured, and refuses
-// an unauthenticated listener that other hosts can reach.
-func (s *Server) listener(ln net.Listener) (net.Listener, error) {
-	if a, ok := ln.Addr().(*net.TCPAddr); s.cfg.Token == "" && (!ok || !a.IP.IsLoopback()) {
-		ln.Close()
-		return nil, fmt.Errorf("apiserver: refusing to listen on %s without authentication; use a token or a loopback address", ln.Addr())
+// apiListener is one bound listener; tls marks the HTTPS one.
+type apiListener struct {
+	net.Listener
+	tls bool
+}
+
+// listeners binds Config.Addr (plain HTTP) and Config.HTTPSAddr (TLS),
+// whichever are set, and refuses an unauthenticated listener that other
+// hosts can reach.
+func (s *Server) listeners() ([]apiListener, error) {
+	var lns []apiListener
+	fail := func(err error) ([]apiListener, error) {
+		for _, l := range lns {
+			l.Close()
+		}
+		return nil, err
 	}
-	if s.cfg.TLSCert == "" {
-		return ln, nil
+	for _, want := range []struct {
+		addr string
+		tls  bool
+		on   bool
+	}{
+		// Without either address, "" is net.Listen's: every interface,
+		// a free port (refused below without a token).
+		{s.cfg.Addr, false, s.cfg.Addr != "" || s.cfg.HTTPSAddr == ""},
+		{s.cfg.HTTPSAddr, true, s.cfg.HTTPSAddr != ""},
+	} {
+		if !want.on {
+			continue
+		}
+		ln, err := net.Listen("tcp", want.addr)
+		if err != nil {
+			return fail(fmt.Errorf("apiserver listen on %s: %w", want.addr, err))
+		}
+		lns = append(lns, apiListener{ln, want.tls})
+		if a, ok := ln.Addr().(*net.TCPAddr); s.cfg.Token == "" && (!ok || !a.IP.IsLoopback()) {
+			return fail(fmt.Errorf("apiserver: refusing to listen on %s without authentication; use a token or a loopback address", ln.Addr()))
+		}
+		if !want.tls {
+			continue
+		}
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return fail(fmt.Errorf("apiserver TLS: %w", err))
+		}
+		lns[len(lns)-1].Listener = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	}
-	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
-	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("apiserver TLS: %w", err)
-	}
-	return tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}), nil
+	return lns, nil
 }

@@ -148,15 +148,9 @@ func TestNonLoopbackWithoutTokenRefused(t *testing.T) {
 	}
 }
 
-func TestTLSRefusesPlainText(t *testing.T) {
-	ns := bustest.Server(t, "", "")
-	log := bustest.Logger(t)
-	conn := bustest.Conn(t, ns.ClientURL(), log)
-	cert, key := bustest.SelfSignedCert(t)
-	srv, err := apiserver.New(apiserver.Config{Addr: "127.0.0.1:0", Logger: log, Token: testToken, TLSCert: cert, TLSKey: key}, conn)
-	if err != nil {
-		t.Fatal(err)
-	}
+// runServer runs srv until the test ends and waits for its listeners.
+func runServer(t *testing.T, srv *apiserver.Server) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
@@ -173,14 +167,32 @@ func TestTLSRefusesPlainText(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("not listening")
 	}
-	addr := srv.Addr()
+}
 
-	// Plain HTTP gets no API response, even with the right token.
-	code, _, body := get(t, http.DefaultClient, "http://"+addr+"/pods", "Bearer "+testToken)
+// The same API, token and handlers on plain HTTP (Addr) and HTTPS
+// (HTTPSAddr); the HTTPS port answers no plain-text request.
+func TestHTTPSBesidePlainHTTP(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	log := bustest.Logger(t)
+	conn := bustest.Conn(t, ns.ClientURL(), log)
+	cert, key := bustest.SelfSignedCert(t)
+	srv, err := apiserver.New(apiserver.Config{Addr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", Logger: log, Token: testToken, TLSCert: cert, TLSKey: key}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runServer(t, srv)
+	httpsAddr := srv.HTTPSAddr()
+	if httpsAddr == "" || srv.Addr() == "" || httpsAddr == srv.Addr() {
+		t.Fatalf("addresses: http %q, https %q", srv.Addr(), httpsAddr)
+	}
+
+	// Plain HTTP on the HTTPS port gets no API response, even with the
+	// right token.
+	code, _, body := get(t, http.DefaultClient, "http://"+httpsAddr+"/pods", "Bearer "+testToken)
 	if code == 200 || strings.Contains(string(body), "[") {
 		t.Fatalf("plain-text request answered: %d %s", code, body)
 	}
-	// HTTPS with the CA works.
+	// HTTPS with the CA works, with the same token as plain HTTP.
 	pem, err := os.ReadFile(cert)
 	if err != nil {
 		t.Fatal(err)
@@ -188,10 +200,40 @@ func TestTLSRefusesPlainText(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if code, _, body := get(t, c, "https://"+addr+"/pods", "Bearer "+testToken); code != 200 {
+	t.Cleanup(c.CloseIdleConnections)
+	if code, _, body := get(t, c, "https://"+httpsAddr+"/pods", "Bearer "+testToken); code != 200 {
 		t.Fatalf("HTTPS: %d %s", code, body)
 	}
-	if code, _, _ := get(t, c, "https://"+addr+"/pods", ""); code != 401 {
+	if code, _, body := get(t, http.DefaultClient, "http://"+srv.Addr()+"/pods", "Bearer "+testToken); code != 200 {
+		t.Fatalf("plain HTTP: %d %s", code, body)
+	}
+	if code, _, _ := get(t, c, "https://"+httpsAddr+"/pods", ""); code != 401 {
 		t.Fatalf("HTTPS without token: %d, want 401", code)
+	}
+	if code, _, _ := get(t, c, "https://"+httpsAddr+"/pods", "Bearer wrong"); code != 401 {
+		t.Fatalf("HTTPS with a wrong token: %d, want 401", code)
+	}
+}
+
+// Without Addr, HTTPSAddr is the only listener; an HTTPS address without
+// a certificate is refused.
+func TestHTTPSOnly(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	log := bustest.Logger(t)
+	conn := bustest.Conn(t, ns.ClientURL(), log)
+	if _, err := apiserver.New(apiserver.Config{HTTPSAddr: "127.0.0.1:0", Token: testToken}, conn); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("HTTPS without a certificate: %v, want a refusal", err)
+	}
+	cert, key := bustest.SelfSignedCert(t)
+	if _, err := apiserver.New(apiserver.Config{Addr: "127.0.0.1:0", HTTPSAddr: "0.0.0.0:0", TLSCert: cert, TLSKey: key}, conn); err == nil || !strings.Contains(err.Error(), "without authentication") {
+		t.Fatalf("HTTPS on every interface without a token: %v, want a refusal", err)
+	}
+	srv, err := apiserver.New(apiserver.Config{HTTPSAddr: "127.0.0.1:0", Logger: log, Token: testToken, TLSCert: cert, TLSKey: key}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runServer(t, srv)
+	if srv.Addr() != "" || srv.HTTPSAddr() == "" {
+		t.Fatalf("addresses: http %q, https %q", srv.Addr(), srv.HTTPSAddr())
 	}
 }

@@ -37,6 +37,13 @@ func modified(kind, name string, current, sent uint64) *apiError {
 		"%s %q was modified (resourceVersion %d, you sent %d): re-read and retry", kind, name, current, sent)
 }
 
+// forbidden is Pod Security admission's refusal: 403, as Kubernetes
+// answers `pods "x" is forbidden: violates PodSecurity "baseline:latest":
+// host namespaces (hostNetwork=true)`.
+func forbidden(kind, name string, err error) *apiError {
+	return newError(http.StatusForbidden, "%s %q is forbidden: %s", kind, name, err)
+}
+
 // invalid turns a Validate result into one 400 whose message lists every
 // field error on one line, because clients show it as a single string.
 func invalid(kind string, err error) *apiError {

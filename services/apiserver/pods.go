@@ -77,6 +77,9 @@ func (s *Server) createPod(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err := p.Validate(); err != nil {
 		return 0, nil, invalid(kindPod, err)
 	}
+	if err := p.CheckPodSecurity(s.cfg.PodSecurity); err != nil {
+		return 0, nil, forbidden(kindPod, p.Name, err)
+	}
 	if err := s.conn.Pods.Create(ctx, &p); err != nil {
 		if errors.Is(err, bus.ErrAlreadyExists) {
 			return 0, nil, alreadyExists(kindPod, p.Name)

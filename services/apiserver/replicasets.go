@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"reflect"
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/schemas"
@@ -56,6 +57,9 @@ func (s *Server) createReplicaSet(ctx context.Context, w http.ResponseWriter, r 
 	if err := rs.Validate(); err != nil {
 		return 0, nil, invalid(kindReplicaSet, err)
 	}
+	if err := rs.CheckPodSecurity(s.cfg.PodSecurity); err != nil {
+		return 0, nil, forbidden(kindReplicaSet, rs.Name, err)
+	}
 	if err := s.conn.ReplicaSets.Create(ctx, &rs); err != nil {
 		if errors.Is(err, bus.ErrAlreadyExists) {
 			return 0, nil, alreadyExists(kindReplicaSet, rs.Name)
@@ -97,6 +101,15 @@ func (s *Server) updateReplicaSet(ctx context.Context, w http.ResponseWriter, r 
 	apply := func(cur *schemas.ReplicaSet) error {
 		if !maps.Equal(cur.Selector, in.Selector) {
 			return errSelectorImmutable
+		}
+		// As Kubernetes' Pod Security admission does on updates, an
+		// unchanged template is not checked again: scaling a replicaset
+		// admitted under another level (or written before the check
+		// existed) still works, changing its template does not.
+		if !reflect.DeepEqual(cur.Template, in.Template) {
+			if err := in.CheckPodSecurity(s.cfg.PodSecurity); err != nil {
+				return forbidden(kindReplicaSet, name, err)
+			}
 		}
 		oldDesired = cur.DesiredCount
 		next := in

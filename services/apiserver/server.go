@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -17,15 +16,23 @@ import (
 
 // Config configures a Server.
 type Config struct {
-	// Addr is host:port to listen on; port 0 picks a free one.
-	Addr   string
-	Logger *slog.Logger
+	// Addr is host:port to serve plain HTTP on (port 0 picks a free one;
+	// empty: none). Meant for loopback: the token crosses it in clear.
+	Addr string
+	// HTTPSAddr is host:port to serve the same API over HTTPS on, with
+	// TLSCert and TLSKey (empty: none).
+	HTTPSAddr string
+	Logger    *slog.Logger
 	// Token is the bearer token every request but /healthz must present
 	// (auth.go). Empty disables authentication, which New refuses on a
 	// non-loopback address.
 	Token string
-	// TLSCert and TLSKey (PEM files) make the API HTTPS only.
+	// TLSCert and TLSKey (PEM files) are the HTTPS listener's certificate.
 	TLSCert, TLSKey string
+	// PodSecurity is the Pod Security Standards level enforced on every
+	// pod and replicaset template written through the API; empty means
+	// schemas.PodSecurityBaseline.
+	PodSecurity schemas.PodSecurityLevel
 	// Pods, ReplicaSets and Nodes, when set, are caches the caller runs
 	// and shares with other components of the process (miniku up); nil:
 	// Run runs the apiserver's own.
@@ -74,6 +81,7 @@ type Server struct {
 	mu        sync.Mutex
 	started   bool
 	addr      string
+	httpsAddr string
 	listening chan struct{}
 }
 
@@ -124,12 +132,20 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Listening is closed once Run has bound its address.
 func (s *Server) Listening() <-chan struct{} { return s.listening }
 
-// Addr is the bound address once Listening is closed ("" before), which
-// is how callers learn the port when Config.Addr ends in ":0".
+// Addr is the bound plain-HTTP address once Listening is closed ("" before,
+// or without Config.Addr), which is how callers learn the port when
+// Config.Addr ends in ":0".
 func (s *Server) Addr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addr
+}
+
+// HTTPSAddr is Addr for the HTTPS listener.
+func (s *Server) HTTPSAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.httpsAddr
 }
 
 // Run listens on cfg.Addr and serves until ctx ends, then gives in-flight
@@ -143,11 +159,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.started = true
 	s.mu.Unlock()
 
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+	lns, err := s.listeners()
 	if err != nil {
-		return fmt.Errorf("apiserver listen on %s: %w", s.cfg.Addr, err)
-	}
-	if ln, err = s.listener(ln); err != nil {
 		return err
 	}
 	srv := &http.Server{
@@ -170,18 +183,37 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() { defer iwg.Done(); _ = run(ictx) }()
 	}
 	s.mu.Lock()
-	s.addr = ln.Addr().String()
+	for _, l := range lns {
+		if l.tls {
+			s.httpsAddr = l.Addr().String()
+		} else {
+			s.addr = l.Addr().String()
+		}
+	}
 	s.mu.Unlock()
 	close(s.listening)
-	s.log.Info("apiserver listening", "addr", ln.Addr().String())
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	// One server for both listeners: same handler, same shutdown.
+	serveErr := make(chan error, len(lns))
+	for _, l := range lns {
+		s.log.Info("apiserver listening", "addr", l.Addr().String(), "tls", l.tls)
+		go func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("apiserver serve on %s: %w", l.Addr(), err)
+				return
+			}
+			serveErr <- nil
+		}()
+	}
 
 	select {
 	case err := <-serveErr:
 		// Serve only returns early on a listener failure.
-		return fmt.Errorf("apiserver serve on %s: %w", ln.Addr(), err)
+		srv.Close()
+		for range len(lns) - 1 {
+			<-serveErr
+		}
+		return err
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -191,8 +223,12 @@ func (s *Server) Run(ctx context.Context) error {
 		// Requests still running after the grace period are cut off.
 		srv.Close()
 	}
-	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("apiserver serve on %s: %w", ln.Addr(), err)
+	var errs []error
+	for range lns {
+		errs = append(errs, <-serveErr)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	if shutErr != nil {
 		return fmt.Errorf("apiserver shutdown: %w", shutErr)

@@ -12,6 +12,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/miniku/miniku/bus/pki"
 	"github.com/miniku/miniku/services/cli/client"
 )
 
@@ -54,10 +55,10 @@ type options struct {
 }
 
 func (o *options) register(fs *flag.FlagSet) {
-	fs.StringVar(&o.server, "server", "", "apiserver address (default $MINIKU_SERVER, the config file's, else "+DefaultServer+")")
+	fs.StringVar(&o.server, "server", "", "apiserver address (default $MINIKU_SERVER, the config file's, else "+DefaultHTTPSServer+" if <data-dir>/tls/ca.crt is readable, else "+DefaultServer+")")
 	fs.StringVar(&o.token, "token", "", "API token (default $MINIKU_TOKEN, the config file's, else <data-dir>/token)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "data dir of a local 'miniku up', for its token and NATS credentials (default $MINIKU_DATA_DIR, else "+DefaultDataDir+")")
-	fs.StringVar(&o.ca, "ca", "", "CA certificate (PEM) of an apiserver using TLS (default $MINIKU_CA)")
+	fs.StringVar(&o.ca, "ca", "", "CA certificate (PEM) of an apiserver using TLS (default $MINIKU_CA, the config file's, else <data-dir>/tls/ca.crt)")
 	fs.StringVar(&o.config, "config", "", "config file (default $MINIKU_CONFIG, else $XDG_CONFIG_HOME/miniku/config.yaml or ~/.config/miniku/config.yaml)")
 }
 
@@ -126,8 +127,7 @@ func (o *options) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	server := firstNonEmpty(o.server, os.Getenv("MINIKU_SERVER"), fc.Server, DefaultServer)
-	ca := firstNonEmpty(o.ca, os.Getenv("MINIKU_CA"), fc.CA)
+	server, ca := o.serverAndCA(fc)
 	c, err := client.New(server, "", ca)
 	if err != nil {
 		return nil, err
@@ -152,6 +152,31 @@ func (o *options) client() (*client.Client, error) {
 		}
 	}
 	return c, nil
+}
+
+// DefaultHTTPSServer is where `miniku up` serves the API over HTTPS.
+const DefaultHTTPSServer = "https://127.0.0.1:6443"
+
+// serverAndCA picks the API server and the CA to trust. A local `miniku
+// up` is reached over HTTPS, trusting its data dir's CA, whenever that CA
+// is readable (anyone who can read the token can read it): the token then
+// never crosses loopback in clear. An https server without --ca trusts the
+// data dir's CA too.
+func (o *options) serverAndCA(fc fileConfig) (server, ca string) {
+	server = firstNonEmpty(o.server, os.Getenv("MINIKU_SERVER"), fc.Server)
+	ca = firstNonEmpty(o.ca, os.Getenv("MINIKU_CA"), fc.CA)
+	local := pki.CAPath(o.dataDirOr(fc))
+	readable := fileReadable(local)
+	switch {
+	case server == "" && readable:
+		server = DefaultHTTPSServer
+	case server == "":
+		server = DefaultServer
+	}
+	if ca == "" && readable && strings.HasPrefix(server, "https://") {
+		ca = local
+	}
+	return server, ca
 }
 
 func (o *options) dataDirOr(fc fileConfig) string {

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/pki"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -35,7 +36,7 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	o.register(fs)
 	fs.StringVar(&natsURL, "nats", "", "NATS URL (default $MINIKU_NATS, the config file's, the nats CLI context 'miniku', else nats://127.0.0.1:4222)")
 	fs.StringVar(&creds, "nats-creds", "", "viewer credentials (default: the nats CLI context 'miniku', else <data-dir>/nats/auth/viewer.json)")
-	fs.StringVar(&ca, "nats-ca", "", "CA certificate (PEM) of a NATS server using TLS")
+	fs.StringVar(&ca, "nats-ca", "", "CA certificate (PEM) of the NATS server (default: the nats CLI context's, else <data-dir>/tls/ca.crt)")
 	fs.StringVar(&kind, "kind", "", "only events about this kind (pod, replicaset, node)")
 	fs.StringVar(&name, "name", "", "only events about the object of this name")
 	fs.BoolVar(&heartbeats, "heartbeats", false, "include node.heartbeat.* (every few seconds per node)")
@@ -108,6 +109,15 @@ func readNATSContext() (natsContextFile, bool) {
 	return c, true
 }
 
+func fileReadable(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
 // connectViewer logs in to NATS as the viewer: explicit flags, then the
 // environment and config file, then the nats CLI context, then the data
 // dir's credentials.
@@ -132,6 +142,12 @@ func (o *options) connectViewer(url, credsFile, ca string) (*nats.Conn, error) {
 		user, password = c.User, c.Password
 	}
 	url = firstNonEmpty(url, "nats://127.0.0.1:4222")
+	if ca == "" {
+		// The server of a local data dir uses TLS from its CA.
+		if p := pki.CAPath(o.dataDirOr(fc)); fileReadable(p) {
+			ca = p
+		}
+	}
 	opts := []nats.Option{nats.Name("miniku events"), nats.UserInfo(user, password),
 		nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond), nats.Timeout(5 * time.Second),
 		// The viewer may receive replies only under its own inbox prefix.

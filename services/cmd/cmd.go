@@ -96,7 +96,7 @@ func (c *common) registerNATS(fs *flag.FlagSet) {
 	fs.StringVar(&c.natsURL, "nats", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated for a cluster")
 	fs.IntVar(&c.replicas, "replicas", 1, "replicas of the KV buckets this component creates (3 on a NATS cluster)")
 	fs.StringVar(&c.natsCreds, "nats-creds", "", "NATS credentials file (default <data-dir>/nats/auth/<user>.json if it exists)")
-	fs.StringVar(&c.natsCA, "nats-ca", "", "CA certificate (PEM) of a NATS server using TLS")
+	fs.StringVar(&c.natsCA, "nats-ca", "", "CA certificate (PEM) of the NATS server, which uses TLS (default <data-dir>/tls/ca.crt if it exists)")
 }
 
 func (c *common) logger(stderr io.Writer) (*slog.Logger, error) {
@@ -204,12 +204,12 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ns, natsCfg, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, sync, log)
+	ns, natsCfg, natsCA, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, sync, log)
 	if err != nil {
 		return err
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	if err := writeNATSContext(*natsContext, ns.ClientURL(), c.dataDir, *sec.tlsCert, log); err != nil {
+	if err := writeNATSContext(*natsContext, ns.ClientURL(), c.dataDir, natsCA, log); err != nil {
 		log.Warn("no nats CLI context written", "err", err)
 	}
 	// Each component logs in as its own user, in process too, so that
@@ -326,19 +326,33 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 	}
-	log.Info("miniku is up", "api", "http://"+*apiAddr, "dashboard", "http://"+*apiAddr+"/ui", "nats", "nats://"+*natsAddr, "nodes", *nodes, "dataDir", c.dataDir)
+	dashboard := urlOf("http", *apiAddr)
+	if dashboard == "" {
+		dashboard = urlOf("https", apiCfg.HTTPSAddr)
+	}
+	log.Info("miniku is up", "api", urlOf("http", *apiAddr), "https", urlOf("https", apiCfg.HTTPSAddr), "ca", natsCA,
+		"dashboard", dashboard+"/ui", "nats", "nats://"+*natsAddr, "nodes", *nodes, "dataDir", c.dataDir)
 	return g.Wait()
 }
 
-func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, sync *natsSync, log *slog.Logger) (*server.Server, bus.ServerConfig, error) {
+// startNATS runs the embedded server, TLS only (natsTLS), and returns the
+// CA file its clients trust.
+func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, sync *natsSync, log *slog.Logger) (*server.Server, bus.ServerConfig, string, error) {
 	cfg := bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log,
-		AuthDir: authDir(dataDir), Kubelets: kubelets, TLSCert: tlsCert, TLSKey: tlsKey,
+		AuthDir: authDir(dataDir), Kubelets: kubelets,
 		SyncAlways: sync.always, SyncInterval: sync.interval}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, cfg, fmt.Errorf("create data dir: %w", err)
+		return nil, cfg, "", fmt.Errorf("create data dir: %w", err)
+	}
+	var (
+		ca  string
+		err error
+	)
+	if cfg.TLSCert, cfg.TLSKey, ca, err = natsTLS(dataDir, addr, tlsCert, tlsKey); err != nil {
+		return nil, cfg, "", err
 	}
 	ns, err := bus.StartServer(cfg)
-	return ns, cfg, err
+	return ns, cfg, ca, err
 }
 
 // sharedCacheResync is how often the caches miniku up shares re-announce
@@ -440,7 +454,7 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	c.register(fs, true)
 	addr := fs.String("addr", "127.0.0.1:4222", "listen address")
 	kubelets := fs.String("kubelets", "", "comma-separated node names whose kubelet users to create (kubelet-<node>.json in <data-dir>/nats/auth)")
-	tlsCert := fs.String("tls-cert", "", "PEM certificate: clients must use TLS")
+	tlsCert := fs.String("tls-cert", "", "PEM certificate clients must use TLS with (default: one signed by the CA in <data-dir>/tls)")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	sync := syncFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -451,11 +465,11 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopMetrics()
-	ns, cfg, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, sync, log)
+	ns, cfg, ca, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, sync, log)
 	if err != nil {
 		return err
 	}
-	log.Info("nats is up", "url", ns.ClientURL(), "store", filepath.Join(c.dataDir, "nats"), "credentials", authDir(c.dataDir))
+	log.Info("nats is up", "url", ns.ClientURL(), "store", filepath.Join(c.dataDir, "nats"), "credentials", authDir(c.dataDir), "ca", ca)
 	err = bus.WatchUsers(ctx, ns, cfg, usersReloadInterval)
 	ns.Shutdown()
 	ns.WaitForShutdown()

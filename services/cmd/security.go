@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/pki"
+	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/apiserver"
 )
 
@@ -26,7 +29,7 @@ func authDir(dataDir string) string { return filepath.Join(dataDir, "nats", "aut
 // (a component on the NATS server's host), else none (a NATS server
 // without users, e.g. a cluster configured by hand).
 func (c *common) busOptions(log *slog.Logger) (bus.Options, error) {
-	o := bus.Options{URL: c.natsURL, Replicas: c.replicas, Logger: log, TLSCA: c.natsCA,
+	o := bus.Options{URL: c.natsURL, Replicas: c.replicas, Logger: log, TLSCA: c.natsCAFile(),
 		Bind: strings.HasPrefix(c.role, "kubelet-") || c.role == bus.UserHollow}
 	path := c.natsCreds
 	if path == "" && c.dataDir != "" {
@@ -57,23 +60,51 @@ func (c *common) busOptions(log *slog.Logger) (bus.Options, error) {
 
 // apiFlags are the apiserver's security flags (up and apiserver).
 type apiFlags struct {
-	tokenFile, tlsCert, tlsKey *string
-	noAuth                     *bool
+	tokenFile, tlsCert, tlsKey, httpsAddr *string
+	noAuth                                *bool
+	podSecurity                           *string
 }
+
+// DefaultHTTPSAddr is k3s's API port, on loopback.
+const DefaultHTTPSAddr = "127.0.0.1:6443"
 
 func registerAPIFlags(fs *flag.FlagSet) apiFlags {
 	return apiFlags{
 		tokenFile: fs.String("token-file", "", "bearer token file, created (0600) if missing (default <data-dir>/token)"),
 		noAuth:    fs.Bool("insecure-no-auth", false, "serve the API WITHOUT authentication (demos on loopback only)"),
-		tlsCert:   fs.String("tls-cert", "", "PEM certificate: serve HTTPS (and NATS over TLS with up)"),
+		httpsAddr: fs.String("https-addr", DefaultHTTPSAddr, "serve the API over HTTPS here too (empty: not at all)"),
+		tlsCert:   fs.String("tls-cert", "", "PEM certificate for HTTPS (and NATS with up) (default: one signed by the CA in <data-dir>/tls)"),
 		tlsKey:    fs.String("tls-key", "", "PEM private key of --tls-cert"),
+		podSecurity: fs.String("pod-security", string(schemas.PodSecurityBaseline),
+			`Pod Security level enforced on pods and replicaset templates: "baseline" refuses host namespaces (hostNetwork), "privileged" allows them`),
 	}
 }
 
 // config fills in the apiserver's token and TLS, creating the token file at
-// first start, and tells the log how to use it.
+// first start (and the HTTPS certificate, from the data dir's CA, unless
+// --tls-cert gives one), and tells the log how to use it.
 func (f apiFlags) config(dataDir, addr string, log *slog.Logger) (apiserver.Config, error) {
-	cfg := apiserver.Config{Addr: addr, Logger: log, TLSCert: *f.tlsCert, TLSKey: *f.tlsKey}
+	level, err := schemas.ParsePodSecurityLevel(*f.podSecurity)
+	if err != nil {
+		return apiserver.Config{}, fmt.Errorf("--pod-security: %w", err)
+	}
+	if level == schemas.PodSecurityPrivileged {
+		log.Warn("--pod-security privileged: any API client may create pods in the host's network namespace")
+	}
+	cfg := apiserver.Config{Addr: addr, HTTPSAddr: *f.httpsAddr, Logger: log, TLSCert: *f.tlsCert, TLSKey: *f.tlsKey, PodSecurity: level}
+	if cfg.Addr == "" && cfg.HTTPSAddr == "" {
+		return cfg, errors.New("--api-addr and --https-addr are both empty: the API would listen nowhere")
+	}
+	ca := *f.tlsCert
+	if cfg.HTTPSAddr != "" && cfg.TLSCert == "" {
+		if cfg.TLSCert, cfg.TLSKey, err = serverCert(dataDir, "apiserver", addr, cfg.HTTPSAddr); err != nil {
+			return cfg, err
+		}
+		ca = pki.CAPath(dataDir)
+	}
+	if cfg.Addr != "" && !loopbackAddr(cfg.Addr) {
+		log.Warn("plain HTTP on a non-loopback address: the bearer token crosses the network in clear; prefer --https-addr and --api-addr ''", "addr", cfg.Addr)
+	}
 	if *f.noAuth {
 		log.Warn("--insecure-no-auth: the API is OPEN to anyone who can reach " + addr)
 		return cfg, nil
@@ -87,12 +118,11 @@ func (f apiFlags) config(dataDir, addr string, log *slog.Logger) (apiserver.Conf
 		return cfg, err
 	}
 	cfg.Token = tok
-	scheme, ca := "http", ""
-	if cfg.TLSCert != "" {
-		scheme, ca = "https", " --cacert "+cfg.TLSCert
+	example := fmt.Sprintf(`curl -H "Authorization: Bearer $(sudo cat %s)" http://%s/pods`, path, addr)
+	if cfg.HTTPSAddr != "" {
+		example = fmt.Sprintf(`curl --cacert %s -H "Authorization: Bearer $(sudo cat %s)" https://%s/pods`, ca, path, cfg.HTTPSAddr)
 	}
-	log.Info("the API requires a bearer token", "tokenFile", path, "created", created,
-		"example", fmt.Sprintf(`curl%s -H "Authorization: Bearer $(sudo cat %s)" %s://%s/pods`, ca, path, scheme, addr))
+	log.Info("the API requires a bearer token", "tokenFile", path, "created", created, "example", example)
 	return cfg, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/pki"
 	mkrt "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/runtime/image/imagetest"
 	"github.com/miniku/miniku/schemas"
@@ -84,7 +85,7 @@ func startCluster(t *testing.T, nodes []string, pairs int) (*chaosCluster, api) 
 	}
 	for _, n := range nodes {
 		c.add("kubelet-"+n, "kubelet", "--nats", natsURL, "--node-name", n,
-			"--nats-creds", filepath.Join(ctlDir, "nats", "auth", "kubelet-"+n+".json"),
+			"--nats-creds", filepath.Join(ctlDir, "nats", "auth", "kubelet-"+n+".json"), "--nats-ca", pki.CAPath(ctlDir),
 			"--data-dir", dataDir, "--registry-mirror", "http://"+registry,
 			"--heartbeat-interval", "500ms", "--restart-backoff", "300ms", "--restart-backoff-max", "2s")
 	}

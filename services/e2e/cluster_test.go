@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/pki"
 	mkrt "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/runtime/image/imagetest"
 	"github.com/miniku/miniku/schemas"
@@ -86,6 +88,7 @@ type proc struct {
 
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	args = withHTTPSAddr(t, args)
 	cmd := exec.Command(miniku(t), args...)
 	// The nats CLI context `up` writes goes to a temp dir, not ~/.config.
 	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+configHome(t))
@@ -288,6 +291,24 @@ func (a api) authorize(req *http.Request) {
 	}
 }
 
+// withHTTPSAddr gives an `up` or `apiserver` without --https-addr a free
+// one: the default, 127.0.0.1:6443, is one port for every test on the host.
+func withHTTPSAddr(t *testing.T, args []string) []string {
+	if len(args) == 0 || (args[0] != "up" && args[0] != "apiserver") {
+		return args
+	}
+	for _, a := range args {
+		if a == "--https-addr" || strings.HasPrefix(a, "--https-addr=") {
+			return args
+		}
+	}
+	return append(slices.Clone(args), "--https-addr", freeAddr(t))
+}
+
+// natsCA is the CA of the NATS server whose data dir is dataDir: it uses
+// TLS, as `up` and `nats` always do.
+func natsCA(dataDir string) nats.Option { return nats.RootCAs(pki.CAPath(dataDir)) }
+
 // tokenFiles maps an apiserver address to its token file, recorded from the
 // arguments of every `up` and `apiserver` a test starts.
 var tokenFiles sync.Map
@@ -333,7 +354,7 @@ func viewerNATS(t *testing.T, url, dataDir string) *nats.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(url, nats.UserInfo(creds.User, creds.Password))
+	nc, err := nats.Connect(url, nats.UserInfo(creds.User, creds.Password), natsCA(dataDir))
 	if err != nil {
 		t.Fatalf("connect to nats as viewer: %v", err)
 	}
@@ -353,7 +374,7 @@ func busConnAs(t *testing.T, url, dataDir, user string) *bus.Conn {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := bus.Connect(ctx, bus.Options{URL: url, Name: t.Name(), User: creds.User, Password: creds.Password,
-		Bind: strings.HasPrefix(user, "kubelet-")})
+		TLSCA: pki.CAPath(dataDir), Bind: strings.HasPrefix(user, "kubelet-")})
 	if err != nil {
 		t.Fatalf("connect to nats as %s: %v", user, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/pki"
 	"github.com/miniku/miniku/runtime/image/imagetest"
 )
 
@@ -265,7 +266,7 @@ func TestSeparateProcessMetrics(t *testing.T) {
 	start(t, "scheduler", "scheduler", "--nats", natsURL, "--data-dir", ctlDir, "--metrics-addr", m["scheduler"])
 	start(t, "controller", "controller", "--nats", natsURL, "--data-dir", ctlDir, "--metrics-addr", m["controller"])
 	start(t, "kubelet node-a", "kubelet", "--nats", natsURL, "--node-name", "node-a",
-		"--nats-creds", filepath.Join(ctlDir, "nats", "auth", "kubelet-node-a.json"), "--data-dir", dataDir,
+		"--nats-creds", filepath.Join(ctlDir, "nats", "auth", "kubelet-node-a.json"), "--nats-ca", pki.CAPath(ctlDir), "--data-dir", dataDir,
 		"--registry-mirror", "http://"+registry, "--heartbeat-interval", "500ms", "--metrics-addr", m["kubelet"])
 	a := api{t: t, base: "http://" + apiAddr}
 	eventually(t, 30*time.Second, func() error { _, err := a.pods(); return err })

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/miniku/miniku/bus/bustest"
+	"github.com/miniku/miniku/bus/pki"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -57,7 +58,7 @@ func TestUpRequiresAuth(t *testing.T) {
 	}
 
 	// NATS: no anonymous clients; the viewer's context works for watching.
-	if nc, err := nats.Connect("nats://"+natsAddr, nats.MaxReconnects(0)); err == nil {
+	if nc, err := nats.Connect("nats://"+natsAddr, nats.MaxReconnects(0), natsCA(dataDir)); err == nil {
 		nc.Close()
 		t.Fatal("anonymous NATS connection accepted")
 	}
@@ -66,11 +67,11 @@ func TestUpRequiresAuth(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nats CLI context: %v", err)
 	}
-	var nctx struct{ URL, User, Password string }
-	if err := json.Unmarshal(data, &nctx); err != nil || nctx.User != "viewer" || nctx.Password == "" {
+	var nctx struct{ URL, User, Password, CA string }
+	if err := json.Unmarshal(data, &nctx); err != nil || nctx.User != "viewer" || nctx.Password == "" || nctx.CA != pki.CAPath(dataDir) {
 		t.Fatalf("nats context %s: %+v %v", ctxPath, nctx, err)
 	}
-	nc, err := nats.Connect(nctx.URL, nats.UserInfo(nctx.User, nctx.Password))
+	nc, err := nats.Connect(nctx.URL, nats.UserInfo(nctx.User, nctx.Password), nats.RootCAs(nctx.CA))
 	if err != nil {
 		t.Fatalf("connect with the nats context: %v", err)
 	}
@@ -145,13 +146,15 @@ func TestKubeletJoinsWithOwnCredentials(t *testing.T) {
 	}
 }
 
-// With --tls-cert and --tls-key, `up` serves the API over HTTPS only and
-// NATS over TLS only; the nats CLI context names the CA.
+// With --tls-cert and --tls-key, `up` serves HTTPS on --https-addr and
+// NATS over TLS with that certificate instead of one from its CA; with
+// --api-addr "" there is no plain HTTP at all. The nats CLI context names
+// the certificate as the CA.
 func TestUpTLS(t *testing.T) {
 	dataDir := t.TempDir()
-	apiAddr, natsAddr := freeAddr(t), freeAddr(t)
+	httpsAddr, natsAddr := freeAddr(t), freeAddr(t)
 	cert, key := bustest.SelfSignedCert(t)
-	start(t, "miniku up", "up", "--data-dir", dataDir, "--api-addr", apiAddr, "--nats-addr", natsAddr, "--nodes", "0",
+	start(t, "miniku up", "up", "--data-dir", dataDir, "--api-addr", "", "--https-addr", httpsAddr, "--nats-addr", natsAddr, "--nodes", "0",
 		"--tls-cert", cert, "--tls-key", key)
 	pem, err := os.ReadFile(cert)
 	if err != nil {
@@ -179,13 +182,13 @@ func TestUpTLS(t *testing.T) {
 		return resp.StatusCode, nil
 	}
 	eventually(t, 30*time.Second, func() error {
-		code, err := get(client, "https://"+apiAddr+"/pods")
+		code, err := get(client, "https://"+httpsAddr+"/pods")
 		if err == nil && code != 200 {
 			err = fmt.Errorf("GET /pods over HTTPS: %d", code)
 		}
 		return err
 	})
-	if code, err := get(http.DefaultClient, "http://"+apiAddr+"/pods"); err == nil && code == 200 {
+	if code, err := get(http.DefaultClient, "http://"+httpsAddr+"/pods"); err == nil && code == 200 {
 		t.Fatal("plain HTTP answered with 200")
 	}
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/pki"
 	"github.com/miniku/miniku/runtime/image/imagetest"
 	"github.com/miniku/miniku/schemas"
 )
@@ -33,12 +34,14 @@ func TestSeparateProcessesNodeFailure(t *testing.T) {
 		_, err := os.Stat(creds(bus.UserViewer))
 		return err
 	})
+	// TLS only, so every component below connects over TLS.
+	requireNATSTLS(t, natsAddr)
 	start(t, "apiserver", "apiserver", "--nats", natsURL, "--api-addr", apiAddr, "--data-dir", ctlDir)
 	start(t, "scheduler", "scheduler", "--nats", natsURL, "--data-dir", ctlDir)
 	start(t, "controller", "controller", "--nats", natsURL, "--node-grace", "2s", "--eviction-timeout", "2s", "--data-dir", ctlDir)
 	kubelet := func(node string) *proc {
 		return start(t, "kubelet "+node, "kubelet", "--nats", natsURL, "--node-name", node,
-			"--nats-creds", creds("kubelet-"+node),
+			"--nats-creds", creds("kubelet-"+node), "--nats-ca", pki.CAPath(ctlDir),
 			"--data-dir", dataDir, "--registry-mirror", "http://"+registry, "--heartbeat-interval", "500ms")
 	}
 	kubelet("node-a")
