@@ -79,15 +79,20 @@ func rootHash(root string) uint32 {
 	return h.Sum32()
 }
 
-// nodeCgroupName names a Runtime's node-level cgroup under cgroupParent:
-// the node's name, for people reading the hierarchy, and a hash of the
-// state root, so that two Runtimes with one node name on one host (two
-// test clusters) never share a cgroup nor each other's limits.
-func nodeCgroupName(node, root string) string {
-	if node == "" {
-		node = "rt"
+// nodeCgroupName names a Runtime's node-level cgroup under cgroupParent,
+// from its state root alone, so that every Runtime over one root (the
+// kubelet's, a later one that adopts or cleans up its containers) finds
+// the same cgroup, and two roots (two test clusters with a node-1 each)
+// never share one nor each other's limits. A kubelet's root is
+// <data-dir>/nodes/<node>/containers: its cgroup reads <node>-<hash>.
+func nodeCgroupName(root string) string {
+	label := "rt"
+	if filepath.Base(root) == "containers" {
+		if node := filepath.Base(filepath.Dir(root)); idRE.MatchString(strings.ReplaceAll(node, "-", "")) {
+			label = node
+		}
 	}
-	return fmt.Sprintf("%s-%08x", node, rootHash(root))
+	return fmt.Sprintf("%s-%08x", label, rootHash(root))
 }
 
 // nodeLimits are the node-level cgroup's limits; 0: none.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -138,6 +139,22 @@ func TestResolveLimits(t *testing.T) {
 		got, err := resolveLimits(tc.cfg, tc.host)
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("%s: %+v, %v; want %+v, error %v", tc.name, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestNodeCgroupName(t *testing.T) {
+	t.Parallel()
+	a, b := nodeCgroupName("/a/nodes/node-1/containers"), nodeCgroupName("/b/nodes/node-1/containers")
+	if !strings.HasPrefix(a, "node-1-") || !strings.HasPrefix(b, "node-1-") || a == b {
+		t.Errorf("kubelet roots: %q and %q, want node-1-<hash>, different", a, b)
+	}
+	if a != nodeCgroupName("/a/nodes/node-1/containers") {
+		t.Error("not a function of the root alone")
+	}
+	for _, root := range []string{"/run/miniku/runtime", "/x/nodes/Bad_Name/containers"} {
+		if got := nodeCgroupName(root); !strings.HasPrefix(got, "rt-") {
+			t.Errorf("%s: %q, want rt-<hash>", root, got)
 		}
 	}
 }

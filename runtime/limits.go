@@ -15,9 +15,6 @@ import (
 // live in kubepods: whatever the pods ask for, together they cannot take the
 // memory or the pids the host itself needs.
 type Config struct {
-	// Node names the node-level cgroup, miniku/<Node>-<hash of root>; "rt"
-	// when empty.
-	Node string
 	// PodMaxPids is the pids limit of a container that sets none
 	// (Kubernetes' --pod-max-pids); 0: DefaultPodMaxPids; negative: none,
 	// the node's limit only.

@@ -89,7 +89,7 @@ func TestForkBombDefaultLimits(t *testing.T) {
 	t.Run("pod", func(t *testing.T) {
 		t.Parallel()
 		const podLimit = 32
-		r := configRuntime(t, Config{Node: "test", PodMaxPids: podLimit})
+		r := configRuntime(t, Config{PodMaxPids: podLimit})
 		// The CPU limit spares the machine's other users.
 		c := mustStart(t, r, Spec{ID: "bomb", Args: bomb, Resources: Resources{CPUMilli: 200}})
 		logContains(t, c, "can't fork")
@@ -108,7 +108,7 @@ func TestForkBombDefaultLimits(t *testing.T) {
 	t.Run("node", func(t *testing.T) {
 		t.Parallel()
 		const nodeLimit = 48
-		r := configRuntime(t, Config{Node: "test", PodMaxPids: -1, NodeMaxPids: nodeLimit})
+		r := configRuntime(t, Config{PodMaxPids: -1, NodeMaxPids: nodeLimit})
 		c := mustStart(t, r, Spec{ID: "bomb", Args: bomb, Resources: Resources{CPUMilli: 200}})
 		logContains(t, c, "can't fork")
 		if got := cgroupFile(t, containerCgroupDirs(t, r, "bomb"), "pids.max"); got != "max" {
@@ -137,7 +137,7 @@ func TestForkBombDefaultLimits(t *testing.T) {
 func TestNodeMemoryLimit(t *testing.T) {
 	t.Parallel()
 	const nodeMem = 64 << 20
-	r := configRuntime(t, Config{Node: "test", NodeMemoryBytes: nodeMem})
+	r := configRuntime(t, Config{NodeMemoryBytes: nodeMem})
 	rootfs := fullRootfs(t)
 	c, out := run(t, r, Spec{ID: "tmpfill", Rootfs: rootfs, Args: []string{"sh", "-c",
 		`grep -E ' /(tmp|dev/shm) ' /proc/mounts; head -c 134217728 /dev/zero > /tmp/fill; echo "rc=$?"; du -k /tmp/fill`}})
@@ -169,7 +169,7 @@ func TestNodeMemoryLimit(t *testing.T) {
 // the eviction manager ranks pods by, and the node's.
 func TestMemoryUsage(t *testing.T) {
 	t.Parallel()
-	r := configRuntime(t, Config{Node: "test"})
+	r := configRuntime(t, Config{})
 	c := mustStart(t, r, Spec{ID: "user", Args: []string{"sh", "-c", "head -c 8388608 /dev/zero > /tmp/f; echo ready; exec sleep 1000"}})
 	logContains(t, c, "ready")
 	var ms MemoryStats
@@ -201,7 +201,7 @@ func TestMemoryUsage(t *testing.T) {
 // init joins them by its thread alone (v1).
 func TestCgroupMembership(t *testing.T) {
 	t.Parallel()
-	r := configRuntime(t, Config{Node: "test"})
+	r := configRuntime(t, Config{})
 	c := mustStart(t, r, Spec{ID: "member", Args: []string{"sh", "-c", "sleep 1000 & cat /proc/$!/cgroup; echo ready; wait"}})
 	logContains(t, c, "ready")
 	raw, err := os.ReadFile(c.LogPath)

@@ -79,7 +79,7 @@ func NewWithConfig(root string, log *slog.Logger, cfg Config) (*Runtime, error) 
 		log:     log.With("component", "runtime"),
 		cgroups: detectCgroups(),
 		limits:  lim,
-		node:    nodeCgroupName(cfg.Node, abs),
+		node:    nodeCgroupName(abs),
 		busy:    make(map[string]bool),
 	}
 	if r.cgroups == cgroupNone {

@@ -192,7 +192,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rc, err := rf.config("", info)
+	rc, err := rf.config(info)
 	if err != nil {
 		return err
 	}
@@ -322,7 +322,6 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	for i, name := range kubelets {
-		rc.Node = name
 		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, rc, log); err != nil {
 			return err
 		}
@@ -587,7 +586,7 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rc, err := rf.config(*node, info)
+	rc, err := rf.config(info)
 	if err != nil {
 		return err
 	}

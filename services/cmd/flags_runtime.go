@@ -26,10 +26,10 @@ func runtimeFlags(fs *flag.FlagSet) kubeletRuntimeFlags {
 	}
 }
 
-// config is the runtime's Config for node; with --memory the pods together
-// get that much, else the host's memory less the reserve.
-func (f kubeletRuntimeFlags) config(node string, info kubelet.NodeInfo) (mkrt.Config, error) {
-	cfg := mkrt.Config{Node: node, PodMaxPids: *f.podMaxPids}
+// config is the runtime's Config; with --memory the pods together get that
+// much, else the host's memory less the reserve.
+func (f kubeletRuntimeFlags) config(info kubelet.NodeInfo) (mkrt.Config, error) {
+	cfg := mkrt.Config{PodMaxPids: *f.podMaxPids}
 	if cfg.PodMaxPids == 0 || cfg.PodMaxPids < -1 {
 		return mkrt.Config{}, fmt.Errorf("--pod-max-pids %d: must be positive, or -1 for none", cfg.PodMaxPids)
 	}

@@ -16,11 +16,11 @@ func TestRuntimeFlags(t *testing.T) {
 		want   mkrt.Config
 		err    string
 	}{
-		{want: mkrt.Config{Node: "n1", PodMaxPids: mkrt.DefaultPodMaxPids}},
+		{want: mkrt.Config{PodMaxPids: mkrt.DefaultPodMaxPids}},
 		{args: []string{"--pod-max-pids", "-1", "--system-reserved", "memory=1Gi,pid=2000"},
-			want: mkrt.Config{Node: "n1", PodMaxPids: -1, SystemReservedMemory: 1 << 30, SystemReservedPids: 2000}},
+			want: mkrt.Config{PodMaxPids: -1, SystemReservedMemory: 1 << 30, SystemReservedPids: 2000}},
 		{args: []string{"--pod-max-pids", "100"}, memory: "64Mi",
-			want: mkrt.Config{Node: "n1", PodMaxPids: 100, NodeMemoryBytes: 64 << 20}},
+			want: mkrt.Config{PodMaxPids: 100, NodeMemoryBytes: 64 << 20}},
 		{args: []string{"--pod-max-pids", "0"}, err: "--pod-max-pids"},
 		{args: []string{"--system-reserved", "cpu=1"}, err: `unknown resource "cpu"`},
 		{args: []string{"--system-reserved", "memory"}, err: "not resource=quantity"},
@@ -32,7 +32,7 @@ func TestRuntimeFlags(t *testing.T) {
 		if err := fs.Parse(tc.args); err != nil {
 			t.Fatal(err)
 		}
-		got, err := rf.config("n1", kubelet.NodeInfo{Memory: tc.memory})
+		got, err := rf.config(kubelet.NodeInfo{Memory: tc.memory})
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%q: %v, want an error with %q", tc.args, err, tc.err)
