@@ -1,7 +1,9 @@
 // Package runtime runs containers for the kubelet: one process tree per
 // container in fresh PID, mount, UTS, IPC and (unless HostNetwork) network
 // namespaces, on an overlay of a shared read-only image root filesystem,
-// with cgroup limits, dropped capabilities and no_new_privs.
+// with cgroup limits under a node-level cgroup that bounds all of a
+// Runtime's containers together (Config), dropped capabilities,
+// no_new_privs and a default seccomp filter.
 //
 // Start executes the current binary (/proc/self/exe) as "<exe> runtime-init
 // <dir>", handing it the container's configuration on fd 3 and reading the
@@ -12,7 +14,8 @@
 // mounts the overlay, /proc, /sys (read-only), /dev, /dev/pts, /dev/shm and
 // /tmp, pivots into it, masks /proc/kcore and friends, makes /proc/sys
 // read-only, drops capabilities, sets no_new_privs and the user, then
-// forks: the child execs the command (PID 2), and the init stays PID 1 as a
+// forks: the child installs the seccomp filter and execs the command
+// (PID 2), and the init stays PID 1 as a
 // reaper in C, like docker run --init: it drops every capability and
 // descriptor, forwards the signals it gets to the command, reaps every
 // orphan re-parented to it, and when the command exits hands the command's

@@ -41,9 +41,9 @@ func execOut(tb testing.TB, r *Runtime, id, stdin string, args ...string) (int, 
 
 // capsScript records the command's own capabilities and privileges where an
 // exec can compare its own with them.
-const capsScript = `grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Uid|Gid|Groups):' /proc/self/status > /tmp/c; mv /tmp/c /tmp/caps; exec sleep 1000`
+const capsScript = `grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Uid|Gid|Groups):' /proc/self/status > /tmp/c; mv /tmp/c /tmp/caps; exec sleep 1000`
 
-const capsCmd = `grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Uid|Gid|Groups):' /proc/self/status`
+const capsCmd = `grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp|Uid|Gid|Groups):' /proc/self/status`
 
 func TestExec(t *testing.T) {
 	t.Parallel()
@@ -70,8 +70,12 @@ func TestExec(t *testing.T) {
 			if code, got, _ := execOut(t, r, tc.name, "", "sh", "-c", capsCmd); code != 0 || got != want {
 				t.Errorf("exec's privileges:\n%s\nwant the command's:\n%s", got, want)
 			}
-			if tc.user == "" && !strings.Contains(want, "CapEff:\t00000000a00425fb") {
+			if tc.user == "" && !strings.Contains(want, "CapEff:\t00000000a00405fb") {
 				t.Errorf("command's capabilities not the default set: %s", want)
+			}
+			// The exec's are compared with these above: it has the filter too.
+			if !strings.Contains(want, "Seccomp:\t2\n") {
+				t.Errorf("command without the seccomp filter: %s", want)
 			}
 			if _, out, _ := execOut(t, r, tc.name, "", "hostname"); out != "pod-"+tc.name+"\n" {
 				t.Errorf("hostname %q", out)

@@ -69,13 +69,13 @@ cd /
 mknod /tmp/sda b 8 0 2>/dev/null && echo "ESCAPED: mknod block device"
 echo garbage > /tmp/m.ko
 insmod /tmp/m.ko 2>/dev/null && echo "ESCAPED: insmod"
-grep -q "^CapBnd:	00000000a00425fb$" /proc/self/status || echo "ESCAPED: bounding set $(grep CapBnd /proc/self/status)"
+grep -q "^CapBnd:	00000000a00405fb$" /proc/self/status || echo "ESCAPED: bounding set $(grep CapBnd /proc/self/status)"
 echo 1 > /proc/sys/vm/drop_caches 2>/dev/null && echo "ESCAPED: sysctl write"
 test -w /proc/sysrq-trigger && echo "ESCAPED: sysrq-trigger writable"
 [ -z "$(cat /proc/keys 2>/dev/null)" ] || echo "ESCAPED: /proc/keys readable"
 hostname evil 2>/dev/null && echo "ESCAPED: hostname"
 ip link add dummy0 type dummy 2>/dev/null && echo "ESCAPED: ip link add"
-grep -q "^CapEff:	00000000a00425fb$" /proc/self/status || echo "ESCAPED: capabilities $(grep CapEff /proc/self/status)"
+grep -q "^CapEff:	00000000a00405fb$" /proc/self/status || echo "ESCAPED: capabilities $(grep CapEff /proc/self/status)"
 grep -q "^NoNewPrivs:	1$" /proc/self/status || echo "ESCAPED: no_new_privs not set"
 reboot -f 2>/dev/null
 echo "survived reboot"
@@ -296,8 +296,9 @@ func hostResources(tb testing.TB, r *Runtime) map[string]int {
 	counts := map[string]int{"mounts": len(mountsUnder(tb, r.root))}
 	entries, _ := os.ReadDir(r.root)
 	counts["state dirs"] = len(entries)
-	leafs, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", cgroupParent, "*-"+strings.TrimPrefix(cgroupLeaf(r.root, ""), "-")))
-	leafs2, _ := filepath.Glob(filepath.Join(cgroupRoot, cgroupParent, "*-"+strings.TrimPrefix(cgroupLeaf(r.root, ""), "-")))
+	leaf := "*-" + strings.TrimPrefix(cgroupLeaf(r.root, ""), "-")
+	leafs, _ := filepath.Glob(filepath.Join(cgroupRoot, "*", cgroupParent, r.node, leaf))
+	leafs2, _ := filepath.Glob(filepath.Join(cgroupRoot, cgroupParent, r.node, leaf))
 	counts["cgroups"] = len(leafs) + len(leafs2)
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
@@ -378,4 +379,139 @@ func pssKiB(tb testing.TB, pid int) int {
 	}
 	tb.Fatalf("no Pss in /proc/%d/smaps_rollup", pid)
 	return 0
+}
+
+// syscallProbe tries each syscall the default seccomp filter refuses, with
+// arguments that without the filter succeed or fail with an error other
+// than EPERM where one exists, and prints "<name> <errno>" (0: success).
+const syscallProbe = `#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void report(const char *name, long r) { printf("%s %d\n", name, r < 0 ? errno : 0); }
+static void *thread(void *a) { return a; }
+
+int main(void) {
+	long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+	if (pid == 0) _exit(0);
+	if (pid > 0) waitpid(pid, NULL, 0);
+	report("clone_user", pid);
+	report("keyctl", syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 0));
+	report("add_key", syscall(SYS_add_key, "user", "miniku", "x", 1, -2 /* process keyring */));
+	report("request_key", syscall(SYS_request_key, "user", "miniku-nosuch", NULL, 0));
+	report("bpf", syscall(SYS_bpf, 1000, NULL, 0));
+	report("io_uring_setup", syscall(SYS_io_uring_setup, 0, NULL));
+	report("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
+	report("open_by_handle_at", syscall(SYS_open_by_handle_at, -1, NULL, 0));
+	report("clone3", syscall(SYS_clone3, NULL, 0));
+	report("raw_socket", socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
+	// What stays allowed: fork, threads (clone3 falls back to clone).
+	pid = fork();
+	if (pid == 0) _exit(0);
+	if (pid > 0) waitpid(pid, NULL, 0);
+	report("fork", pid);
+	pthread_t t;
+	int e = pthread_create(&t, NULL, thread, NULL);
+	if (e == 0) pthread_join(t, NULL);
+	errno = e;
+	report("thread", e ? -1 : 0);
+	// Last: once in a user namespace of its own the process would have lost
+	// the capabilities the raw socket needs, and could not nest another.
+	report("unshare_user", syscall(SYS_unshare, CLONE_NEWUSER));
+	return 0;
+}
+`
+
+// buildProbe compiles syscallProbe, statically, into rootfs/bin/probe.
+func buildProbe(t *testing.T, rootfs string) {
+	t.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Skip("gcc not found: the runtime's cgo build needs it anyway")
+	}
+	src := filepath.Join(t.TempDir(), "probe.c")
+	if err := os.WriteFile(src, []byte(syscallProbe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("gcc", "-static", "-O", "-o", filepath.Join(rootfs, "bin", "probe"), src, "-lpthread").CombinedOutput(); err != nil {
+		t.Fatalf("build the probe: %v\n%s", err, out)
+	}
+}
+
+// TestSeccompDefault: every container command and every exec runs under the
+// default filter, which refuses new user namespaces and the syscalls behind
+// most container escapes, and leaves fork and threads working.
+func TestSeccompDefault(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	rootfs := fullRootfs(t)
+	buildProbe(t, rootfs)
+	want := map[string]syscall.Errno{
+		"keyctl": syscall.EPERM, "add_key": syscall.EPERM, "request_key": syscall.EPERM, "bpf": syscall.EPERM,
+		"io_uring_setup": syscall.EPERM, "kexec_load": syscall.EPERM, "open_by_handle_at": syscall.EPERM,
+		"unshare_user": syscall.EPERM, "clone_user": syscall.EPERM, "clone3": syscall.ENOSYS,
+		"raw_socket": syscall.EPERM, "fork": 0, "thread": 0,
+	}
+	check := func(how, out string) {
+		t.Helper()
+		got := map[string]syscall.Errno{}
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var name string
+			var e int
+			if _, err := fmt.Sscanf(l, "%s %d", &name, &e); err == nil {
+				got[name] = syscall.Errno(e)
+			}
+		}
+		for name, w := range want {
+			if g, ok := got[name]; !ok || g != w {
+				t.Errorf("%s: %s: %v (%d), want %v (%d); output:\n%s", how, name, g, int(g), w, int(w), out)
+			}
+		}
+	}
+	script := `grep '^Seccomp:' /proc/self/status; unshare -U true 2>/dev/null && echo "unshare -U worked"; probe; exec sleep 1000`
+	c := mustStart(t, r, Spec{ID: "seccomp", Rootfs: rootfs, Args: []string{"sh", "-c", script}})
+	logContains(t, c, "thread ")
+	raw, err := os.ReadFile(c.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := logText(t, string(raw))
+	if !strings.HasPrefix(out, "Seccomp:\t2\n") || strings.Contains(out, "unshare -U worked") {
+		t.Errorf("container: want Seccomp 2 and unshare -U refused, got:\n%s", out)
+	}
+	check("container", out)
+
+	// An exec gets it too, though it enters the container from the host.
+	code, out, errs := execOut(t, r, "seccomp", "", "sh", "-c", `grep '^Seccomp:' /proc/self/status; unshare -U true || echo refused; probe`)
+	if code != 0 || !strings.HasPrefix(out, "Seccomp:\t2\n") || !strings.Contains(out, "refused") {
+		t.Errorf("exec: exit %d, want Seccomp 2 and unshare -U refused, got:\n%s%s", code, out, errs)
+	}
+	check("exec", out)
+}
+
+// TestNoNetRaw: CAP_NET_RAW is not among the default capabilities, so no
+// raw socket and no ping.
+func TestNoNetRaw(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	c, out := run(t, r, Spec{ID: "netraw", Rootfs: fullRootfs(t), Args: []string{"sh", "-c",
+		`grep '^CapEff:' /proc/self/status; ping -c 1 -W 1 127.0.0.1 >/dev/null 2>&1 && echo "ping worked"; echo done`}})
+	var capEff uint64
+	if _, err := fmt.Sscanf(out, "CapEff:\t%x", &capEff); err != nil || c.ExitCode != 0 {
+		t.Fatalf("exit %d, output %q: %v", c.ExitCode, out, err)
+	}
+	const capNetRaw = 13
+	if capEff&(1<<capNetRaw) != 0 || capEff == 0 {
+		t.Errorf("CapEff %016x: want the default set without CAP_NET_RAW", capEff)
+	}
+	if strings.Contains(out, "ping worked") || !strings.HasSuffix(out, "done\n") {
+		t.Errorf("ping: %q, want it refused", out)
+	}
 }

@@ -35,6 +35,8 @@ type initConfig struct {
 	NetNS    bool
 	Cgroups  cgroupSetup
 	LogMax   int64
+	TmpSize  int64 // bytes of the /tmp tmpfs; 0: the kernel's default
+	ShmSize  int64 // bytes of the /dev/shm tmpfs; 0: 64 MiB
 }
 
 // encode writes "key\0value\0" pairs, trivial to parse in C; repeated keys
@@ -75,6 +77,8 @@ func (c *initConfig) encode() []byte {
 		kv("oom", c.Cgroups.OOM)
 	}
 	kv("logmax", strconv.FormatInt(c.LogMax, 10))
+	kv("tmpsize", strconv.FormatInt(c.TmpSize, 10))
+	kv("shmsize", strconv.FormatInt(c.ShmSize, 10))
 	return b.Bytes()
 }
 

@@ -7,12 +7,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +53,7 @@ struct config {
 	int ngids;
 	int netns;
 	long long logmax;
+	long long tmpsize, shmsize;  // bytes of /tmp and /dev/shm; 0: defaults
 	pid_t pid;                   // runtime-exec: the container's PID 1
 	unsigned long long starttime; // and its start time
 };
@@ -138,6 +143,8 @@ static void parse_config(char *buf, size_t len, struct config *c) {
 			if (c->ngids < 64) c->gids[c->ngids++] = strtoul(v, NULL, 10);
 		} else if (!strcmp(k, "netns")) c->netns = v[0] == '1';
 		else if (!strcmp(k, "logmax")) c->logmax = strtoll(v, NULL, 10);
+		else if (!strcmp(k, "tmpsize")) c->tmpsize = strtoll(v, NULL, 10);
+		else if (!strcmp(k, "shmsize")) c->shmsize = strtoll(v, NULL, 10);
 		else if (!strcmp(k, "pid")) c->pid = strtol(v, NULL, 10);
 		else if (!strcmp(k, "starttime")) c->starttime = strtoull(v, NULL, 10);
 		else fail("parse config: unknown key %s", k);
@@ -174,7 +181,7 @@ static void mkdir_all(const char *path) {
 	xmkdir(buf, 0755);
 }
 
-static void setup_dev(void) {
+static void setup_dev(struct config *c) {
 	static const struct { const char *name; unsigned maj, min; } devs[] = {
 		{"dev/null", 1, 3}, {"dev/zero", 1, 5}, {"dev/full", 1, 7},
 		{"dev/random", 1, 8}, {"dev/urandom", 1, 9}, {"dev/tty", 5, 0},
@@ -194,7 +201,9 @@ static void setup_dev(void) {
 	xmkdir("dev/pts", 0755);
 	xmount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
 	xmkdir("dev/shm", 01777);
-	xmount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k");
+	char opts[64];
+	snprintf(opts, sizeof opts, "mode=1777,size=%lld", c->shmsize > 0 ? c->shmsize : 64LL << 20);
+	xmount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts);
 }
 
 // Paths hidden and made read-only as runc's default spec does: they expose
@@ -236,9 +245,13 @@ static void setup_root(struct config *c) {
 	xmount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	xmkdir("sys", 0555);
 	xmount("sysfs", "sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL);
-	setup_dev();
+	setup_dev(c);
 	xmkdir("tmp", 01777);
-	xmount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+	// Sized: a tmpfs without a size may take half the host's RAM. The
+	// pages are charged to the container's memory cgroup too.
+	if (c->tmpsize > 0) snprintf(opts, sizeof opts, "mode=1777,size=%lld", c->tmpsize);
+	else snprintf(opts, sizeof opts, "mode=1777");
+	xmount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, opts);
 	// pivot_root(".", ".") stacks the old root on the new one; unmounting
 	// "." then removes it without a put_old directory in the image.
 	if (syscall(SYS_pivot_root, ".", ".") < 0) fail("pivot_root %s: %s", c->rootfs, errstr(errno));
@@ -260,9 +273,11 @@ static void loopback_up(void) {
 }
 
 // Docker's default capabilities less CAP_MKNOD: without a device cgroup
-// nothing else would stop a container from creating the host's disk nodes.
+// nothing else would stop a container from creating the host's disk nodes;
+// and less CAP_NET_RAW, as containerd 2 and the Kubernetes baseline drop it:
+// raw sockets let a container forge packets (ARP, ICMP) on its network.
 static const int default_caps[] = {
-	CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FSETID, CAP_FOWNER, CAP_NET_RAW, CAP_SETGID, CAP_SETUID,
+	CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FSETID, CAP_FOWNER, CAP_SETGID, CAP_SETUID,
 	CAP_SETFCAP, CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL, CAP_AUDIT_WRITE,
 };
 
@@ -287,6 +302,253 @@ static void drop_privileges(struct config *c) {
 		d[1].effective = d[1].permitted = d[1].inheritable = (uint32_t)(keep >> 32);
 	}
 	if (syscall(SYS_capset, &h, d) < 0) fail("capset: %s", errstr(errno));
+}
+
+// ---- the default seccomp filter ----
+
+// The filter every container command and every exec runs under: a deny
+// list modelled on the syscalls Docker's and containerd's default profiles
+// refuse (mount and its new API, namespaces, keyrings, bpf, io_uring,
+// kexec, modules, perf, userfaultfd, file handles, clock and swap control),
+// so that the kernel surface behind most container escapes is out of
+// reach even of a process that finds a way to capabilities. Refused calls
+// fail with EPERM, as in Docker; clone3, whose flags sit in memory a
+// filter cannot read, fails with ENOSYS, so that libc falls back to clone,
+// whose flags are checked. Other architectures' calls (i386 on x86_64,
+// x32) have other numbers, which this list would miss: they fail.
+#if defined(__x86_64__)
+#define SECCOMP_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define SECCOMP_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#elif defined(__riscv) && __riscv_xlen == 64
+#define SECCOMP_AUDIT_ARCH AUDIT_ARCH_RISCV64
+#endif
+
+static const int denied_syscalls[] = {
+#define DENY(name) __NR_##name,
+#ifdef __NR_acct
+	DENY(acct)
+#endif
+#ifdef __NR_add_key
+	DENY(add_key)
+#endif
+#ifdef __NR_bpf
+	DENY(bpf)
+#endif
+#ifdef __NR_clock_adjtime
+	DENY(clock_adjtime)
+#endif
+#ifdef __NR_clock_settime
+	DENY(clock_settime)
+#endif
+#ifdef __NR_create_module
+	DENY(create_module)
+#endif
+#ifdef __NR_delete_module
+	DENY(delete_module)
+#endif
+#ifdef __NR_fanotify_init
+	DENY(fanotify_init)
+#endif
+#ifdef __NR_finit_module
+	DENY(finit_module)
+#endif
+#ifdef __NR_fsconfig
+	DENY(fsconfig)
+#endif
+#ifdef __NR_fsmount
+	DENY(fsmount)
+#endif
+#ifdef __NR_fsopen
+	DENY(fsopen)
+#endif
+#ifdef __NR_fspick
+	DENY(fspick)
+#endif
+#ifdef __NR_get_kernel_syms
+	DENY(get_kernel_syms)
+#endif
+#ifdef __NR_init_module
+	DENY(init_module)
+#endif
+#ifdef __NR_io_uring_enter
+	DENY(io_uring_enter)
+#endif
+#ifdef __NR_io_uring_register
+	DENY(io_uring_register)
+#endif
+#ifdef __NR_io_uring_setup
+	DENY(io_uring_setup)
+#endif
+#ifdef __NR_ioperm
+	DENY(ioperm)
+#endif
+#ifdef __NR_iopl
+	DENY(iopl)
+#endif
+#ifdef __NR_kexec_file_load
+	DENY(kexec_file_load)
+#endif
+#ifdef __NR_kexec_load
+	DENY(kexec_load)
+#endif
+#ifdef __NR_keyctl
+	DENY(keyctl)
+#endif
+#ifdef __NR_lookup_dcookie
+	DENY(lookup_dcookie)
+#endif
+#ifdef __NR_mount
+	DENY(mount)
+#endif
+#ifdef __NR_mount_setattr
+	DENY(mount_setattr)
+#endif
+#ifdef __NR_move_mount
+	DENY(move_mount)
+#endif
+#ifdef __NR_name_to_handle_at
+	DENY(name_to_handle_at)
+#endif
+#ifdef __NR_nfsservctl
+	DENY(nfsservctl)
+#endif
+#ifdef __NR_open_by_handle_at
+	DENY(open_by_handle_at)
+#endif
+#ifdef __NR_open_tree
+	DENY(open_tree)
+#endif
+#ifdef __NR_perf_event_open
+	DENY(perf_event_open)
+#endif
+#ifdef __NR_pivot_root
+	DENY(pivot_root)
+#endif
+#ifdef __NR_query_module
+	DENY(query_module)
+#endif
+#ifdef __NR_quotactl
+	DENY(quotactl)
+#endif
+#ifdef __NR_quotactl_fd
+	DENY(quotactl_fd)
+#endif
+#ifdef __NR_reboot
+	DENY(reboot)
+#endif
+#ifdef __NR_request_key
+	DENY(request_key)
+#endif
+#ifdef __NR_setns
+	DENY(setns)
+#endif
+#ifdef __NR_settimeofday
+	DENY(settimeofday)
+#endif
+#ifdef __NR_swapoff
+	DENY(swapoff)
+#endif
+#ifdef __NR_swapon
+	DENY(swapon)
+#endif
+#ifdef __NR_syslog
+	DENY(syslog)
+#endif
+#ifdef __NR__sysctl
+	DENY(_sysctl)
+#endif
+#ifdef __NR_sysfs
+	DENY(sysfs)
+#endif
+#ifdef __NR_umount
+	DENY(umount)
+#endif
+#ifdef __NR_umount2
+	DENY(umount2)
+#endif
+#ifdef __NR_uselib
+	DENY(uselib)
+#endif
+#ifdef __NR_userfaultfd
+	DENY(userfaultfd)
+#endif
+#ifdef __NR_ustat
+	DENY(ustat)
+#endif
+#ifdef __NR_vhangup
+	DENY(vhangup)
+#endif
+#ifdef __NR_vm86
+	DENY(vm86)
+#endif
+#ifdef __NR_vm86old
+	DENY(vm86old)
+#endif
+#undef DENY
+};
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+// The namespace flags clone and unshare may not carry: a new user
+// namespace gives a process every capability inside it, and with them the
+// kernel code behind them. CLONE_NEWTIME shares its bit with clone's exit
+// signal, so it is checked for unshare only.
+#define NS_FLAGS (CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET)
+
+// The low 32 bits of the first argument, where clone and unshare take their
+// flags (the legacy clone ignores the high ones).
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ARG0_LO offsetof(struct seccomp_data, args[0])
+#else
+#define ARG0_LO (offsetof(struct seccomp_data, args[0]) + 4)
+#endif
+
+static void install_seccomp(void) {
+#ifndef SECCOMP_AUDIT_ARCH
+	fail("seccomp: no default filter for this architecture");
+#else
+	enum { N = sizeof denied_syscalls / sizeof denied_syscalls[0] };
+	struct sock_filter prog[2 * N + 32];
+	size_t n = 0;
+#define ADD(s) (prog[n++] = (struct sock_filter)s)
+	ADD(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+	ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SECCOMP_AUDIT_ARCH, 1, 0));
+	ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS));
+	ADD(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+#ifdef __x86_64__
+	// x32 calls are the x86_64 numbers with bit 30 set.
+	ADD(BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1));
+	ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS));
+#endif
+	for (size_t i = 0; i < N; i++) {
+		ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, denied_syscalls[i], 0, 1));
+		ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+	}
+#ifdef __NR_clone3
+	ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1));
+	ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS));
+#endif
+	// unshare: refused with a namespace flag.
+	ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_unshare, 0, 4));
+	ADD(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG0_LO));
+	ADD(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NS_FLAGS | CLONE_NEWTIME, 0, 1));
+	ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+	ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+	// clone: the same (x86_64, aarch64 and riscv64 take the flags first).
+	ADD(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 3));
+	ADD(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG0_LO));
+	ADD(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NS_FLAGS, 0, 1));
+	ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+	ADD(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+#undef ADD
+	struct sock_fprog fprog = {.len = (unsigned short)n, .filter = prog};
+	// no_new_privs is set (drop_privileges), so no capability is needed.
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fprog) < 0 &&
+	    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) < 0)
+		fail("install seccomp filter: %s", errstr(errno));
+#endif
 }
 
 // look_path resolves file in the PATH of the container's env.
@@ -412,6 +674,9 @@ static void container_init(struct config *c, int out, int err, int null, int syn
 	// Descriptors the kubelet inherited without close-on-exec stay out.
 	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) fail("close_range: %s", errstr(errno));
 	umask(022);
+	// Last, in the command only: PID 1, the reaper, needs none of what it
+	// refuses and has no capability left anyway.
+	install_seccomp();
 	execve(path, c->args, c->env);
 	fail("exec \"%s\": %s", c->args[0], errstr(errno));
 }
@@ -746,6 +1011,7 @@ static void exec_in_container(struct config *c) {
 		close(alive[0]);
 		if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) fail("close_range: %s", errstr(errno));
 		umask(022);
+		install_seccomp();
 		execve(file, c->args, c->env);
 		fail("exec \"%s\": %s", c->args[0], errstr(errno));
 	}

@@ -25,6 +25,11 @@ type Runtime struct {
 	root    string
 	log     *slog.Logger
 	cgroups cgroupVersion
+	limits  limits
+	node    string // the node-level cgroup's name under cgroupParent
+
+	nodeMu    sync.Mutex
+	nodeReady bool // the node-level cgroup is set up
 
 	wg sync.WaitGroup // in-flight Starts
 
@@ -36,9 +41,14 @@ type Runtime struct {
 }
 
 // New returns a Runtime keeping container state under root, created if
-// missing. Containers already there, started by an earlier process, are
-// visible through Get and List at once.
+// missing, with the default limits (see Config). Containers already there,
+// started by an earlier process, are visible through Get and List at once.
 func New(root string, log *slog.Logger) (*Runtime, error) {
+	return NewWithConfig(root, log, Config{})
+}
+
+// NewWithConfig is New with the node-level limits and defaults of cfg.
+func NewWithConfig(root string, log *slog.Logger, cfg Config) (*Runtime, error) {
 	if !haveNsexec {
 		return nil, errors.New("new runtime: built without cgo; the container init needs it (install gcc, CGO_ENABLED=1)")
 	}
@@ -56,12 +66,116 @@ func New(root string, log *slog.Logger) (*Runtime, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Runtime{
+	host, err := readHostCapacity()
+	if err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
+	}
+	lim, err := resolveLimits(cfg, host)
+	if err != nil {
+		return nil, fmt.Errorf("new runtime: %w", err)
+	}
+	r := &Runtime{
 		root:    abs,
 		log:     log.With("component", "runtime"),
 		cgroups: detectCgroups(),
+		limits:  lim,
+		node:    nodeCgroupName(abs),
 		busy:    make(map[string]bool),
-	}, nil
+	}
+	if r.cgroups == cgroupNone {
+		r.log.Warn("no cgroup hierarchy: containers run without the node's memory and pids limits")
+	}
+	return r, nil
+}
+
+// ensureNodeCgroup sets up the node-level cgroup once, and again when
+// retry says a container's cgroup found it gone.
+func (r *Runtime) ensureNodeCgroup(again bool) error {
+	if r.cgroups == cgroupNone {
+		return nil
+	}
+	r.nodeMu.Lock()
+	defer r.nodeMu.Unlock()
+	if r.nodeReady && !again {
+		return nil
+	}
+	if err := setupNodeCgroup(r.cgroups, cgroupRoot, r.node, r.limits.Node); err != nil {
+		return err
+	}
+	r.nodeReady = true
+	return nil
+}
+
+// containerCgroups sets up a container's cgroups with res, the node's
+// defaults applied.
+func (r *Runtime) containerCgroups(id string, res Resources) (cgroupSetup, error) {
+	if r.cgroups == cgroupNone {
+		return setupCgroups(r.cgroups, cgroupRoot, r.node, cgroupLeaf(r.root, id), res)
+	}
+	if res.Pids == 0 {
+		res.Pids = r.limits.PodMaxPids
+	}
+	for try := 0; ; try++ {
+		if err := r.ensureNodeCgroup(try > 0); err != nil {
+			return cgroupSetup{}, err
+		}
+		cg, err := setupCgroups(r.cgroups, cgroupRoot, r.node, cgroupLeaf(r.root, id), res)
+		if !errors.Is(err, errNoNodeCgroup) || try == 2 {
+			return cg, err
+		}
+	}
+}
+
+// leafDirs are where id's cgroups are, whether or not they exist.
+func (r *Runtime) leafDirs(id string) []string {
+	dirs := nodeCgroupDirs(r.cgroups, cgroupRoot, r.node)
+	for i, d := range dirs {
+		dirs[i] = filepath.Join(d, cgroupLeaf(r.root, id))
+	}
+	return dirs
+}
+
+// tmpfsMemory is what a container's memory may reach: its own limit or
+// the node's.
+func (r *Runtime) tmpfsMemory(res Resources) int64 {
+	if res.MemoryBytes > 0 {
+		return min(res.MemoryBytes, r.limits.Node.MemoryBytes)
+	}
+	return r.limits.Node.MemoryBytes
+}
+
+// MemoryUsage reports a container's memory use, read from its memory
+// cgroup: what an eviction manager ranks pods by.
+func (r *Runtime) MemoryUsage(id string) (MemoryStats, error) {
+	_, st, err := r.getState(id)
+	if err == nil && st.Cgroups.Mem == "" {
+		err = errors.New("no memory cgroup")
+	}
+	var ms MemoryStats
+	if err == nil {
+		ms, err = readMemoryStats(r.cgroups, st.Cgroups.Mem)
+	}
+	if err != nil {
+		return MemoryStats{}, fmt.Errorf("memory usage of container %s: %w", id, err)
+	}
+	return ms, nil
+}
+
+// NodeMemoryUsage reports the memory use of all the Runtime's containers
+// together, and the node-level limit it counts against.
+func (r *Runtime) NodeMemoryUsage() (MemoryStats, int64, error) {
+	dirs := nodeCgroupDirs(r.cgroups, cgroupRoot, r.node)
+	if len(dirs) == 0 {
+		return MemoryStats{}, 0, errors.New("node memory usage: no cgroup hierarchy on this host")
+	}
+	ms, err := readMemoryStats(r.cgroups, dirs[0])
+	if errors.Is(err, fs.ErrNotExist) {
+		return MemoryStats{}, r.limits.Node.MemoryBytes, nil // no container started yet
+	}
+	if err != nil {
+		return MemoryStats{}, 0, fmt.Errorf("node memory usage: %w", err)
+	}
+	return ms, r.limits.Node.MemoryBytes, nil
 }
 
 // CgroupVersion reports the cgroup hierarchy New detected: "v1", "v2" or "none".
@@ -75,6 +189,11 @@ func (r *Runtime) Close() error {
 	r.closed = true
 	r.mu.Unlock()
 	r.wg.Wait()
+	// The node-level cgroup goes with the last container; while containers
+	// run it is busy and stays.
+	if err := removeNodeCgroup(r.cgroups, cgroupRoot, r.node); err != nil {
+		return fmt.Errorf("close runtime: %w", err)
+	}
 	return nil
 }
 
@@ -177,11 +296,12 @@ func (r *Runtime) start(ctx context.Context, spec Spec) (Container, error) {
 			return Container{}, err
 		}
 	}
-	cg, err = setupCgroups(r.cgroups, cgroupRoot, cgroupLeaf(r.root, spec.ID), spec.Resources)
+	cg, err = r.containerCgroups(spec.ID, spec.Resources)
 	if err != nil {
 		return Container{}, err
 	}
 	cfg.Cgroups = cg
+	cfg.TmpSize, cfg.ShmSize = tmpfsSizes(r.tmpfsMemory(spec.Resources))
 
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
@@ -560,7 +680,9 @@ func (r *Runtime) remove(id string) error {
 	if getErr == nil && c.Status == StatusRunning {
 		return ErrRunning
 	}
-	if err := removeCgroups(st.Cgroups.Dirs); err != nil {
+	// Without state.json (an interrupted start) the cgroups are found by
+	// their names.
+	if err := removeCgroups(append(st.Cgroups.Dirs, r.leafDirs(id)...)); err != nil {
 		return err
 	}
 	// Without state.json the directory is a start that died before

@@ -45,6 +45,12 @@ func TestSweepInterrupted(t *testing.T) {
 	if _, err := os.Stat(r.dir(c.ID)); !os.IsNotExist(err) {
 		t.Fatalf("directory of the interrupted start still there: %v", err)
 	}
+	// Its cgroups too, though only the lost state.json named them.
+	for _, d := range r.leafDirs(c.ID) {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("cgroup %s of the interrupted start still there: %v", d, err)
+		}
+	}
 	if got, err := r.Get(keep.ID); err != nil || got.Status != StatusRunning {
 		t.Fatalf("container with state: %+v %v", got, err)
 	}

@@ -174,6 +174,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "kubelet heartbeat interval")
 	bo := backoffFlags(fs)
 	nf := nodeFlags(fs)
+	rf := runtimeFlags(fs)
 	lf := leaseFlags(fs)
 	sec := registerAPIFlags(fs)
 	natsContext := fs.String("nats-context", "miniku", "name of the nats CLI context written for the read-only viewer (empty: none)")
@@ -188,6 +189,10 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	info, err := nf.info()
+	if err != nil {
+		return err
+	}
+	rc, err := rf.config(info)
 	if err != nil {
 		return err
 	}
@@ -317,7 +322,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	for i, name := range kubelets {
-		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, log); err != nil {
+		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, rc, log); err != nil {
 			return err
 		}
 	}
@@ -402,9 +407,10 @@ func (s *natsSync) Set(v string) error {
 }
 
 // startKubelet runs a kubelet for node with cfg (NodeName and Logger are
-// filled in here) and a runtime rooted in the node's data directory.
-func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, cfg kubelet.Config, log *slog.Logger) error {
-	rt, err := mkrt.New(filepath.Join(dataDir, "nodes", node, "containers"), log.With("node", node))
+// filled in here) and a runtime rooted in the node's data directory, with
+// the node-level limits of rc.
+func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, cfg kubelet.Config, rc mkrt.Config, log *slog.Logger) error {
+	rt, err := mkrt.NewWithConfig(filepath.Join(dataDir, "nodes", node, "containers"), log.With("node", node), rc)
 	if err != nil {
 		return fmt.Errorf("kubelet %s: %w", node, err)
 	}
@@ -583,6 +589,7 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 	hb := fs.Duration("heartbeat-interval", kubelet.DefaultHeartbeatInterval, "heartbeat interval")
 	bo := backoffFlags(fs)
 	nf := nodeFlags(fs)
+	rf := runtimeFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -590,6 +597,10 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 		return errors.New("kubelet: --node-name is required")
 	}
 	info, err := nf.info()
+	if err != nil {
+		return err
+	}
+	rc, err := rf.config(info)
 	if err != nil {
 		return err
 	}
@@ -612,7 +623,7 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	g, gctx := newGroup(ctx)
-	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, log); err != nil {
+	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, rc, log); err != nil {
 		return err
 	}
 	return g.Wait()
