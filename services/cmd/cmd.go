@@ -421,7 +421,9 @@ func backoffFlags(fs *flag.FlagSet) boFlags {
 
 func (f boFlags) backoff() kubelet.Backoff { return kubelet.Backoff{Base: *f.base, Max: *f.max} }
 
-func (f boFlags) pullBackoff() kubelet.Backoff { return kubelet.Backoff{Base: *f.pull, Max: *f.pullMax} }
+func (f boFlags) pullBackoff() kubelet.Backoff {
+	return kubelet.Backoff{Base: *f.pull, Max: *f.pullMax}
+}
 
 type ctlFlags struct {
 	grace, eviction *time.Duration
