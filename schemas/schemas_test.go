@@ -48,6 +48,20 @@ func TestReplicaSetValidate(t *testing.T) {
 		"template.labels":                        func(r *ReplicaSet) { r.Template.Labels = map[string]string{"app": "other"} },
 		"name":                                   func(r *ReplicaSet) { r.Name = strings.Repeat("a", 55) },
 		"template.terminationGracePeriodSeconds": func(r *ReplicaSet) { g := int64(-1); r.Template.TerminationGracePeriodSeconds = &g },
+		// Kubernetes: a replicaset's pods must restart in place.
+		"template.restartPolicy": func(r *ReplicaSet) { r.Template.RestartPolicy = RestartNever },
+	}
+	for _, ok := range []RestartPolicy{"", RestartAlways} {
+		rs := validRS()
+		rs.Template.RestartPolicy = ok
+		if err := rs.Validate(); err != nil {
+			t.Errorf("restartPolicy %q refused: %v", ok, err)
+		}
+	}
+	onFailure := validRS()
+	onFailure.Template.RestartPolicy = RestartOnFailure
+	if err := onFailure.Validate(); err == nil || !strings.Contains(err.Error(), "template.restartPolicy: must be Always") {
+		t.Errorf("restartPolicy OnFailure: got %v, want refused", err)
 	}
 	for field, mutate := range cases {
 		rs := validRS()

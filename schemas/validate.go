@@ -261,6 +261,13 @@ func (rs *ReplicaSet) Validate() error {
 		validateContainerName("template.name", rs.Template.Name),
 		rs.Template.PodSpec.validate("template."),
 	}
+	// Kubernetes refuses other policies too: a pod that may end would be
+	// replaced by the replicaset at once, every time it ends.
+	switch rs.Template.RestartPolicy {
+	case "", RestartAlways:
+	case RestartOnFailure, RestartNever:
+		errs = append(errs, fieldErr("template.restartPolicy", "must be Always in a replicaset, got %q", rs.Template.RestartPolicy))
+	}
 	if rs.DesiredCount < 0 || rs.DesiredCount > MaxDesiredCount {
 		errs = append(errs, fieldErr("desiredCount", "must be between 0 and %d, got %d", MaxDesiredCount, rs.DesiredCount))
 	}

@@ -322,7 +322,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	for i, name := range kubelets {
-		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, rc, log); err != nil {
+		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), ImagePullBackoff: bo.pullBackoff(), Node: info}, rc, log); err != nil {
 			return err
 		}
 	}
@@ -427,17 +427,23 @@ func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.
 	return nil
 }
 
-type boFlags struct{ base, max *time.Duration }
+type boFlags struct{ base, max, pull, pullMax *time.Duration }
 
-// backoffFlags: the crash-loop backoff (tests use short ones).
+// backoffFlags: the crash-loop and image pull backoffs (tests use short ones).
 func backoffFlags(fs *flag.FlagSet) boFlags {
 	return boFlags{
-		base: fs.Duration("restart-backoff", kubelet.DefaultRestartBackoff, "delay before the second restart in a row of a crashing container; doubles each time"),
-		max:  fs.Duration("restart-backoff-max", kubelet.DefaultRestartBackoffMax, "cap of the restart backoff (reset after a container ran twice this long)"),
+		base:    fs.Duration("restart-backoff", kubelet.DefaultRestartBackoff, "delay before the second restart in a row of a crashing container; doubles each time"),
+		max:     fs.Duration("restart-backoff-max", kubelet.DefaultRestartBackoffMax, "cap of the restart backoff (reset after a container ran twice this long)"),
+		pull:    fs.Duration("image-pull-backoff", kubelet.DefaultImagePullBackoff, "delay before retrying a failed image pull (the pod stays Pending, ImagePullBackOff); doubles each time"),
+		pullMax: fs.Duration("image-pull-backoff-max", kubelet.DefaultImagePullBackoffMax, "cap of the image pull backoff"),
 	}
 }
 
 func (f boFlags) backoff() kubelet.Backoff { return kubelet.Backoff{Base: *f.base, Max: *f.max} }
+
+func (f boFlags) pullBackoff() kubelet.Backoff {
+	return kubelet.Backoff{Base: *f.pull, Max: *f.pullMax}
+}
 
 type ctlFlags struct {
 	grace, eviction *time.Duration
@@ -623,7 +629,7 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	g, gctx := newGroup(ctx)
-	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), Node: info}, rc, log); err != nil {
+	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), ImagePullBackoff: bo.pullBackoff(), Node: info}, rc, log); err != nil {
 		return err
 	}
 	return g.Wait()

@@ -44,6 +44,12 @@ type Config struct {
 	Pods        *bus.Informer[schemas.Pod, *schemas.Pod]
 	ReplicaSets *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
 	Nodes       *bus.Informer[schemas.Node, *schemas.Node]
+	// FailureBackoff delays replacing the failed pods of a replicaset whose
+	// pods keep failing (decide.go); zero fields take the defaults.
+	FailureBackoff FailureBackoff
+	// BurstReplicas caps the pods one replicaset sync creates (Kubernetes'
+	// --replicaset burst, 500); the next sync goes on.
+	BurstReplicas int
 }
 
 // Defaults, as documented in the README.
@@ -83,6 +89,8 @@ type Controller struct {
 	// statusRev is, per replicaset, the revision of this controller's last
 	// status write: its watch echo needs no sync of its own.
 	statusRev map[string]uint64
+	// failures is, per replicaset, its failure backoff (burst.go).
+	failures map[string]rsFailures
 }
 
 type observedHeartbeat struct {
@@ -107,6 +115,10 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.BurstReplicas <= 0 {
+		cfg.BurstReplicas = DefaultBurstReplicas
+	}
+	cfg.FailureBackoff = cfg.FailureBackoff.withDefaults()
 	log := cfg.Logger.With("component", "controller")
 	c := &Controller{
 		cfg:        cfg,
@@ -118,6 +130,7 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 		podOwner:   map[string]string{},
 		heartbeats: map[string]observedHeartbeat{},
 		statusRev:  map[string]uint64{},
+		failures:   map[string]rsFailures{},
 	}
 	caches := &bus.Caches{Conn: conn, Resync: cfg.Resync, Log: log}
 	c.pods = bus.CacheOf(caches, cfg.Pods, conn.Pods, c.podChanged)
@@ -269,6 +282,7 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 	if !ok {
 		// Deleted: garbage-collect its pods (the kubelets stop the
 		// containers when the pods disappear).
+		c.forgetFailures(name)
 		var errs []error
 		for _, p := range c.owned.podsOf(name) {
 			errs = append(errs, c.terminatePod(ctx, p, "replicaset deleted"))
@@ -289,13 +303,15 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 	for _, p := range orphans {
 		errs = append(errs, c.terminatePod(ctx, p, "owner replaced"))
 	}
-	plan := DecideReplicaSet(rs, owned)
+	plan := c.decide(rs, owned)
 	for _, p := range plan.Delete {
 		errs = append(errs, c.terminatePod(ctx, p, "scale down or replace"))
 	}
-	if err := c.createPods(ctx, rs, plan.Create); err != nil {
+	created, err := c.createPods(ctx, rs, plan.Create)
+	if err != nil {
 		errs = append(errs, err)
 	}
+	plan.Status.CurrentCount -= plan.Create - created
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("reconcile replicaset %s: %w", name, err)
 	}
@@ -335,32 +351,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// maxCreateBatch bounds the creates in flight for one replicaset.
-const maxCreateBatch = 256
-
-// createPods creates n pods for rs concurrently, in batches that double
-// from one (Kubernetes' slow start): a replicaset whose pods cannot be
-// created costs one failed write, not n, and a big one is not created one
-// KV round trip at a time. It stops at the first batch with an error; the
-// retry creates what is still missing.
-func (c *Controller) createPods(ctx context.Context, rs *schemas.ReplicaSet, n int) error {
-	for batch := 1; n > 0; batch = min(2*batch, maxCreateBatch) {
-		size := min(batch, n)
-		n -= size
-		errs := make([]error, size)
-		var wg sync.WaitGroup
-		for i := range size {
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = c.createPod(ctx, rs) }()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (c *Controller) createPod(ctx context.Context, rs *schemas.ReplicaSet) error {

@@ -133,7 +133,7 @@ func TestOwnerIndexMatchesRecount(t *testing.T) {
 					t.Fatalf("step %d: steady(%s) with a pod of another replicaset", step, o)
 				}
 			}
-			plan := DecideReplicaSet(rs, pods)
+			plan := DecideReplicaSet(rs, pods, Failures{}, FailureBackoff{}, time.Unix(1000, 0))
 			if plan.Create != 0 || len(plan.Delete) != 0 || plan.Status.CurrentCount != n.active || plan.Status.ReadyCount != n.running {
 				t.Fatalf("step %d: %s steady %+v, but the decision is %+v", step, o, n, plan)
 			}

@@ -71,7 +71,8 @@ func TestSeparateProcessesNodeFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// An image that does not exist fails the pod with a clear reason.
+	// An image that does not exist keeps the pod Pending with a clear
+	// reason, as in Kubernetes (retried with backoff).
 	if code, body := a.do("POST", "/pods", `{"name":"nope","image":"does-not-exist:1"}`); code != 201 {
 		t.Fatalf("POST /pods: %d %s", code, body)
 	}
@@ -80,7 +81,8 @@ func TestSeparateProcessesNodeFailure(t *testing.T) {
 		if err := a.getJSON("/pods/nope", &p); err != nil {
 			return err
 		}
-		if p.Status != schemas.PodFailed || p.Reason != "ErrImagePull" || !strings.Contains(p.Message, "ErrImagePull") {
+		if p.Status != schemas.PodPending || (p.Reason != "ErrImagePull" && p.Reason != "ImagePullBackOff") ||
+			!strings.Contains(p.Message, "does-not-exist") || strings.Contains(p.Message, "ErrImagePull") {
 			return fmt.Errorf("pod nope: %s %s %q", p.Status, p.Reason, p.Message)
 		}
 		return nil

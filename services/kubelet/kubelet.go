@@ -67,7 +67,10 @@ type Config struct {
 	// RestartBackoff is the crash-loop backoff; zero fields take
 	// Kubernetes' defaults (10 s doubling to 5 min, reset after 10 min).
 	RestartBackoff Backoff
-	Node           NodeInfo // capacity and labels (node.go)
+	// ImagePullBackoff is the wait after a failed image pull; zero fields
+	// take Kubernetes' defaults (10 s doubling to 5 min, backoff.go).
+	ImagePullBackoff Backoff
+	Node             NodeInfo // capacity and labels (node.go)
 }
 
 // DefaultHeartbeatInterval gives three heartbeats per default node grace.
@@ -84,6 +87,10 @@ type Kubelet struct {
 	q      *queue.Queue
 	// backoff is cfg.RestartBackoff with defaults filled in.
 	backoff Backoff
+	// pullBackoff is cfg.ImagePullBackoff with defaults filled in; pulls
+	// the state of each pod whose last pull failed.
+	pullBackoff Backoff
+	pulls       pullBackoffs
 	// capacity is cfg.Node resolved once (host defaults filled in).
 	capacity schemas.ResourceList
 
@@ -122,18 +129,19 @@ func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, 
 	}
 	log := cfg.Logger.With("component", "kubelet", "node", cfg.NodeName)
 	k := &Kubelet{
-		capacity:   capacity,
-		cfg:        cfg,
-		conn:       conn,
-		rt:         rt,
-		images:     images,
-		log:        log,
-		pods:       bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
-		q:          queue.New(),
-		containers: map[string]ctr.Container{},
-		waiting:    map[string]bool{},
-		stopping:   map[string]*stopOp{},
-		backoff:    cfg.RestartBackoff.withDefaults(),
+		capacity:    capacity,
+		cfg:         cfg,
+		conn:        conn,
+		rt:          rt,
+		images:      images,
+		log:         log,
+		pods:        bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
+		q:           queue.New(),
+		containers:  map[string]ctr.Container{},
+		waiting:     map[string]bool{},
+		stopping:    map[string]*stopOp{},
+		backoff:     cfg.RestartBackoff.withDefaults(),
+		pullBackoff: cfg.ImagePullBackoff.withDefaultsFrom(DefaultImagePullBackoff, DefaultImagePullBackoffMax),
 	}
 	k.pods.AddHandler(func(name string) {
 		if p, ok := k.pods.Get(name); (ok && p.NodeName == k.cfg.NodeName) || k.hasContainer(name) {
@@ -313,6 +321,7 @@ func (k *Kubelet) syncPod(ctx context.Context, name string) error {
 		current = &cc
 	}
 	if !mine {
+		k.pulls.forget(name)
 		return nil
 	}
 	if pod.DeletionTimestamp != nil {
@@ -402,21 +411,33 @@ func setExited(p *schemas.Pod, c ctr.Container) {
 // crashes is how many times in a row the pod's container has crashed
 // before (restart backoff state, kept on the container).
 func (k *Kubelet) start(ctx context.Context, pod *schemas.Pod, crashes int) error {
+	if pod.Status == schemas.PodPending {
+		// A resync must not pull before the backoff ends.
+		if wait, err := k.pullBackedOff(ctx, pod); wait || err != nil {
+			return err
+		}
+	}
 	pullStart := time.Now()
 	img, err := k.images.Pull(ctx, pod.Image)
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
+		if pod.Status == schemas.PodPending {
+			// Kubernetes keeps the pod Pending and retries with backoff;
+			// failing it made its replicaset replace it in a hot loop.
+			return k.pullFailed(ctx, pod, err)
+		}
 		k.log.Warn("image pull failed", "pod", pod.Name, "image", pod.Image, "err", err)
 		return k.report(ctx, pod, nil, func(p *schemas.Pod) {
 			now := time.Now().UTC()
 			p.Status = schemas.PodFailed
-			p.Reason = "ErrImagePull"
-			p.Message = err.Error()
+			p.Reason = ReasonErrImagePull
+			p.Message = pullMessage(err)
 			p.FinishedAt = &now
 		})
 	}
+	k.pulls.forget(pod.Name)
 	// Pulled, Created and Started go out together, as one message, when
 	// the outcome is known.
 	evs := []schemas.ObjectEvent{podEvent(pod, k.cfg.NodeName, schemas.EventNormal, "Pulled",
