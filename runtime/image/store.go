@@ -56,7 +56,10 @@ type Options struct {
 	// "http://127.0.0.1:5000" (plain http) or "https://mirror.example". There
 	// is no fallback to Docker Hub when the mirror fails.
 	Mirror string
-	Logger *slog.Logger
+	// MaxImageSize bounds the uncompressed size of one image; zero means
+	// DefaultMaxImageSize, negative means no limit.
+	MaxImageSize int64
+	Logger       *slog.Logger
 }
 
 const (
@@ -72,6 +75,7 @@ type Store struct {
 	root           string
 	mirrorHost     string
 	mirrorInsecure bool
+	maxSize        int64 // 0: no limit
 	log            *slog.Logger
 
 	mu       sync.Mutex
@@ -91,6 +95,12 @@ type unpackCall struct {
 // removes unpacks left behind by a crash.
 func NewStore(root string, opts Options) (*Store, error) {
 	s := &Store{root: root, log: opts.Logger, inflight: map[string]*unpackCall{}}
+	switch {
+	case opts.MaxImageSize == 0:
+		s.maxSize = DefaultMaxImageSize
+	case opts.MaxImageSize > 0:
+		s.maxSize = opts.MaxImageSize
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -298,12 +308,16 @@ func (s *Store) unpackImage(ctx context.Context, d v1.Hash, rimg v1.Image, log *
 
 	rc := mutate.Extract(rimg)
 	defer rc.Close()
-	if err := unpack(rc, rootfs, log); err != nil {
+	var stream io.Reader = rc
+	if s.maxSize > 0 {
+		stream = &capReader{r: rc, max: s.maxSize}
+	}
+	if err := unpack(stream, rootfs, log); err != nil {
 		return Config{}, fmt.Errorf("unpack %s: %w", d, err)
 	}
 	// Extract reports a layer whose content does not match its digest only
 	// after writing the end of the tar stream, so read to the very end.
-	if _, err := io.Copy(io.Discard, rc); err != nil {
+	if _, err := io.Copy(io.Discard, stream); err != nil {
 		return Config{}, fmt.Errorf("unpack %s: %w", d, err)
 	}
 	if err := ctx.Err(); err != nil {
