@@ -98,3 +98,12 @@ func cgroupMemory(dirs []string) (int64, bool) {
 	}
 	return 0, false
 }
+
+// ImageRootfs returns the image root filesystem under container id's overlay.
+func (r *Runtime) ImageRootfs(id string) (string, error) {
+	_, st, err := r.getState(id)
+	if err != nil {
+		return "", fmt.Errorf("rootfs of container %s: %w", id, err)
+	}
+	return st.Rootfs, nil
+}

@@ -77,6 +77,22 @@ func DefaultEvictionConfig() EvictionConfig {
 	}
 }
 
+// withDefaults resolves a nil config to Kubernetes' defaults and zero
+// periods to theirs.
+func (c *EvictionConfig) withDefaults() EvictionConfig {
+	if c == nil {
+		return DefaultEvictionConfig()
+	}
+	out := *c
+	if out.Interval <= 0 {
+		out.Interval = DefaultEvictionMonitorInterval
+	}
+	if out.PressureTransition <= 0 {
+		out.PressureTransition = DefaultPressureTransition
+	}
+	return out
+}
+
 // NodeStats is one measurement of the node.
 type NodeStats struct {
 	// MemoryAvailable is the node's memory capacity less what its pods

@@ -68,6 +68,15 @@ type Config struct {
 	// Kubernetes' defaults (10 s doubling to 5 min, reset after 10 min).
 	RestartBackoff Backoff
 	Node           NodeInfo // capacity and labels (node.go)
+	// DataDir is measured for disk pressure (its filesystem holds images,
+	// containers and the store); empty turns disk checks off.
+	DataDir string
+	// Eviction sets the eviction manager's thresholds; nil takes
+	// Kubernetes' defaults (eviction.go).
+	Eviction *EvictionConfig
+	// ImageGC frees image space under disk pressure; nil uses the image
+	// puller if it is an ImageCollector.
+	ImageGC ImageCollector
 }
 
 // DefaultHeartbeatInterval gives three heartbeats per default node grace.
@@ -86,6 +95,10 @@ type Kubelet struct {
 	backoff Backoff
 	// capacity is cfg.Node resolved once (host defaults filled in).
 	capacity schemas.ResourceList
+	// eviction is cfg.Eviction with defaults; evictions is nil on runtimes
+	// that cannot measure containers.
+	eviction  EvictionConfig
+	evictions *evictionManager
 
 	mu         sync.Mutex
 	containers map[string]ctr.Container // by container ID
@@ -134,7 +147,9 @@ func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, 
 		waiting:    map[string]bool{},
 		stopping:   map[string]*stopOp{},
 		backoff:    cfg.RestartBackoff.withDefaults(),
+		eviction:   cfg.Eviction.withDefaults(),
 	}
+	k.evictions = k.newEvictionManager()
 	k.pods.AddHandler(func(name string) {
 		if p, ok := k.pods.Get(name); (ok && p.NodeName == k.cfg.NodeName) || k.hasContainer(name) {
 			k.q.Add(name)
@@ -162,6 +177,10 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	}
 	k.wg.Add(1)
 	go func() { defer k.wg.Done(); k.heartbeatLoop(ctx) }()
+	if k.evictions != nil {
+		k.wg.Add(1)
+		go func() { defer k.wg.Done(); k.evictions.run(ctx) }()
+	}
 	defer k.serveLogs(ctx)()
 	defer k.serveExec(ctx)()
 
