@@ -277,4 +277,3 @@ func dockerImages(archive string) ([]named, error) {
 	}
 	return out, nil
 }
-
