@@ -64,6 +64,7 @@ func (n *Node) DeepCopy() *Node {
 	}
 	out := *n
 	out.ObjectMeta = n.ObjectMeta.deepCopy()
+	out.Conditions = slices.Clone(n.Conditions)
 	return &out
 }
 

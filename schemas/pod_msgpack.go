@@ -68,7 +68,7 @@ func (p Pod) EncodeMsgpack(e *msgpack.Encoder) error {
 	}
 	ew.key(e, "resources")
 	r := p.Resources
-	ew.do(e.EncodeMapLen(count(r.CPU != "", r.Memory != "", r.Pids != 0, r.Pods != 0)))
+	ew.do(e.EncodeMapLen(count(r.CPU != "", r.Memory != "", r.Pids != 0, r.Pods != 0, r.EphemeralStorage != "")))
 	if r.CPU != "" {
 		ew.str(e, "cpu", r.CPU)
 	}
@@ -82,6 +82,9 @@ func (p Pod) EncodeMsgpack(e *msgpack.Encoder) error {
 	if r.Pods != 0 {
 		ew.key(e, "pods")
 		ew.do(e.EncodeInt(int64(r.Pods)))
+	}
+	if r.EphemeralStorage != "" {
+		ew.str(e, "ephemeral-storage", r.EphemeralStorage)
 	}
 	if len(p.NodeSelector) > 0 {
 		ew.key(e, "nodeSelector")
@@ -434,6 +437,8 @@ func (r *reader) resources(d *msgpack.Decoder, rl *ResourceList) {
 			rl.Pids, r.err = d.DecodeInt64()
 		case "pods":
 			rl.Pods, r.err = d.DecodeInt()
+		case "ephemeral-storage":
+			rl.EphemeralStorage = r.str(d)
 		default:
 			r.err = d.Skip()
 		}

@@ -61,6 +61,9 @@ type ResourceList struct {
 	Memory string `json:"memory,omitempty"` // "64Mi", "1G"
 	Pids   int64  `json:"pids,omitempty"`   // pod only: most processes the container may have
 	Pods   int    `json:"pods,omitempty"`   // node only: most pods it takes
+	// EphemeralStorage (pod only) bounds the container's writable layer and
+	// logs; past it the kubelet evicts the pod, as Kubernetes does.
+	EphemeralStorage string `json:"ephemeral-storage,omitempty"` // "1Gi"
 }
 
 // PodSpec is what a pod runs; shared by pods and replicaset templates.
@@ -205,6 +208,35 @@ type Node struct {
 	Capacity ResourceList `json:"capacity,omitzero"`
 	// Unschedulable (cordoned) nodes keep their pods but get no new ones.
 	Unschedulable bool `json:"unschedulable,omitempty"`
+	// Conditions are the kubelet's pressure reports (MemoryPressure,
+	// DiskPressure), as in Kubernetes' node.status.conditions.
+	Conditions []NodeCondition `json:"conditions,omitempty"`
+}
+
+// Node condition types the kubelet's eviction manager reports.
+const (
+	NodeMemoryPressure = "MemoryPressure"
+	NodeDiskPressure   = "DiskPressure"
+)
+
+// NodeCondition is one Kubernetes-style node condition.
+type NodeCondition struct {
+	Type   string `json:"type"`   // MemoryPressure, DiskPressure
+	Status string `json:"status"` // "True" or "False"
+	Reason string `json:"reason,omitempty"`
+	// Message says what was measured against which threshold.
+	Message            string    `json:"message,omitempty"`
+	LastTransitionTime time.Time `json:"lastTransitionTime,omitzero"`
+}
+
+// Condition returns the node's condition of type t, if it has one.
+func (n *Node) Condition(t string) (NodeCondition, bool) {
+	for _, c := range n.Conditions {
+		if c.Type == t {
+			return c, true
+		}
+	}
+	return NodeCondition{}, false
 }
 
 // Event is the payload of every bus subject: a hint that an object changed.

@@ -208,6 +208,13 @@ func (r ResourceList) validatePod(field string) error {
 			errs = append(errs, fieldErr(field+".memory", "must be at least 1Mi"))
 		}
 	}
+	if r.EphemeralStorage != "" {
+		if v, err := ParseMemory(r.EphemeralStorage); err != nil {
+			errs = append(errs, fieldErr(field+".ephemeral-storage", "%v", err))
+		} else if v < 1 {
+			errs = append(errs, fieldErr(field+".ephemeral-storage", "must be positive"))
+		}
+	}
 	if r.Pids < 0 || r.Pids > MaxPids {
 		errs = append(errs, fieldErr(field+".pids", "must be between 1 and %d", MaxPids))
 	}
@@ -224,6 +231,16 @@ func (r ResourceList) CPUMilli() int64 {
 		return 0
 	}
 	v, _ := ParseCPU(r.CPU)
+	return v
+}
+
+// EphemeralStorageBytes returns the ephemeral-storage limit in bytes, 0 when
+// unset or invalid.
+func (r ResourceList) EphemeralStorageBytes() int64 {
+	if r.EphemeralStorage == "" {
+		return 0
+	}
+	v, _ := ParseMemory(r.EphemeralStorage)
 	return v
 }
 

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -56,7 +57,16 @@ type Options struct {
 	// "http://127.0.0.1:5000" (plain http) or "https://mirror.example". There
 	// is no fallback to Docker Hub when the mirror fails.
 	Mirror string
-	Logger *slog.Logger
+	// MaxImageSize bounds the uncompressed size of one image; zero means
+	// DefaultMaxImageSize, negative means no limit.
+	MaxImageSize int64
+	// GCMinAge spares images used more recently from CollectImages; zero
+	// means DefaultGCMinAge, negative none.
+	GCMinAge time.Duration
+	// KeepUnfinished opens a store another process (a running node) may be
+	// unpacking into: its unfinished unpacks are not swept away.
+	KeepUnfinished bool
+	Logger         *slog.Logger
 }
 
 const (
@@ -72,6 +82,8 @@ type Store struct {
 	root           string
 	mirrorHost     string
 	mirrorInsecure bool
+	maxSize        int64 // 0: no limit
+	gcMinAge       time.Duration
 	log            *slog.Logger
 
 	mu       sync.Mutex
@@ -91,6 +103,18 @@ type unpackCall struct {
 // removes unpacks left behind by a crash.
 func NewStore(root string, opts Options) (*Store, error) {
 	s := &Store{root: root, log: opts.Logger, inflight: map[string]*unpackCall{}}
+	switch {
+	case opts.MaxImageSize == 0:
+		s.maxSize = DefaultMaxImageSize
+	case opts.MaxImageSize > 0:
+		s.maxSize = opts.MaxImageSize
+	}
+	switch {
+	case opts.GCMinAge == 0:
+		s.gcMinAge = DefaultGCMinAge
+	case opts.GCMinAge > 0:
+		s.gcMinAge = opts.GCMinAge
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -108,6 +132,9 @@ func NewStore(root string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
 	for _, dir := range []string{root, filepath.Join(root, refsDir)} {
+		if opts.KeepUnfinished {
+			break
+		}
 		entries, err := os.ReadDir(dir)
 		if err != nil {
 			return nil, fmt.Errorf("image store: %w", err)
@@ -147,10 +174,14 @@ func parseMirror(mirror string) (host string, insecure bool, err error) {
 	return u.Host, insecure, nil
 }
 
-// Pull resolves ref at the registry every time (imagePullPolicy Always) and
-// unpacks the image unless that digest is already unpacked. If the registry
-// cannot be reached but ref was pulled before, the cached image is returned
-// with a warning, so nodes keep starting pods through a registry outage.
+// Pull returns the image ref names, following Kubernetes' default
+// imagePullPolicy: a digest or a tag other than "latest" that is already in
+// the store (pulled or imported) is used as it is, without asking a registry
+// (IfNotPresent); ":latest" or no tag is resolved at the registry every time
+// (Always) and unpacked unless that digest is already unpacked. If the
+// registry cannot be reached but ref was pulled before, the cached image is
+// returned with a warning, so nodes keep starting pods through a registry
+// outage.
 func (s *Store) Pull(ctx context.Context, ref string) (Image, error) {
 	r, err := name.ParseReference(ref)
 	if err != nil {
@@ -165,6 +196,12 @@ func (s *Store) Pull(ctx context.Context, ref string) (Image, error) {
 
 func (s *Store) pull(ctx context.Context, r name.Reference) (Image, error) {
 	log := s.log.With("ref", r.Name())
+	if ifNotPresent(r) {
+		if img, err := s.cached(r); err == nil {
+			log.Debug("image present, not pulling", "digest", img.Digest)
+			return img, nil
+		}
+	}
 	src, err := s.source(r)
 	if err != nil {
 		return Image{}, err
@@ -197,6 +234,15 @@ func (s *Store) pull(ctx context.Context, r name.Reference) (Image, error) {
 		log.Warn("record pulled digest", "err", err)
 	}
 	return Image{Ref: r.Name(), Digest: d.String(), Rootfs: s.rootfs(d.Hex), Config: cfg}, nil
+}
+
+// ifNotPresent is Kubernetes' default pull policy: IfNotPresent unless the
+// tag is latest (or implied).
+func ifNotPresent(r name.Reference) bool {
+	if _, ok := r.(name.Digest); ok {
+		return true
+	}
+	return r.Identifier() != "latest"
 }
 
 // source points docker.io references at the mirror, keeping the repository
@@ -237,6 +283,9 @@ func (s *Store) ensure(ctx context.Context, d v1.Hash, rimg v1.Image, log *slog.
 			// Checked under the lock so a pull cannot miss an unpack that
 			// finished between the check and registering its own.
 			cfg, err := s.loadConfig(d.Hex)
+			if err == nil {
+				s.touch(d.Hex)
+			}
 			if err == nil || !errors.Is(err, fs.ErrNotExist) {
 				s.mu.Unlock()
 				return cfg, err
@@ -298,12 +347,16 @@ func (s *Store) unpackImage(ctx context.Context, d v1.Hash, rimg v1.Image, log *
 
 	rc := mutate.Extract(rimg)
 	defer rc.Close()
-	if err := unpack(rc, rootfs, log); err != nil {
+	var stream io.Reader = rc
+	if s.maxSize > 0 {
+		stream = &capReader{r: rc, max: s.maxSize}
+	}
+	if err := unpack(stream, rootfs, log); err != nil {
 		return Config{}, fmt.Errorf("unpack %s: %w", d, err)
 	}
 	// Extract reports a layer whose content does not match its digest only
 	// after writing the end of the tar stream, so read to the very end.
-	if _, err := io.Copy(io.Discard, rc); err != nil {
+	if _, err := io.Copy(io.Discard, stream); err != nil {
 		return Config{}, fmt.Errorf("unpack %s: %w", d, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -374,7 +427,9 @@ func (s *Store) saveRef(ref string, d v1.Hash) error {
 		return err
 	}
 	defer os.Remove(f.Name()) // a no-op once renamed
-	_, err = f.WriteString(d.String() + "\n")
+	// The reference is kept too (after the digest, which older readers
+	// take alone): a hashed file name cannot be read back.
+	_, err = f.WriteString(d.String() + "\n" + ref + "\n")
 	if err == nil {
 		err = f.Sync()
 	}
@@ -387,17 +442,30 @@ func (s *Store) saveRef(ref string, d v1.Hash) error {
 	return os.Rename(f.Name(), dst)
 }
 
-// cached returns the image last pulled for r, if it is still unpacked.
+// cached returns the image last pulled or imported for r, or the digest r
+// names, if it is unpacked.
 func (s *Store) cached(r name.Reference) (Image, error) {
-	data, err := os.ReadFile(s.refFile(r.Name()))
+	var d v1.Hash
+	var err error
+	if dr, ok := r.(name.Digest); ok {
+		d, err = v1.NewHash(dr.DigestStr())
+	} else {
+		var data []byte
+		if data, err = os.ReadFile(s.refFile(r.Name())); err != nil {
+			return Image{}, err
+		}
+		first, _, _ := strings.Cut(string(data), "\n")
+		d, err = v1.NewHash(strings.TrimSpace(first))
+	}
 	if err != nil {
 		return Image{}, err
 	}
-	d, err := v1.NewHash(strings.TrimSpace(string(data)))
-	if err != nil {
-		return Image{}, err
-	}
+	s.mu.Lock()
 	cfg, err := s.loadConfig(d.Hex)
+	if err == nil {
+		s.touch(d.Hex)
+	}
+	s.mu.Unlock()
 	if err != nil {
 		return Image{}, err
 	}

@@ -40,6 +40,7 @@ commands:
   controller  run the replicaset and node controllers
   kubelet     run a node agent (--node-name), or simulated ones (--hollow --count N)
   runtime     run one container in the foreground (runtime run), list containers (runtime ps)
+  images      the node's image store: images import FILE (docker save / OCI tarball), images ls, images rm
 
 client commands (talk to the apiserver; see 'miniku get -h'):
 ` + cli.Usage + `
@@ -59,6 +60,7 @@ func Run(ctx context.Context, args []string, stderr io.Writer) error {
 		"scheduler":  cmdScheduler,
 		"controller": cmdController,
 		"kubelet":    cmdKubelet,
+		"images":     cmdImages,
 	}
 	for name, c := range cli.Commands {
 		cmds[name] = func(ctx context.Context, args []string, stderr io.Writer) error {
@@ -175,6 +177,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	bo := backoffFlags(fs)
 	nf := nodeFlags(fs)
 	rf := runtimeFlags(fs)
+	ef := evictionFlags(fs)
 	lf := leaseFlags(fs)
 	sec := registerAPIFlags(fs)
 	natsContext := fs.String("nats-context", "miniku", "name of the nats CLI context written for the read-only viewer (empty: none)")
@@ -193,6 +196,10 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	rc, err := rf.config(info)
+	if err != nil {
+		return err
+	}
+	evCfg, imgOpts, err := ef.config()
 	if err != nil {
 		return err
 	}
@@ -317,12 +324,15 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	g.Go("controller", func() error { return ctrl.Run(gctx) })
 
-	images, err := image.NewStore(filepath.Join(c.dataDir, "images"), image.Options{Mirror: *mirror, Logger: log})
+	imgOpts.Mirror, imgOpts.Logger = *mirror, log
+	images, err := image.NewStore(filepath.Join(c.dataDir, "images"), imgOpts)
 	if err != nil {
 		return err
 	}
+	imageGC := &sharedImageGC{store: images}
 	for i, name := range kubelets {
-		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), ImagePullBackoff: bo.pullBackoff(), Node: info}, rc, log); err != nil {
+		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), ImagePullBackoff: bo.pullBackoff(), Node: info,
+			DataDir: c.dataDir, Eviction: &evCfg, ImageGC: imageGC}, rc, log); err != nil {
 			return err
 		}
 	}
@@ -419,6 +429,9 @@ func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.
 	if err != nil {
 		_ = rt.Close()
 		return err
+	}
+	if gc, ok := cfg.ImageGC.(*sharedImageGC); ok {
+		gc.add(k)
 	}
 	g.Go("kubelet "+node, func() error {
 		defer rt.Close()
@@ -596,6 +609,7 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 	bo := backoffFlags(fs)
 	nf := nodeFlags(fs)
 	rf := runtimeFlags(fs)
+	ef := evictionFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -607,6 +621,10 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	rc, err := rf.config(info)
+	if err != nil {
+		return err
+	}
+	evCfg, imgOpts, err := ef.config()
 	if err != nil {
 		return err
 	}
@@ -624,12 +642,14 @@ func cmdKubelet(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer conn.Close()
-	images, err := image.NewStore(filepath.Join(c.dataDir, "images"), image.Options{Mirror: *mirror, Logger: log})
+	imgOpts.Mirror, imgOpts.Logger = *mirror, log
+	images, err := image.NewStore(filepath.Join(c.dataDir, "images"), imgOpts)
 	if err != nil {
 		return err
 	}
 	g, gctx := newGroup(ctx)
-	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), ImagePullBackoff: bo.pullBackoff(), Node: info}, rc, log); err != nil {
+	if err := startKubelet(gctx, g, conn, images, c.dataDir, *node, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), ImagePullBackoff: bo.pullBackoff(), Node: info,
+		DataDir: c.dataDir, Eviction: &evCfg}, rc, log); err != nil {
 		return err
 	}
 	return g.Wait()

@@ -71,6 +71,15 @@ type Config struct {
 	// take Kubernetes' defaults (10 s doubling to 5 min, backoff.go).
 	ImagePullBackoff Backoff
 	Node             NodeInfo // capacity and labels (node.go)
+	// DataDir is measured for disk pressure (its filesystem holds images,
+	// containers and the store); empty turns disk checks off.
+	DataDir string
+	// Eviction sets the eviction manager's thresholds; nil takes
+	// Kubernetes' defaults (eviction.go).
+	Eviction *EvictionConfig
+	// ImageGC frees image space under disk pressure; nil uses the image
+	// puller if it is an ImageCollector.
+	ImageGC ImageCollector
 }
 
 // DefaultHeartbeatInterval gives three heartbeats per default node grace.
@@ -93,6 +102,10 @@ type Kubelet struct {
 	pulls       pullBackoffs
 	// capacity is cfg.Node resolved once (host defaults filled in).
 	capacity schemas.ResourceList
+	// eviction is cfg.Eviction with defaults; evictions is nil on runtimes
+	// that cannot measure containers.
+	eviction  EvictionConfig
+	evictions *evictionManager
 
 	mu         sync.Mutex
 	containers map[string]ctr.Container // by container ID
@@ -142,7 +155,9 @@ func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, 
 		stopping:    map[string]*stopOp{},
 		backoff:     cfg.RestartBackoff.withDefaults(),
 		pullBackoff: cfg.ImagePullBackoff.withDefaultsFrom(DefaultImagePullBackoff, DefaultImagePullBackoffMax),
+		eviction:    cfg.Eviction.withDefaults(),
 	}
+	k.evictions = k.newEvictionManager()
 	k.pods.AddHandler(func(name string) {
 		if p, ok := k.pods.Get(name); (ok && p.NodeName == k.cfg.NodeName) || k.hasContainer(name) {
 			k.q.Add(name)
@@ -170,6 +185,10 @@ func (k *Kubelet) Run(ctx context.Context) error {
 	}
 	k.wg.Add(1)
 	go func() { defer k.wg.Done(); k.heartbeatLoop(ctx) }()
+	if k.evictions != nil {
+		k.wg.Add(1)
+		go func() { defer k.wg.Done(); k.evictions.run(ctx) }()
+	}
 	defer k.serveLogs(ctx)()
 	defer k.serveExec(ctx)()
 

@@ -93,4 +93,7 @@ func (k *Kubelet) describe(n *schemas.Node) {
 	for key, v := range k.cfg.Node.Labels {
 		n.Labels[key] = v
 	}
+	if conds := k.nodeConditions(); conds != nil {
+		n.Conditions = conds
+	}
 }
