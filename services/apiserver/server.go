@@ -169,6 +169,13 @@ func (s *Server) Run(ctx context.Context) error {
 		iwg.Add(1)
 		go func() { defer iwg.Done(); _ = run(ictx) }()
 	}
+	// Kubelets write their pods' status and record events through the
+	// node API, which every apiserver serves (bus/nodeapi.go).
+	iwg.Go(func() {
+		if err := bus.ServeNodeAPI(ictx, s.conn, bus.NodeAPIConfig{Pods: s.pods, Logger: s.log}); err != nil {
+			s.log.Error("node API not served: kubelets cannot report pod status", "err", err)
+		}
+	})
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
 	s.mu.Unlock()
