@@ -263,9 +263,8 @@ func kvWrite(buckets ...string) []string {
 func InboxPrefix(user string) string { return "_INBOX." + user }
 
 // Permissions are user's NATS subject permissions. What NATS cannot check
-// is checked in code: a kubelet may write any key of the pods bucket (keys
-// are pod names, not nodes), and the kubelet only ever writes pods bound to
-// its own node.
+// (a pod's key does not carry its node) the node API checks: a kubelet
+// writes pods only through it (nodeapi.go).
 func Permissions(user string) (*server.Permissions, error) {
 	inbox := InboxPrefix(user) + ".>"
 	// Replying to a request received on an allowed subscription.
@@ -293,7 +292,9 @@ func Permissions(user string) (*server.Permissions, error) {
 			// kubelet.<node>.logs, kubelet.<node>.exec: log and exec
 			// requests (apiserver to kubelet).
 			cat(jsRead(allStreams), jsAdmin(), kvWrite(allBuckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec"}),
-			cat(hints, []string{eventSubject}),
+			// nodeapi.<node>.*: kubelets' writes (nodeapi.go), served by
+			// the apiserver.
+			cat(hints, []string{eventSubject, nodeAPIPrefix + ".*.*"}),
 		), nil
 	case user == UserScheduler:
 		return mk(
@@ -302,18 +303,28 @@ func Permissions(user string) (*server.Permissions, error) {
 			cat(hints, []string{eventSubject}),
 		), nil
 	case user == UserViewer:
-		// Everything readable, nothing writable: no $KV.> publish, no
-		// stream create/update/delete/purge, no events.
-		p := mk(
-			[]string{
-				"$JS.API.INFO", "$JS.FC.>",
-				"$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
-				"$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
-				"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.INFO.>", "$JS.API.CONSUMER.NAMES.*",
-				"$JS.API.CONSUMER.LIST.*", "$JS.API.CONSUMER.MSG.NEXT.>", "$JS.ACK.>",
-			},
-			[]string{">"},
-		)
+		// Everything stored and every hint readable, nothing writable: no
+		// $KV.> publish, no stream create/update/delete/purge, no events.
+		// Consumers only on MiniKu's streams and never by the legacy
+		// DURABLE.CREATE subject; NATS cannot tell an ephemeral consumer
+		// from a durable one on the subject nats.go uses for both
+		// (CONSUMER.CREATE.<stream>.<name>[.<filter>]), so every stream
+		// bounds how long any consumer outlives its last use
+		// (consumerLimits). Its subscriptions: the hints, the events,
+		// KV writes as they happen, and its own inbox only, not other
+		// components' replies (exec output, stdin).
+		pub := []string{
+			"$JS.API.INFO", "$JS.FC.>",
+			"$JS.API.STREAM.INFO.*", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
+			"$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
+			"$JS.API.CONSUMER.INFO.>", "$JS.API.CONSUMER.NAMES.*",
+			"$JS.API.CONSUMER.LIST.*", "$JS.API.CONSUMER.MSG.NEXT.>", "$JS.ACK.>",
+		}
+		for _, st := range allStreams {
+			pub = append(pub, "$JS.API.CONSUMER.CREATE."+st, "$JS.API.CONSUMER.CREATE."+st+".>")
+		}
+		p := mk(pub, cat(hints, []string{eventSubject, "$KV.>"}))
+		p.Publish.Deny = []string{"$JS.API.CONSUMER.DURABLE.>"}
 		return p, nil
 	case user == UserHollow:
 		// A kubelet's permissions with every node name a wildcard; only
@@ -335,23 +346,28 @@ func Permissions(user string) (*server.Permissions, error) {
 		p := mk(
 			cat(jsRead(allStreams),
 				[]string{
+					// Its own Node object. Pods it changes through the
+					// node API (status of its own pods, removal of its
+					// terminated ones), which also records its events:
+					// no $KV.pods.> and no event.> (Kubernetes'
+					// NodeRestriction).
 					"$KV." + BucketNodes + "." + node,
-					"$KV." + BucketPods + ".>",
+					NodeAPISubject(node, "*"),
 					NodeSubject(SubjNodeHeartbeat, node),
 					SubjNodeReady, SubjNodeNotReady,
 					"pod.>", // but not pod.assigned.> (denied below)
-					eventSubject,
 				}),
 			[]string{
 				"pod.>", "node.>",
 				// Log requests for this node, and the requester's acks
-				// (<reply>.ctl) of the stream it sends back.
+				// (<reply>.ctl) of the stream it sends back; the reply
+				// carries the node (StreamInbox).
 				"kubelet." + node + ".logs",
-				InboxPrefix(UserAPIServer) + ".*.ctl",
+				StreamInbox(InboxPrefix(UserAPIServer)+".*", node) + ".ctl",
 				// Exec requests, and the stdin (<reply>.stdin) of the
 				// command they run.
 				"kubelet." + node + ".exec",
-				InboxPrefix(UserAPIServer) + ".*.stdin",
+				StreamInbox(InboxPrefix(UserAPIServer)+".*", node) + ".stdin",
 			},
 		)
 		p.Publish.Deny = []string{SubjPodAssigned + ".>"}

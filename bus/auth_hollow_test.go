@@ -12,7 +12,7 @@ func TestHollowPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"$KV." + BucketNodes + ".*", "$KV." + BucketPods + ".>", NodeSubject(SubjNodeHeartbeat, "*"), InboxPrefix(UserHollow) + ".>"} {
+	for _, want := range []string{"$KV." + BucketNodes + ".*", NodeAPISubject("*", "*"), NodeSubject(SubjNodeHeartbeat, "*"), InboxPrefix(UserHollow) + ".>"} {
 		if !slices.Contains(p.Publish.Allow, want) {
 			t.Errorf("hollow may not publish %s: %v", want, p.Publish.Allow)
 		}

@@ -95,16 +95,17 @@ func TestKubeletLeastPrivilege(t *testing.T) {
 	ctx := context.Background()
 	// The control plane creates the buckets; the kubelet binds to them.
 	admin := bustest.ConnAs(t, url, authDir, bus.UserAPIServer, false)
+	serveNodeAPI(t, admin)
 	kubelet := bustest.ConnAs(t, url, authDir, bus.KubeletUser("node-1"), true)
 
-	// Its own node and pods: allowed.
+	// Its own node and pods (through the node API): allowed.
 	if err := kubelet.Nodes.Create(ctx, &schemas.Node{ObjectMeta: schemas.ObjectMeta{Name: "node-1"}, Status: schemas.NodeReady}); err != nil {
 		t.Fatalf("kubelet-node-1 writes its own node: %v", err)
 	}
 	if err := admin.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "p"}, PodSpec: schemas.PodSpec{Image: "busybox", Command: []string{"true"}}, NodeName: "node-1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kubelet.Pods.Mutate(ctx, "p", func(p *schemas.Pod) error { p.Status = schemas.PodRunning; return nil }); err != nil {
+	if _, err := kubelet.MutatePodStatus(ctx, "node-1", nil, "p", func(p *schemas.Pod) error { p.Status = schemas.PodRunning; return nil }); err != nil {
 		t.Fatalf("kubelet-node-1 updates its pod: %v", err)
 	}
 	if _, err := kubelet.Pods.Get(ctx, "p"); err != nil {
@@ -180,7 +181,7 @@ func TestViewerReadOnly(t *testing.T) {
 	}
 
 	nc, errs := rawAs(t, url, authDir, bus.UserViewer)
-	sub, err := nc.SubscribeSync(">")
+	sub, err := nc.SubscribeSync("pod.>")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +251,9 @@ func TestComponentUsersConnect(t *testing.T) {
 	url := ns.ClientURL()
 	for _, u := range []string{bus.UserAPIServer, bus.UserScheduler, bus.UserController} {
 		c := bustest.ConnAs(t, url, authDir, u, false)
+		if u == bus.UserAPIServer {
+			serveNodeAPI(t, c) // records the kubelet's events
+		}
 		c.Emit(schemas.ObjectEvent{Kind: "Pod", Name: "x", Reason: "Test"})
 	}
 	k := bustest.ConnAs(t, url, authDir, bus.KubeletUser("node-1"), true)
@@ -406,7 +410,7 @@ func TestLogStreamPermissions(t *testing.T) {
 	if err := k1.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	reply := api.NewInbox()
+	reply := bus.StreamInbox(api.NewInbox(), "node-1")
 	sub, err := api.SubscribeSync(reply)
 	if err != nil {
 		t.Fatal(err)

@@ -47,6 +47,8 @@ type Conn struct {
 	log *slog.Logger
 	// bind: never create buckets or streams (Options.Bind).
 	bind bool
+	// user is Options.User: a kubelet's writes go through the node API.
+	user string
 
 	mu sync.Mutex
 	// reconnected is closed and replaced at every reconnect, so any number
@@ -71,7 +73,7 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Conn{log: log, bind: o.Bind, reconnected: make(chan struct{})}
+	c := &Conn{log: log, bind: o.Bind, user: o.User, reconnected: make(chan struct{})}
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
@@ -127,6 +129,14 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	if err := c.ensureEventStream(ctx, replicas); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("create stream %s: %w", StreamEvents, err)
+	}
+	if !c.bind {
+		for _, s := range kvStreams(BucketPods, BucketReplicaSets, BucketNodes) {
+			if err := c.limitConsumers(ctx, s); err != nil {
+				nc.Close()
+				return nil, err
+			}
+		}
 	}
 	return c, nil
 }

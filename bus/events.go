@@ -37,6 +37,8 @@ func (c *Conn) ensureEventStream(ctx context.Context, replicas int) error {
 			MaxMsgs:   EventsMaxMessages,
 			Discard:   jetstream.DiscardOld,
 			Retention: jetstream.LimitsPolicy,
+			// consumerlimits.go
+			ConsumerLimits: consumerLimits,
 		})
 		if err == nil {
 			c.events = s
@@ -66,6 +68,45 @@ func (c *Conn) EmitAll(evs []schemas.ObjectEvent) {
 			evs[i].Type = schemas.EventNormal
 		}
 	}
+	if c.relayEvents() {
+		c.sendEventsToNodeAPI(evs)
+		return
+	}
+	c.publishEvents(evs)
+}
+
+// relayEvents: the connection is a kubelet's, whose events go through the
+// node API (nodeapi.go), which records them with the node as their source.
+func (c *Conn) relayEvents() bool {
+	return c.user == UserHollow || strings.HasPrefix(c.user, kubeletPrefix)
+}
+
+func (c *Conn) sendEventsToNodeAPI(evs []schemas.ObjectEvent) {
+	own := strings.TrimPrefix(c.user, kubeletPrefix)
+	for len(evs) > 0 {
+		n := 1
+		for n < len(evs) && evs[n].Node == evs[0].Node {
+			n++
+		}
+		group := evs[:n]
+		evs = evs[n:]
+		node := group[0].Node
+		if c.user != UserHollow {
+			node = own // what the server stamps anyway
+		}
+		data, err := schemas.MarshalEvents(group)
+		if err != nil {
+			c.log.Warn("encode event", "reason", group[0].Reason, "err", err)
+			continue
+		}
+		if err := c.nc.Publish(NodeAPISubject(node, nodeOpEvents), data); err != nil {
+			c.log.Debug("emit event", "reason", group[0].Reason, "node", node, "err", err)
+		}
+	}
+}
+
+// publishEvents stores events, one message per object, on its subject.
+func (c *Conn) publishEvents(evs []schemas.ObjectEvent) {
 	for len(evs) > 0 {
 		// The events of one object up to the next one of another.
 		n := 1

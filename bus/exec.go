@@ -46,7 +46,7 @@ type ExecStream struct {
 // ErrKubeletTimeout or the kubelet's *LogError (no such pod, not running).
 // Close the stream when done.
 func (c *Conn) RequestExec(ctx context.Context, node string, req schemas.ExecRequest) (*ExecStream, error) {
-	s, ch, err := c.openStream(ctx, KubeletExecSubject(node), "exec in pod "+req.Pod, &req)
+	s, ch, err := c.openStream(ctx, node, KubeletExecSubject(node), "exec in pod "+req.Pod, &req)
 	if err != nil {
 		return nil, err
 	}

@@ -76,6 +76,9 @@ func (c *Conn) NewLease(ctx context.Context, cfg LeaseConfig) (*Lease, error) {
 			// Enables per-key TTLs; markers of expired leases go after 1 s.
 			LimitMarkerTTL: time.Second,
 		})
+		if err == nil {
+			err = c.limitConsumers(ctx, "KV_"+BucketLeases)
+		}
 		return err
 	})
 	if err != nil {

@@ -86,7 +86,7 @@ type LogStream struct {
 // answered: with a stream, or with ErrNoKubelet, ErrKubeletTimeout or the
 // kubelet's *LogError. Close the stream when done.
 func (c *Conn) RequestLogs(ctx context.Context, node string, req schemas.LogRequest) (*LogStream, error) {
-	s, ch, err := c.openStream(ctx, KubeletLogsSubject(node), "logs of pod "+req.Pod, &req)
+	s, ch, err := c.openStream(ctx, node, KubeletLogsSubject(node), "logs of pod "+req.Pod, &req)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -11,17 +12,28 @@ import (
 	"github.com/miniku/miniku/schemas"
 )
 
+// StreamInbox turns inbox (<prefix>.<id>) into the reply subject of a
+// stream with node's kubelet, <prefix>.node.<node>.<id>: the requester may
+// subscribe to it (it is below its prefix), and the stream's other
+// subjects (<reply>.ctl, <reply>.stdin) carry the node, so only that
+// node's kubelet may subscribe to them (Permissions): no other kubelet
+// reads an exec's stdin or forges its acks.
+func StreamInbox(inbox, node string) string {
+	i := strings.LastIndexByte(inbox, '.')
+	return inbox[:i] + ".node." + node + inbox[i:]
+}
+
 // openStream sends req to subject with a new inbox as reply and waits for
 // the kubelet's first chunk, returned with the stream it opens; what names
 // the stream in errors ("logs of pod x"). A first chunk with an Error is
 // the kubelet's *LogError. On error nothing stays subscribed.
-func (c *Conn) openStream(ctx context.Context, subject, what string, req any) (*LogStream, schemas.LogChunk, error) {
+func (c *Conn) openStream(ctx context.Context, node, subject, what string, req any) (*LogStream, schemas.LogChunk, error) {
 	var ch schemas.LogChunk
 	data, err := schemas.Marshal(req)
 	if err != nil {
 		return nil, ch, err
 	}
-	s := &LogStream{nc: c.nc, reply: c.nc.NewInbox(), msgs: make(chan *nats.Msg, 4*logWindow), next: 1}
+	s := &LogStream{nc: c.nc, reply: StreamInbox(c.nc.NewInbox(), node), msgs: make(chan *nats.Msg, 4*logWindow), next: 1}
 	if s.sub, err = c.nc.ChanSubscribe(s.reply, s.msgs); err != nil {
 		return nil, ch, fmt.Errorf("%s: subscribe: %w", what, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/bustest"
 	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/controller"
@@ -41,7 +42,9 @@ func BenchmarkHollowThroughput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, run := range []func(context.Context) error{sched.Run, ctrl.Run, h.Run} {
+	// The apiserver's node API, through which kubelets write pod status.
+	nodeAPI := func(ctx context.Context) error { return bus.ServeNodeAPI(ctx, conn, bus.NodeAPIConfig{Logger: log}) }
+	for _, run := range []func(context.Context) error{nodeAPI, sched.Run, ctrl.Run, h.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = run(ctx) }()
 	}

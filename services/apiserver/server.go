@@ -182,6 +182,13 @@ func (s *Server) Run(ctx context.Context) error {
 		iwg.Add(1)
 		go func() { defer iwg.Done(); _ = run(ictx) }()
 	}
+	// Kubelets write their pods' status and record events through the
+	// node API, which every apiserver serves (bus/nodeapi.go).
+	iwg.Go(func() {
+		if err := bus.ServeNodeAPI(ictx, s.conn, bus.NodeAPIConfig{Pods: s.pods, Logger: s.log}); err != nil {
+			s.log.Error("node API not served: kubelets cannot report pod status", "err", err)
+		}
+	})
 	s.mu.Lock()
 	for _, l := range lns {
 		if l.tls {

@@ -133,10 +133,13 @@ type natsContext struct {
 	User        string `json:"user"`
 	Password    string `json:"password"`
 	CA          string `json:"ca,omitempty"`
+	// InboxPrefix: the viewer may receive replies (KV gets, watches)
+	// only below its own prefix (bus.Permissions).
+	InboxPrefix string `json:"inbox_prefix"`
 }
 
 // writeNATSContext saves a nats CLI context named name for the read-only
-// viewer, so that watching is one command: nats --context miniku sub '>'.
+// viewer, so that watching is one command: nats --context miniku sub 'pod.>'.
 // It lives in the invoking user's config dir ($XDG_CONFIG_HOME or
 // ~/.config), mode 0600, and is rewritten at every start.
 func writeNATSContext(name, url, dataDir, ca string, log *slog.Logger) error {
@@ -162,6 +165,7 @@ func writeNATSContext(name, url, dataDir, ca string, log *slog.Logger) error {
 	data, err := json.MarshalIndent(natsContext{
 		Description: "MiniKu, read-only (written by miniku up)",
 		URL:         url, User: creds.User, Password: creds.Password, CA: ca,
+		InboxPrefix: bus.InboxPrefix(bus.UserViewer),
 	}, "", "  ")
 	if err != nil {
 		return err
@@ -170,7 +174,7 @@ func writeNATSContext(name, url, dataDir, ca string, log *slog.Logger) error {
 	if err := bus.WriteFileAtomic(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("nats context: %w", err)
 	}
-	log.Info("nats CLI context for the read-only viewer", "path", path, "example", "nats --context "+name+" sub '>'")
+	log.Info("nats CLI context for the read-only viewer", "path", path, "example", "nats --context "+name+" sub 'event.>'")
 	return nil
 }
 

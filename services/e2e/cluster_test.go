@@ -354,7 +354,7 @@ func viewerNATS(t *testing.T, url, dataDir string) *nats.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(url, nats.UserInfo(creds.User, creds.Password), natsCA(dataDir))
+	nc, err := nats.Connect(url, nats.UserInfo(creds.User, creds.Password), natsCA(dataDir), nats.CustomInboxPrefix(bus.InboxPrefix(bus.UserViewer)))
 	if err != nil {
 		t.Fatalf("connect to nats as viewer: %v", err)
 	}

@@ -139,7 +139,7 @@ func (k *Kubelet) restartMissing(ctx context.Context, pod *schemas.Pod) error {
 // the pod is no longer ours to restart.
 func (k *Kubelet) recordTermination(ctx context.Context, pod *schemas.Pod, c ctr.Container, finished time.Time, code *int, delay time.Duration, backingOff bool) (*schemas.Pod, bool, error) {
 	var stale, changed bool
-	updated, err := k.conn.Pods.Mutate(ctx, pod.Name, func(cur *schemas.Pod) error {
+	updated, err := k.conn.MutatePodStatus(ctx, k.cfg.NodeName, nil, pod.Name, func(cur *schemas.Pod) error {
 		if cur.UID != pod.UID || cur.NodeName != k.cfg.NodeName || cur.Status.Terminal() || cur.DeletionTimestamp != nil {
 			stale = true
 			return bus.ErrNoChange
@@ -166,7 +166,7 @@ func (k *Kubelet) recordTermination(ctx context.Context, pod *schemas.Pod, c ctr
 		cur.Reason, cur.Message = reason, msg
 		return nil
 	})
-	if errors.Is(err, bus.ErrNotFound) {
+	if errors.Is(err, bus.ErrNotFound) || errors.Is(err, bus.ErrForbidden) {
 		return nil, false, nil
 	}
 	if err != nil {

@@ -56,11 +56,13 @@ func (k *Kubelet) deleteTerminated(ctx context.Context, pod *schemas.Pod) error 
 		if cur.UID != pod.UID || cur.NodeName != k.cfg.NodeName || cur.DeletionTimestamp == nil {
 			return nil
 		}
-		err = k.conn.Pods.Delete(ctx, cur.Name, cur.ResourceVersion)
+		// Through the node API: it checks the pod is this node's and
+		// Terminating, and deletes at the revision just read.
+		err = k.conn.DeletePod(ctx, k.cfg.NodeName, cur)
 		if errors.Is(err, bus.ErrConflict) && attempt < 10 {
 			continue
 		}
-		if errors.Is(err, bus.ErrNotFound) {
+		if errors.Is(err, bus.ErrNotFound) || errors.Is(err, bus.ErrForbidden) {
 			return nil
 		}
 		if err != nil {
