@@ -20,8 +20,17 @@ func TestBadRequests(t *testing.T) {
 
 	const json = "application/json"
 	pod := func(fields string) string { return `{"name":"p","image":"alpine"` + fields + `}` }
+	// rs's fields replace its desiredCount and template if they have one:
+	// a key given twice is refused on its own.
 	rs := func(fields string) string {
-		return `{"name":"r","desiredCount":1,"selector":{"app":"r"},"template":{"image":"alpine"}` + fields + `}`
+		count, template := `,"desiredCount":1`, `,"template":{"image":"alpine"}`
+		if strings.Contains(fields, `"desiredCount":`) {
+			count = ""
+		}
+		if strings.Contains(fields, `"template":`) {
+			template = ""
+		}
+		return `{"name":"r","selector":{"app":"r"}` + count + template + fields + `}`
 	}
 	long := strings.Repeat("a", 64)
 	huge := `{"name":"p","image":"alpine","command":["` + strings.Repeat("x", 2<<20) + `"]}`
@@ -42,7 +51,7 @@ func TestBadRequests(t *testing.T) {
 		{"labels wrong type", "POST", "/pods", json, pod(`,"labels":{"a":1}`), 400, "labels"},
 		{"command wrong type", "POST", "/pods", json, pod(`,"command":"sleep 1"`), 400, "command"},
 		{"unknown field", "POST", "/pods", json, pod(`,"imagePullPolicy":"Always"`), 400, `"imagePullPolicy"`},
-		{"unknown nested field", "POST", "/replicasets", json, rs(`,"template":{"image":"alpine","replicas":2}`), 400, `"replicas"`},
+		{"unknown nested field", "POST", "/replicasets", json, rs(`,"template":{"image":"alpine","replicas":2}`), 400, `"template.replicas"`},
 		{"name with slash", "POST", "/pods", json, `{"name":"a/b","image":"alpine"}`, 400, "name"},
 		{"path name with escaped slash", "GET", "/pods/a%2Fb", "", "", 400, "name"},
 		{"path name ..", "GET", "/pods/..", "", "", 400, "name"},
@@ -77,6 +86,16 @@ func TestBadRequests(t *testing.T) {
 		{"two objects", "POST", "/pods", json, pod("") + pod(""), 400, "after the JSON object"},
 		{"empty body", "POST", "/pods", json, "", 400, "empty"},
 		{"whitespace body", "POST", "/replicasets", json, "  \n", 400, "empty"},
+		{"duplicate key", "POST", "/pods", json, `{"name":"a","name":"b","image":"alpine"}`, 400, `"name"`},
+		{"duplicate nested key", "POST", "/replicasets", json, rs(`,"template":{"image":"alpine","image":"busybox"}`), 400, `template.image`},
+		{"duplicate label key", "POST", "/pods", json, pod(`,"labels":{"a":"1","a":"2"}`), 400, `labels.a`},
+		{"case-variant key", "POST", "/pods", json, `{"name":"a","Name":"b","image":"alpine"}`, 400, `"Name"`},
+		{"case-variant key alone", "POST", "/pods", json, `{"Name":"a","image":"alpine"}`, 400, `"Name"`},
+		{"case-variant nested key", "POST", "/replicasets", json, rs(`,"template":{"Image":"alpine"}`), 400, `template.Image`},
+		{"YAML duplicate key", "POST", "/pods", "application/yaml", "name: a\nname: b\nimage: alpine\n", 400, `"name"`},
+		{"YAML case-variant key", "POST", "/pods", "application/yaml", "name: a\nName: b\nimage: alpine\n", 400, `"Name"`},
+		{"YAML unknown field", "POST", "/pods", "application/yaml", "name: a\nimage: alpine\nreplicas: 2\n", 400, `"replicas"`},
+		{"YAML syntax error", "POST", "/pods", "application/yaml", "name: [a\n", 400, "YAML"},
 		{"wrong content type", "POST", "/pods", "text/plain", pod(""), 415, "text/plain"},
 		{"malformed content type", "POST", "/pods", "json/", pod(""), 415, "Content-Type"},
 		{"wrong method on item", "PATCH", "/pods/p", json, pod(""), 405, "PATCH"},
@@ -131,8 +150,8 @@ func TestBadRequests(t *testing.T) {
 // curl -d sends form-urlencoded; the body is JSON all the same.
 func TestContentTypes(t *testing.T) {
 	e := mustEnv(t)
-	for i, ct := range []string{"", "application/json", "application/json; charset=utf-8", "application/x-www-form-urlencoded"} {
-		name := []string{"a", "b", "c", "d"}[i]
+	for i, ct := range []string{"", "application/json", "application/json; charset=utf-8", "application/x-www-form-urlencoded", "application/yaml"} {
+		name := []string{"a", "b", "c", "d", "e"}[i]
 		r := e.do("POST", "/pods", ct, `{"name":"`+name+`","image":"alpine"}`)
 		if r.status != http.StatusCreated {
 			t.Errorf("Content-Type %q: %d %s", ct, r.status, r.body)

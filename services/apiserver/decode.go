@@ -1,8 +1,10 @@
 package apiserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -11,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	k8sjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -18,27 +23,69 @@ import (
 // smaller, and NATS would refuse values near its 1 MiB payload limit anyway.
 const maxBodyBytes = 1 << 20
 
-// decodeBody reads exactly one JSON object into v, strictly: a client's typo
-// in a field name must fail loudly rather than be silently dropped.
+// decodeBody reads exactly one JSON (or YAML) object into v, strictly: a
+// client's typo in a field name, a key given twice or a key in the wrong
+// case must fail loudly rather than be silently dropped or let the last
+// one win (encoding/json matches keys case-insensitively and keeps the
+// last duplicate; Kubernetes refuses both the same way).
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+	isYAML, err := checkContentType(r.Header.Get("Content-Type"))
+	if err != nil {
 		return err
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge()
+		}
+		return badRequest("read request body: %v", err)
+	}
+	if isYAML {
+		if data, err = yaml.YAMLToJSONStrict(data); err != nil {
+			msg := strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")
+			return badRequest("invalid YAML: %s", strings.Join(strings.Fields(msg), " "))
+		}
+	}
+	// The standard decoder first, for its syntax errors (with offsets) and
+	// to find where the one value ends.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var raw json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
 		return decodeError(err)
 	}
 	// Decode stops after the first value; whatever follows would otherwise
 	// be ignored, hiding a client bug such as two concatenated objects.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return tooLarge()
-		}
 		return badRequest("request body has data after the JSON object")
 	}
+	strict, err := k8sjson.UnmarshalStrict(raw, v)
+	if err != nil {
+		return decodeError(err)
+	}
+	if len(strict) > 0 {
+		return strictError(strict)
+	}
 	return nil
+}
+
+// strictError names every duplicate or unknown key, with its path.
+func strictError(errs []error) error {
+	msgs := make([]string, 0, len(errs))
+	for _, e := range errs {
+		msg := e.Error()
+		var fe k8sjson.FieldError
+		if errors.As(e, &fe) {
+			switch {
+			case strings.HasPrefix(msg, "duplicate field"):
+				msg = fmt.Sprintf("duplicate field %q: a key may be given only once", fe.FieldPath())
+			case strings.HasPrefix(msg, "unknown field"):
+				msg = fmt.Sprintf("unknown field %q: the API has no such field (keys are case-sensitive)", fe.FieldPath())
+			}
+		}
+		msgs = append(msgs, msg)
+	}
+	return badRequest("%s", strings.Join(msgs, "; "))
 }
 
 func tooLarge() *apiError {
@@ -47,19 +94,23 @@ func tooLarge() *apiError {
 
 // checkContentType accepts form-urlencoded too because that is what
 // `curl -d` sends unless told otherwise; the body is parsed as JSON anyway.
-func checkContentType(ct string) error {
+// YAML is accepted as Kubernetes does (application/yaml), and reports
+// whether the body is YAML.
+func checkContentType(ct string) (isYAML bool, err error) {
 	if ct == "" {
-		return nil
+		return false, nil
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return newError(http.StatusUnsupportedMediaType, "Content-Type %q is malformed: %v", ct, err)
+		return false, newError(http.StatusUnsupportedMediaType, "Content-Type %q is malformed: %v", ct, err)
 	}
 	switch mt {
 	case "application/json", "application/x-www-form-urlencoded":
-		return nil
+		return false, nil
+	case "application/yaml", "application/x-yaml", "text/yaml":
+		return true, nil
 	}
-	return newError(http.StatusUnsupportedMediaType, "Content-Type %q is not supported: send application/json", mt)
+	return false, newError(http.StatusUnsupportedMediaType, "Content-Type %q is not supported: send application/json or application/yaml", mt)
 }
 
 func decodeError(err error) error {

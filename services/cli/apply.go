@@ -29,7 +29,7 @@ func (w *waitFlags) register(fs interface {
 	DurationVar(*time.Duration, string, time.Duration, string)
 }) {
 	fs.BoolVar(&w.wait, "wait", false, "wait until the replicasets are ready (all pods Running) or the pods run, showing progress")
-	fs.DurationVar(&w.timeout, "timeout", 5*time.Minute, "with --wait: give up (exit 1) after this long")
+	fs.DurationVar(&w.timeout, "timeout", 5*time.Minute, "give up (exit 1) after this long: waiting with --wait, or retrying while the API answers 503/429 (store unavailable, too many requests)")
 }
 
 func cmdApply(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -63,6 +63,7 @@ func cmdApply(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	c.RetryFor = w.timeout
 	for _, obj := range objs {
 		verb, err := applyOne(ctx, c, obj)
 		if err != nil {
@@ -291,6 +292,7 @@ func cmdScale(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	c.RetryFor = w.timeout
 	if err := scale(ctx, c, name, replicas); err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -52,9 +53,12 @@ const Usage = `  get         list pods, rs, nodes or events as tables (-o wide|j
 // options are the flags every client command takes.
 type options struct {
 	server, token, dataDir, ca, config string
+	// stderr is the flag set's output, where retries are reported.
+	stderr io.Writer
 }
 
 func (o *options) register(fs *flag.FlagSet) {
+	o.stderr = fs.Output()
 	fs.StringVar(&o.server, "server", "", "apiserver address (default $MINIKU_SERVER, the config file's, else "+DefaultHTTPSServer+" if <data-dir>/tls/ca.crt is readable, else "+DefaultServer+")")
 	fs.StringVar(&o.token, "token", "", "API token (default $MINIKU_TOKEN, the config file's, else <data-dir>/token)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "data dir of a local 'miniku up', for its token and NATS credentials (default $MINIKU_DATA_DIR, else "+DefaultDataDir+")")
@@ -131,6 +135,12 @@ func (o *options) client() (*client.Client, error) {
 	c, err := client.New(server, "", ca)
 	if err != nil {
 		return nil, err
+	}
+	if o.stderr != nil {
+		// A user waiting out a leader change sees why nothing happens yet.
+		c.OnRetry = func(err error, wait time.Duration) {
+			fmt.Fprintf(o.stderr, "miniku: %v; retrying in %s\n", err, wait.Round(10*time.Millisecond))
+		}
 	}
 	switch {
 	case o.token != "":

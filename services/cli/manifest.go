@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	k8sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/miniku/miniku/schemas"
@@ -90,9 +91,11 @@ func parseManifests(source string, data []byte) ([]object, error) {
 		if i > 0 || docSeparator.MatchString(string(data)) {
 			src = fmt.Sprintf("%s (document %d)", source, i+1)
 		}
-		js, err := yaml.YAMLToJSON([]byte(doc))
+		// Strict: a key given twice is refused instead of the last one
+		// silently winning (JSON documents are parsed as YAML too).
+		js, err := yaml.YAMLToJSONStrict([]byte(doc))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", src, err)
+			return nil, fmt.Errorf("%s: %s", src, strings.Join(strings.Fields(strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")), " "))
 		}
 		js = bytes.TrimSpace(js)
 		if len(js) == 0 || string(js) == "null" {
@@ -172,10 +175,25 @@ func convert(m map[string]any) (object, error) {
 	return o, nil
 }
 
-func strictJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+// strictJSON decodes as the API does: keys match field names exactly
+// (encoding/json would let "Name" fill name), and an unknown or
+// duplicate key is an error naming it (opts: only those checks).
+func strictJSON(data []byte, v any, opts ...k8sjson.StrictOption) error {
+	strict, err := k8sjson.UnmarshalStrict(data, v, opts...)
+	if err != nil {
+		return err
+	}
+	if len(strict) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(strict))
+	for i, e := range strict {
+		msgs[i] = e.Error()
+		if strings.HasPrefix(msgs[i], "unknown field") {
+			msgs[i] += " (keys are case-sensitive)"
+		}
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // shape lists the fields of a Kubernetes manifest MiniKu can map: a nil
@@ -311,9 +329,10 @@ func convertK8s(m map[string]any, kind string) (object, error) {
 	if err != nil {
 		return o, err
 	}
+	// checkShape has refused unknown keys by their exact name already.
 	if kind == "Pod" {
 		var kp k8sPod
-		if err := json.Unmarshal(data, &kp); err != nil {
+		if err := strictJSON(data, &kp, k8sjson.DisallowDuplicateFields); err != nil {
 			return o, fmt.Errorf("Pod: %w", err)
 		}
 		if err := checkMeta("metadata", kp.Metadata); err != nil {
@@ -333,7 +352,7 @@ func convertK8s(m map[string]any, kind string) (object, error) {
 		return o, nil
 	}
 	var kr k8sReplicaSet
-	if err := json.Unmarshal(data, &kr); err != nil {
+	if err := strictJSON(data, &kr, k8sjson.DisallowDuplicateFields); err != nil {
 		return o, fmt.Errorf("ReplicaSet: %w", err)
 	}
 	if err := checkMeta("metadata", kr.Metadata); err != nil {

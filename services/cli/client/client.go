@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 )
 
 // Client talks to one apiserver.
@@ -28,6 +29,11 @@ type Client struct {
 	// TokenErr is why no token could be found, reported on a 401.
 	TokenErr error
 	HTTP     *http.Client
+	// RetryFor bounds how long requests answered 429 or 503 are retried
+	// (0: DefaultRetryFor; negative: not at all).
+	RetryFor time.Duration
+	// OnRetry, when set, is told of each retry before its wait.
+	OnRetry func(err error, wait time.Duration)
 }
 
 // New returns a client of server ("host:port" means http://host:port).
@@ -59,6 +65,8 @@ func New(server, token, caFile string) (*Client, error) {
 type APIError struct {
 	Status int
 	Msg    string
+	// RetryAfter is the response's Retry-After, or 0.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Msg, e.Status) }
@@ -106,7 +114,7 @@ func (c *Client) Stream(ctx context.Context, path string) (io.ReadCloser, error)
 	return resp.Body, nil
 }
 
-func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
+func (c *Client) sendOnce(ctx context.Context, method, path string, in any) (*http.Response, error) {
 	var body io.Reader
 	if in != nil {
 		data, err := json.Marshal(in)
@@ -147,7 +155,7 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 	if resp.StatusCode == http.StatusUnauthorized {
 		return nil, &APIError{Status: resp.StatusCode, Msg: c.unauthorized(msg)}
 	}
-	return nil, &APIError{Status: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, msg)}
+	return nil, &APIError{Status: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, msg), RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 }
 
 func (c *Client) unauthorized(msg string) string {
