@@ -165,16 +165,15 @@ func (k *Kubelet) reportWaiting(ctx context.Context, pod *schemas.Pod, reason, m
 		cur.Reason, cur.Message = reason, msg
 		return nil
 	}
-	var updated *schemas.Pod
-	var err error
-	if cached, ok := k.pods.Get(pod.Name); ok {
-		if cached.UID == pod.UID && cached.Reason == reason && cached.Message == msg {
-			return nil // a resync while backing off: nothing to write, nothing to read
-		}
-		updated, err = k.conn.Pods.MutateFrom(ctx, cached, change)
-	} else {
-		updated, err = k.conn.Pods.Mutate(ctx, pod.Name, change)
+	cached, ok := k.pods.Get(pod.Name)
+	if ok && cached.UID == pod.UID && cached.Reason == reason && cached.Message == msg {
+		return nil // a resync while backing off: nothing to write, nothing to read
 	}
+	if !ok {
+		cached = nil
+	}
+	// Through the node API, as every status write of a kubelet (NodeRestriction).
+	updated, err := k.conn.MutatePodStatus(ctx, k.cfg.NodeName, cached, pod.Name, change)
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil
 	}
