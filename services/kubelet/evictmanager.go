@@ -135,6 +135,8 @@ func (m *evictionManager) synchronize(ctx context.Context) error {
 	m.setConditions(ctx, d.Conditions)
 	for _, e := range d.Evict {
 		r := byName[e.Pod]
+		k.log.Debug("eviction decision", "pod", e.Pod, "memoryAvailable", node.MemoryAvailable, "podMemory", podMemory,
+			"fsAvailable", node.FSAvailable, "fsCapacity", node.FSCapacity)
 		if err := m.evict(ctx, r, e); err != nil {
 			return err
 		}
