@@ -249,6 +249,17 @@ func jsAdmin() []string {
 	return out
 }
 
+// jsCompact lets the control plane purge the object buckets' streams:
+// compaction removes old delete markers, and a repair the unreadable
+// message of a key (compact.go, repair.go).
+func jsCompact() []string {
+	var out []string
+	for _, b := range []string{BucketPods, BucketReplicaSets, BucketNodes} {
+		out = append(out, "$JS.API.STREAM.PURGE.KV_"+b)
+	}
+	return out
+}
+
 func kvWrite(buckets ...string) []string {
 	out := make([]string, len(buckets))
 	for i, b := range buckets {
@@ -292,7 +303,7 @@ func Permissions(user string) (*server.Permissions, error) {
 		return mk(
 			// kubelet.<node>.logs, kubelet.<node>.exec: log and exec
 			// requests (apiserver to kubelet).
-			cat(jsRead(allStreams), jsAdmin(), kvWrite(allBuckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec"}),
+			cat(jsRead(allStreams), jsAdmin(), jsCompact(), kvWrite(allBuckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec"}),
 			cat(hints, []string{eventSubject}),
 		), nil
 	case user == UserScheduler:

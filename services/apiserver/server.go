@@ -32,6 +32,14 @@ type Config struct {
 	Pods        *bus.Informer[schemas.Pod, *schemas.Pod]
 	ReplicaSets *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
 	Nodes       *bus.Informer[schemas.Node, *schemas.Node]
+	// CompactionDelay is how long delete markers are kept (the window in
+	// which a watch may resume; older resumes get 410): 0 is
+	// bus.DefaultCompactionDelay, negative disables compaction.
+	CompactionDelay time.Duration
+	// Store, when set, is the state of the store's disk (free space
+	// against its reserve, write failures): writes are refused with 507
+	// below the reserve and /readyz reports it (store.go).
+	Store StoreHealth
 }
 
 const (
@@ -168,6 +176,11 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, run := range s.ownCaches {
 		iwg.Add(1)
 		go func() { defer iwg.Done(); _ = run(ictx) }()
+	}
+	if s.cfg.CompactionDelay >= 0 {
+		comp := bus.NewCompactor(s.conn, s.cfg.CompactionDelay, s.log)
+		iwg.Add(1)
+		go func() { defer iwg.Done(); _ = comp.Run(ictx) }()
 	}
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
