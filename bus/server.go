@@ -106,7 +106,7 @@ func (a *slogAdapter) note(format string, v []any) string {
 	}
 	return msg
 }
-func (a *slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
-func (a *slogAdapter) Tracef(format string, v ...any)  {}
+func (a *slogAdapter) Debugf(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Tracef(format string, v ...any) {}
 
 var _ server.Logger = (*slogAdapter)(nil)
