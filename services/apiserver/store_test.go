@@ -150,3 +150,21 @@ func readyz(t *testing.T, url string) (int, string) {
 }
 
 var _ = schemas.Pod{}
+
+// /readyz is 200 "ok" while the store answers and 503 with a failed
+// check line when it does not; /healthz stays the liveness probe.
+func TestReadyz(t *testing.T) {
+	e := mustEnv(t)
+	if code, body := readyz(t, e.url); code != http.StatusOK || !strings.Contains(body, "[+]jetstream ok") || !strings.Contains(body, "readyz check passed") {
+		t.Fatalf("readyz %d: %s", code, body)
+	}
+	e.ns.Shutdown()
+	e.ns.WaitForShutdown()
+	bustest.Eventually(t, 15*time.Second, func() error {
+		code, body := readyz(t, e.url)
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "[-]") || !strings.Contains(body, "readyz check failed") {
+			return fmt.Errorf("readyz %d with NATS down: %s", code, body)
+		}
+		return nil
+	})
+}

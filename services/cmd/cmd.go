@@ -178,12 +178,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	sec := registerAPIFlags(fs)
 	natsContext := fs.String("nats-context", "miniku", "name of the nats CLI context written for the read-only viewer (empty: none)")
 	sync := syncFlag(fs)
-	sf := registerStoreFlags(fs, true, true)
 	if err := parse(fs, args); err != nil {
-		return err
-	}
-	compaction, err := sf.compactionDelay()
-	if err != nil {
 		return err
 	}
 	if *nodes < 0 || *nodes > 1000 {
@@ -209,11 +204,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	apiCfg.CompactionDelay = compaction
-	guard, unsetStore := sf.guard(c.dataDir, log)
-	defer unsetStore()
-	apiCfg.Store = guard
-	ns, natsCfg, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, sync, guard, log)
+	ns, natsCfg, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, sync, log)
 	if err != nil {
 		return err
 	}
@@ -275,7 +266,6 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	g, gctx := newGroup(ctx)
-	g.Go("store guard", func() error { return guard.Run(gctx, ns) })
 	// up cannot run twice on one store, so after a kill -9 and restart it
 	// takes its leases back at once instead of waiting out their TTL.
 	host, _ := os.Hostname()
@@ -340,10 +330,10 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	return g.Wait()
 }
 
-func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, sync *natsSync, guard *bus.StoreGuard, log *slog.Logger) (*server.Server, bus.ServerConfig, error) {
+func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, sync *natsSync, log *slog.Logger) (*server.Server, bus.ServerConfig, error) {
 	cfg := bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log,
 		AuthDir: authDir(dataDir), Kubelets: kubelets, TLSCert: tlsCert, TLSKey: tlsKey,
-		SyncAlways: sync.always, SyncInterval: sync.interval, OnWriteError: guard.WriteFailed}
+		SyncAlways: sync.always, SyncInterval: sync.interval}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, cfg, fmt.Errorf("create data dir: %w", err)
 	}
@@ -453,7 +443,6 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	tlsCert := fs.String("tls-cert", "", "PEM certificate: clients must use TLS")
 	tlsKey := fs.String("tls-key", "", "PEM private key of --tls-cert")
 	sync := syncFlag(fs)
-	sf := registerStoreFlags(fs, true, false)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -462,19 +451,12 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopMetrics()
-	guard, unsetStore := sf.guard(c.dataDir, log)
-	defer unsetStore()
-	ns, cfg, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, sync, guard, log)
+	ns, cfg, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, sync, log)
 	if err != nil {
 		return err
 	}
 	log.Info("nats is up", "url", ns.ClientURL(), "store", filepath.Join(c.dataDir, "nats"), "credentials", authDir(c.dataDir))
-	gctx, stopGuard := context.WithCancel(ctx)
-	guardDone := make(chan struct{})
-	go func() { defer close(guardDone); _ = guard.Run(gctx, ns) }()
 	err = bus.WatchUsers(ctx, ns, cfg, usersReloadInterval)
-	stopGuard()
-	<-guardDone
 	ns.Shutdown()
 	ns.WaitForShutdown()
 	return err
@@ -524,12 +506,7 @@ func cmdAPIServer(ctx context.Context, args []string, stderr io.Writer) error {
 	c.registerNATS(fs)
 	addr := fs.String("api-addr", "127.0.0.1:8080", "listen address")
 	sec := registerAPIFlags(fs)
-	sf := registerStoreFlags(fs, false, true)
 	if err := parse(fs, args); err != nil {
-		return err
-	}
-	compaction, err := sf.compactionDelay()
-	if err != nil {
 		return err
 	}
 	return single(ctx, "apiserver", &c, stderr, func(conn *bus.Conn, _ func() (*bus.Conn, error), log *slog.Logger) (interface{ Run(context.Context) error }, error) {
@@ -537,7 +514,6 @@ func cmdAPIServer(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return nil, err
 		}
-		cfg.CompactionDelay = compaction
 		return apiserver.New(cfg, conn)
 	})
 }
