@@ -249,6 +249,17 @@ func jsAdmin() []string {
 	return out
 }
 
+// jsCompact lets the control plane purge the object buckets' streams:
+// compaction removes old delete markers, and a repair the unreadable
+// message of a key (compact.go, repair.go).
+func jsCompact() []string {
+	var out []string
+	for _, b := range []string{BucketPods, BucketReplicaSets, BucketNodes} {
+		out = append(out, "$JS.API.STREAM.PURGE.KV_"+b)
+	}
+	return out
+}
+
 func kvWrite(buckets ...string) []string {
 	out := make([]string, len(buckets))
 	for i, b := range buckets {
@@ -291,7 +302,7 @@ func Permissions(user string) (*server.Permissions, error) {
 		return mk(
 			// kubelet.<node>.logs, kubelet.<node>.exec: log and exec
 			// requests (apiserver to kubelet).
-			cat(jsRead(allStreams), jsAdmin(), kvWrite(allBuckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec"}),
+			cat(jsRead(allStreams), jsAdmin(), jsCompact(), kvWrite(allBuckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec"}),
 			// nodeapi.<node>.*: kubelets' writes (nodeapi.go), served by
 			// the apiserver.
 			cat(hints, []string{eventSubject, nodeAPIPrefix + ".*.*"}),

@@ -203,6 +203,8 @@ func (c *Conn) ensureBuckets(ctx context.Context, replicas int) error {
 				History:  1,
 				Storage:  jetstream.FileStorage,
 				Replicas: replicas,
+				// Updating the bucket must not forget its compaction.
+				Metadata: c.keptMetadata(ctx, name),
 			})
 			return err
 		})
@@ -211,9 +213,30 @@ func (c *Conn) ensureBuckets(ctx context.Context, replicas int) error {
 		}
 		kvs[name] = kv
 	}
-	c.Pods = newBucket[schemas.Pod](kvs[BucketPods])
-	c.ReplicaSets = newBucket[schemas.ReplicaSet](kvs[BucketReplicaSets])
-	c.Nodes = newBucket[schemas.Node](kvs[BucketNodes])
+	c.Pods = newBucket[schemas.Pod](kvs[BucketPods], c.js)
+	c.ReplicaSets = newBucket[schemas.ReplicaSet](kvs[BucketReplicaSets], c.js)
+	c.Nodes = newBucket[schemas.Node](kvs[BucketNodes], c.js)
+	return nil
+}
+
+// keptMetadata is the metadata of an existing bucket that its re-creation
+// (an update of its stream) must carry over: the compacted revision, below
+// which watches may not resume (compact.go).
+func (c *Conn) keptMetadata(ctx context.Context, name string) map[string]string {
+	if c.bind {
+		return nil
+	}
+	kv, err := c.js.KeyValue(ctx, name)
+	if err != nil {
+		return nil // a new bucket (or the next attempt will tell)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil
+	}
+	if v, ok := st.Metadata()[compactedKey]; ok {
+		return map[string]string{compactedKey: v}
+	}
 	return nil
 }
 

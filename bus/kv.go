@@ -25,10 +25,13 @@ type Object[T any] interface {
 // Delete only at the revision the caller read.
 type Bucket[T any, P Object[T]] struct {
 	kv jetstream.KeyValue
+	// js reaches the bucket's stream: compaction and repairs (compact.go,
+	// repair.go).
+	js jetstream.JetStream
 }
 
-func newBucket[T any, P Object[T]](kv jetstream.KeyValue) *Bucket[T, P] {
-	return &Bucket[T, P]{kv: kv}
+func newBucket[T any, P Object[T]](kv jetstream.KeyValue, js jetstream.JetStream) *Bucket[T, P] {
+	return &Bucket[T, P]{kv: kv, js: js}
 }
 
 // Name of the underlying KV bucket.

@@ -34,6 +34,9 @@ type ServerConfig struct {
 	// writes. See README, Reliability.
 	SyncAlways   bool
 	SyncInterval time.Duration
+	// OnWriteError, when set, is called with each log line of the server
+	// that reports a failed store write (StoreGuard.WriteFailed).
+	OnWriteError func(msg string)
 }
 
 // StartServer runs an embedded nats-server with JetStream and waits until it
@@ -69,8 +72,12 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		return nil, fmt.Errorf("create nats server: %w", err)
 	}
 	rememberOptions(ns, opts, cfg)
-	if cfg.Logger != nil {
-		ns.SetLoggerV2(&slogAdapter{l: cfg.Logger.With("component", "nats")}, false, false, false)
+	if cfg.Logger != nil || cfg.OnWriteError != nil {
+		l := cfg.Logger
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
+		}
+		ns.SetLoggerV2(&slogAdapter{l: l.With("component", "nats"), onWriteError: cfg.OnWriteError}, false, false, false)
 	}
 	ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
@@ -80,14 +87,26 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	return ns, nil
 }
 
-// slogAdapter sends nats-server's logs to slog.
-type slogAdapter struct{ l *slog.Logger }
+// slogAdapter sends nats-server's logs to slog, and store write failures
+// to onWriteError.
+type slogAdapter struct {
+	l            *slog.Logger
+	onWriteError func(string)
+}
 
 func (a *slogAdapter) Noticef(format string, v ...any) { a.l.Info(fmt.Sprintf(format, v...)) }
-func (a *slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
-func (a *slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
-func (a *slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
-func (a *slogAdapter) Debugf(format string, v ...any)  { a.l.Debug(fmt.Sprintf(format, v...)) }
-func (a *slogAdapter) Tracef(format string, v ...any)  {}
+func (a *slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(a.note(format, v)) }
+func (a *slogAdapter) Fatalf(format string, v ...any)  { a.l.Error(a.note(format, v)) }
+func (a *slogAdapter) Errorf(format string, v ...any)  { a.l.Error(a.note(format, v)) }
+
+func (a *slogAdapter) note(format string, v []any) string {
+	msg := fmt.Sprintf(format, v...)
+	if a.onWriteError != nil && isStoreWriteError(msg) {
+		a.onWriteError(msg)
+	}
+	return msg
+}
+func (a *slogAdapter) Debugf(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Tracef(format string, v ...any) {}
 
 var _ server.Logger = (*slogAdapter)(nil)

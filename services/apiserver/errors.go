@@ -12,12 +12,35 @@ import (
 type apiError struct {
 	status int
 	msg    string
+	// reason and cause, when set, are sent as Kubernetes' Status reason
+	// and details.causes[0].reason (e.g. Timeout, ResourceVersionTooLarge).
+	reason, cause string
+	// retryAfter, in seconds, is sent as Retry-After (and
+	// details.retryAfterSeconds); 0: the default for 429 and 503.
+	retryAfter int
 }
 
 func (e *apiError) Error() string { return e.msg }
 
 func newError(status int, format string, args ...any) *apiError {
 	return &apiError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+// tooLargeResourceVersion is Kubernetes' answer to a watch from a revision
+// the store has not reached: 504 with reason Timeout, cause
+// ResourceVersionTooLarge and a retry hint, so a client that is only ahead
+// of this apiserver retries instead of waiting on a watch that would never
+// deliver anything.
+func tooLargeResourceVersion(rv, current uint64) *apiError {
+	return &apiError{status: http.StatusGatewayTimeout, reason: "Timeout", cause: "ResourceVersionTooLarge", retryAfter: 1,
+		msg: fmt.Sprintf("Too large resource version: %d, current: %d", rv, current)}
+}
+
+// gone is Kubernetes' 410 for a watch that resumes from a revision older
+// than the store keeps the deletions of: list again.
+func gone(rv, compacted uint64) *apiError {
+	return &apiError{status: http.StatusGone, reason: "Expired",
+		msg: fmt.Sprintf("too old resource version: %d (%d): list again and watch from the list's resourceVersion", rv, compacted)}
 }
 
 func badRequest(format string, args ...any) *apiError {

@@ -28,6 +28,10 @@ import (
 func (s *Server) deletePodGracefully(ctx context.Context, name string, want uint64, grace *int64) (*schemas.Pod, error) {
 	for attempt := 0; ; attempt++ {
 		p, err := getObject(ctx, s.conn.Pods, kindPod, name)
+		if errors.Is(err, bus.ErrMalformed) {
+			// Not a pod any kubelet could be running: remove the key.
+			return nil, deleteMalformed(ctx, s.conn.Pods, kindPod, name)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -187,6 +187,9 @@ func encodeList[T any, P bus.Object[T]](c *jsonCache, objs []P, all bool) (rawJS
 func deleteObject[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], kind, name string, want uint64) (P, error) {
 	for attempt := 0; ; attempt++ {
 		obj, err := getObject(ctx, b, kind, name)
+		if errors.Is(err, bus.ErrMalformed) {
+			return nil, deleteMalformed(ctx, b, kind, name)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -207,6 +210,30 @@ func deleteObject[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, 
 		// A conflict with a precondition is reported by the next read.
 	}
 }
+
+// deleteMalformed deletes a key whose value does not decode (written
+// around the API, e.g. with the nats CLI): GET cannot show it, but DELETE
+// must be able to remove it. It returns an apiError with 200 carrying what
+// is known of it (its name and revision), or the failure.
+func deleteMalformed[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], kind, name string) error {
+	rev, err := b.DeleteMalformed(ctx, name)
+	if errors.Is(err, bus.ErrNotFound) {
+		return notFound(kind, name)
+	}
+	if errors.Is(err, bus.ErrConflict) {
+		return newError(http.StatusConflict, "%s %q was rewritten while being deleted: retry", kind, name)
+	}
+	if err != nil {
+		return err
+	}
+	return &deletedUnreadable{deletedObject{Name: name, ResourceVersion: rev}}
+}
+
+// deletedUnreadable is the success of deleteMalformed: there is no object
+// to return, only what a watch's DELETED event would carry.
+type deletedUnreadable struct{ obj deletedObject }
+
+func (d *deletedUnreadable) Error() string { return "deleted unreadable " + d.obj.Name }
 
 // listParams parses the query of a list request.
 func listParams(r *http.Request, extra ...string) (map[string]string, error) {

@@ -20,7 +20,7 @@ func (s *Server) withMetrics(next http.Handler) http.Handler {
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{"method " + r.Method + " is not allowed on /metrics (allowed: GET, HEAD)"})
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method " + r.Method + " is not allowed on /metrics (allowed: GET, HEAD)"})
 			return
 		}
 		prom.ServeHTTP(w, r)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,8 @@ func (s *Server) routes(segs []string) (eps []endpoint, kind string, ok bool) {
 	switch {
 	case len(segs) == 1 && segs[0] == "healthz":
 		return []endpoint{{http.MethodGet, s.healthz}}, "", true
+	case len(segs) == 1 && segs[0] == "readyz":
+		return []endpoint{{http.MethodGet, s.readyz}}, "", true
 	case len(segs) == 1 && segs[0] == "events":
 		return []endpoint{{http.MethodGet, s.listEvents}}, "", true
 	case len(segs) == 1 && segs[0] == "replicasets":
@@ -64,12 +67,17 @@ func (s *Server) routes(segs []string) (eps []endpoint, kind string, ok bool) {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	status, body, err := s.dispatch(w, r)
+	var du *deletedUnreadable
+	if errors.As(err, &du) {
+		status, body, err = http.StatusOK, du.obj, nil
+	}
 	if err != nil {
 		status, body = s.errorResponse(r, err)
 	}
 	if _, ok := body.(streamed); ok {
 		status = http.StatusOK // already written by the handler
 	} else {
+		setRetryAfter(w, status, body)
 		writeJSON(w, status, body)
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
@@ -111,6 +119,9 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) (int, any, err
 			return 0, nil, err
 		}
 	}
+	if err := s.checkRoom(r); err != nil {
+		return 0, nil, err
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
 	return h(ctx, w, r, name)
@@ -118,6 +129,55 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) (int, any, err
 
 type errorBody struct {
 	Error string `json:"error"`
+	// Reason and Details are set as in Kubernetes' Status for errors a
+	// client may act on (a watch from a future resourceVersion).
+	Reason  string         `json:"reason,omitempty"`
+	Details *statusDetails `json:"details,omitempty"`
+}
+
+type statusDetails struct {
+	Causes            []statusCause `json:"causes,omitempty"`
+	RetryAfterSeconds int           `json:"retryAfterSeconds,omitempty"`
+}
+
+type statusCause struct {
+	Reason  string `json:"reason"`
+	Message string `json:"message,omitempty"`
+}
+
+// defaultRetryAfter is the Retry-After of a 503 or 429 that names none:
+// the store is usually back within a NATS reconnect or leader election.
+const defaultRetryAfter = 1
+
+// setRetryAfter tells a client when to retry (Kubernetes' clients and the
+// CLI honour it): every 503 and 429, with the error's own hint or a
+// second, and any other error that carries a hint (a 504 for a future
+// resourceVersion), as kube-apiserver does.
+func setRetryAfter(w http.ResponseWriter, status int, body any) {
+	if w.Header().Get("Retry-After") != "" {
+		return
+	}
+	secs := 0
+	if eb, ok := body.(errorBody); ok && eb.Details != nil {
+		secs = eb.Details.RetryAfterSeconds
+	}
+	if secs == 0 && (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) {
+		secs = defaultRetryAfter
+	}
+	if secs > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
+}
+
+func (ae *apiError) body() errorBody {
+	b := errorBody{Error: ae.msg, Reason: ae.reason}
+	if ae.cause != "" || ae.retryAfter > 0 {
+		b.Details = &statusDetails{RetryAfterSeconds: ae.retryAfter}
+		if ae.cause != "" {
+			b.Details.Causes = []statusCause{{Reason: ae.cause, Message: ae.msg}}
+		}
+	}
+	return b
 }
 
 // errorResponse maps a handler error to a status. Store failures are
@@ -125,12 +185,12 @@ type errorBody struct {
 // operators, and the bus error names the bucket and key that failed.
 func (s *Server) errorResponse(r *http.Request, err error) (int, any) {
 	if ae, ok := isAPIError(err); ok {
-		return ae.status, errorBody{ae.msg}
+		return ae.status, ae.body()
 	}
 	if r.Context().Err() != nil {
 		// The client went away; nobody reads this and it is not a failure.
 		s.log.Debug("request abandoned by client", "method", r.Method, "path", r.URL.EscapedPath(), "err", err)
-		return http.StatusServiceUnavailable, errorBody{"request cancelled: " + err.Error()}
+		return http.StatusServiceUnavailable, errorBody{Error: "request cancelled: " + err.Error()}
 	}
 	status := http.StatusInternalServerError
 	if unavailable(err) || !s.conn.NATS().IsConnected() {
@@ -138,9 +198,9 @@ func (s *Server) errorResponse(r *http.Request, err error) (int, any) {
 	}
 	s.log.Error("request failed", "method", r.Method, "path", r.URL.EscapedPath(), "status", status, "err", err)
 	if status == http.StatusServiceUnavailable {
-		return status, errorBody{"state store unavailable, retry later: " + err.Error()}
+		return status, errorBody{Error: "state store unavailable, retry later: " + err.Error()}
 	}
-	return status, errorBody{"internal error: " + err.Error()}
+	return status, errorBody{Error: "internal error: " + err.Error()}
 }
 
 func unavailable(err error) bool {
@@ -159,6 +219,12 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
+	if t, ok := body.(textBody); ok {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(t))
+		return
+	}
 	if raw, ok := body.(rawJSON); ok {
 		_, _ = w.Write(raw)
 		return

@@ -39,6 +39,14 @@ type Config struct {
 	Pods        *bus.Informer[schemas.Pod, *schemas.Pod]
 	ReplicaSets *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
 	Nodes       *bus.Informer[schemas.Node, *schemas.Node]
+	// CompactionDelay is how long delete markers are kept (the window in
+	// which a watch may resume; older resumes get 410): 0 is
+	// bus.DefaultCompactionDelay, negative disables compaction.
+	CompactionDelay time.Duration
+	// Store, when set, is the state of the store's disk (free space
+	// against its reserve, write failures): writes are refused with 507
+	// below the reserve and /readyz reports it (store.go).
+	Store StoreHealth
 }
 
 const (
@@ -189,6 +197,14 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Error("node API not served: kubelets cannot report pod status", "err", err)
 		}
 	})
+	if s.cfg.CompactionDelay >= 0 {
+		comp := bus.NewCompactor(s.conn, s.cfg.CompactionDelay, s.log)
+		iwg.Go(func() {
+			if err := comp.Run(ictx); err != nil && ictx.Err() == nil {
+				s.log.Error("store compaction stopped: delete markers are no longer purged", "err", err)
+			}
+		})
+	}
 	s.mu.Lock()
 	for _, l := range lns {
 		if l.tls {

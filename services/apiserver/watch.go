@@ -256,6 +256,11 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 		metrics.Watch(b.Name(), "cache")
 		return serveCachedWatch(sctx, s, w, b, o, match, snapshot, rev, feed)
 	}
+	if o.from != 0 {
+		if err := checkResume(ctx, b, o.from); err != nil {
+			return 0, nil, err
+		}
+	}
 	s.watchStats.bucket.Add(1)
 	metrics.Watch(b.Name(), "bucket")
 	st := &watchState{has: map[string]bool{}, snapshot: true}
@@ -285,6 +290,25 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 	}
 	sw := startStream(w, watchContentType)
 	return followKV(sctx, s, b, st, snapshotEnd, kw, reconnected, sw, o, match)
+}
+
+// checkResume refuses a watch the bucket cannot serve from revision from:
+// one it has not reached (a KV watcher would wait, silently, for a
+// revision that may never come; Kubernetes answers 504 with a retry hint
+// after waiting a little, as watchFromCache did), and one older than its
+// compaction, whose deletions are gone (410: list again).
+func checkResume[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], from uint64) error {
+	last, compacted, err := b.Revisions(ctx)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", b.Name(), err)
+	}
+	if from > last {
+		return tooLargeResourceVersion(from, last)
+	}
+	if from < compacted {
+		return gone(from, compacted)
+	}
+	return nil
 }
 
 // watchFromCache starts a watch on the informer's history once it reflects

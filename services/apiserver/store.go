@@ -1,0 +1,114 @@
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/miniku/miniku/bus"
+)
+
+// StoreHealth is the store's disk as the process embedding the store sees
+// it (bus.StoreGuard): room for writes, and readiness checks.
+type StoreHealth interface {
+	// Room is nil when a write may go ahead; system writes may use half
+	// of the reserve that users' writes must leave.
+	Room(system bool) error
+	Checks() []bus.StoreCheck
+}
+
+var _ StoreHealth = (*bus.StoreGuard)(nil)
+
+// checkRoom refuses a write when the store's disk is below its reserve,
+// before the write can fail halfway: 507 Insufficient Storage (WebDAV's;
+// Kubernetes has no status of its own for a full etcd, which answers
+// "mvcc: database space exceeded" as a 500). Creates and updates need the
+// whole reserve; deletes, which free space once compacted, only half.
+func (s *Server) checkRoom(r *http.Request) error {
+	if s.cfg.Store == nil {
+		return nil
+	}
+	var system bool
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		if strings.HasSuffix(r.URL.Path, "/exec") {
+			return nil // no store write
+		}
+	case http.MethodDelete:
+		system = true
+	default:
+		return nil
+	}
+	if err := s.cfg.Store.Room(system); err != nil {
+		return newError(http.StatusInsufficientStorage, "%v: free space on the store's disk, then retry", err)
+	}
+	return nil
+}
+
+// readyCheck is one line of /readyz.
+type readyCheck struct {
+	name string
+	err  error
+}
+
+// writeHealthWindow: a store write that failed within it, with none
+// succeeding since, makes /readyz fail.
+const writeHealthWindow = time.Minute
+
+// readyz is Kubernetes' readiness endpoint: 200 "ok" when every check
+// passes, else 503 with a "[-]name failed: reason" line per failing check;
+// ?verbose lists every check. /healthz stays the liveness probe (it only
+// asks whether NATS is connected): a store that cannot write is not a
+// reason to restart the apiserver, but it is one to send clients elsewhere.
+func (s *Server) readyz(ctx context.Context, _ http.ResponseWriter, r *http.Request, _ string) (int, any, error) {
+	q := r.URL.Query()
+	if err := checkQuery(q, "verbose"); err != nil {
+		return 0, nil, err
+	}
+	checks := s.readyChecks(ctx)
+	var b strings.Builder
+	failed := false
+	for _, c := range checks {
+		if c.err != nil {
+			failed = true
+			fmt.Fprintf(&b, "[-]%s failed: %v\n", c.name, c.err)
+		} else {
+			fmt.Fprintf(&b, "[+]%s ok\n", c.name)
+		}
+	}
+	switch {
+	case failed:
+		b.WriteString("readyz check failed\n")
+		return http.StatusServiceUnavailable, textBody(b.String()), nil
+	case q.Has("verbose"):
+		b.WriteString("readyz check passed\n")
+		return http.StatusOK, textBody(b.String()), nil
+	}
+	return http.StatusOK, textBody("ok"), nil
+}
+
+func (s *Server) readyChecks(ctx context.Context) []readyCheck {
+	var out []readyCheck
+	nc := s.conn.NATS()
+	var natsErr error
+	if !nc.IsConnected() {
+		natsErr = fmt.Errorf("not connected (status %s)", nc.Status())
+	}
+	out = append(out, readyCheck{"nats", natsErr})
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := s.conn.Pods.Revision(cctx)
+	out = append(out, readyCheck{"jetstream", err})
+	out = append(out, readyCheck{"store-writes", bus.WriteHealth(time.Now(), writeHealthWindow)})
+	if s.cfg.Store != nil {
+		for _, c := range s.cfg.Store.Checks() {
+			out = append(out, readyCheck{c.Name, c.Err})
+		}
+	}
+	return out
+}
+
+// textBody is a text/plain response (readyz).
+type textBody string
