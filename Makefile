@@ -13,13 +13,18 @@ FUZZ_TESTS = ./schemas:FuzzUnmarshal ./schemas:FuzzParseQuantity \
 	./runtime:FuzzResolveUser
 
 .DEFAULT_GOAL := help
-.PHONY: help build install run test lint tidy-check bench bench-large deps fuzz chaos
+.PHONY: help build install run test lint tidy-check bench bench-large deps fuzz chaos cross
 
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build the miniku binary into .bin/
 	$(GO) build -o $(BIN) .
+
+cross: ## the client half builds for macOS and Windows; Linux without cgo fails at build time
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null .
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null .
+	@if CGO_ENABLED=0 GOOS=linux $(GO) build -o /dev/null . 2>/dev/null; then echo "CGO_ENABLED=0 linux build should fail"; exit 1; fi
 
 install: build ## install the binary as /usr/local/bin/miniku (as root)
 	install -m 0755 $(BIN) /usr/local/bin/miniku

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -163,16 +162,6 @@ func (g *StoreGuard) reopen(ns *server.Server) error {
 		_ = ns.DisconnectClientByID(c.Cid) // gone already is fine
 	}
 	return nil
-}
-
-func diskSpace(dir string) (free, total uint64, err error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, 0, fmt.Errorf("statfs %s: %w", dir, err)
-	}
-	// Bavail: what an unprivileged writer may use; root's reserved blocks
-	// are no room to count on.
-	return st.Bavail * uint64(st.Bsize), st.Blocks * uint64(st.Bsize), nil
 }
 
 // Room says whether a write may go ahead: users' writes need the whole

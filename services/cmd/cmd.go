@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package cmd implements the miniku binary's server commands: `up` runs an
 // embedded NATS server, the apiserver, scheduler, controller and kubelets in
 // one process; `nats`, `apiserver`, `scheduler`, `controller` and `kubelet`
@@ -24,56 +26,10 @@ import (
 	mkrt "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/runtime/image"
 	"github.com/miniku/miniku/services/apiserver"
-	"github.com/miniku/miniku/services/cli"
 	"github.com/miniku/miniku/services/controller"
 	"github.com/miniku/miniku/services/kubelet"
 	"github.com/miniku/miniku/services/scheduler"
 )
-
-const usage = `usage: miniku <command> [flags]
-
-commands:
-  up          run everything in one process: NATS, apiserver, scheduler, controller, kubelets
-  nats        run the embedded NATS server (JetStream) alone
-  apiserver   run the HTTP API gateway
-  scheduler   run the scheduler
-  controller  run the replicaset and node controllers
-  kubelet     run a node agent (--node-name), or simulated ones (--hollow --count N)
-  runtime     run one container in the foreground (runtime run), list containers (runtime ps)
-  images      the node's image store: images import FILE (docker save / OCI tarball), images ls, images rm
-
-client commands (talk to the apiserver; see 'miniku get -h'):
-` + cli.Usage + `
-Run 'miniku <command> -h' for its flags.
-`
-
-// Run runs the command named by args[0] until ctx ends.
-func Run(ctx context.Context, args []string, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
-		return nil
-	}
-	cmds := map[string]func(context.Context, []string, io.Writer) error{
-		"up":         cmdUp,
-		"nats":       cmdNATS,
-		"apiserver":  cmdAPIServer,
-		"scheduler":  cmdScheduler,
-		"controller": cmdController,
-		"kubelet":    cmdKubelet,
-		"images":     cmdImages,
-	}
-	for name, c := range cli.Commands {
-		cmds[name] = func(ctx context.Context, args []string, stderr io.Writer) error {
-			return c(ctx, args, os.Stdout, stderr)
-		}
-	}
-	cmd, ok := cmds[args[0]]
-	if !ok {
-		fmt.Fprint(stderr, usage)
-		return fmt.Errorf("unknown command %q", args[0])
-	}
-	return cmd(ctx, args[1:], stderr)
-}
 
 // common flags of every command.
 type common struct {
