@@ -82,12 +82,21 @@ func TestReplicaSetDeleteStopsCreation(t *testing.T) {
 		}
 		return nil
 	})
-	rs, err := conn.ReplicaSets.Get(ctx, "big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := conn.ReplicaSets.Delete(ctx, "big", rs.ResourceVersion); err != nil {
-		t.Fatal(err)
+	// The controller writes the replicaset's status while it creates, so
+	// a DELETE at the revision read may conflict: read again, as a client
+	// holding a resourceVersion does.
+	for attempt := 0; ; attempt++ {
+		rs, err := conn.ReplicaSets.Get(ctx, "big")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = conn.ReplicaSets.Delete(ctx, "big", rs.ResourceVersion)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, bus.ErrConflict) || attempt > 50 {
+			t.Fatal(err)
+		}
 	}
 	deleted := time.Now()
 	before := count()

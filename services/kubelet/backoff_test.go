@@ -102,6 +102,10 @@ func TestImagePullBackOff(t *testing.T) {
 	if err := conn.Pods.Create(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
+	// Status writes go through the node API, which the apiserver serves.
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- bus.ServeNodeAPI(ctx, conn, bus.NodeAPIConfig{Logger: bustest.Logger(t)}) }()
+	t.Cleanup(func() { cancel(); <-apiDone })
 	go func() { defer close(done); _ = k.Run(ctx) }()
 
 	const attempts = 5
