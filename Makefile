@@ -33,8 +33,8 @@ run: build ## run everything in one process (needs root): make run RUN_FLAGS="--
 	$(BIN) up --data-dir $(DATA_DIR) $(RUN_FLAGS)
 
 deps: ## install what the tests need (Debian, as root)
-	@command -v busybox >/dev/null 2>&1 && test -x /bin/busybox || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		busybox-static gcc libc6-dev e2fsprogs mount curl chromium
 
 test: ## vet and run every test with the race detector (integration tests need root)
 	$(GO) vet ./...
