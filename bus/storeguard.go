@@ -33,6 +33,10 @@ const DefaultStoreReserve = 64 << 20
 // ErrInsufficientStorage: the store's disk is below its reserve.
 var ErrInsufficientStorage = errors.New("insufficient storage")
 
+// ErrStoreRecovering: JetStream failed a write and has not been reopened
+// yet; a write now would fail or hang on the reopen.
+var ErrStoreRecovering = errors.New("store recovering from a failed write")
+
 // StoreGuardConfig configures a StoreGuard.
 type StoreGuardConfig struct {
 	// Dir is the JetStream store directory (ServerConfig.StoreDir).
@@ -59,6 +63,9 @@ type StoreGuard struct {
 	writeErr   string // since the last recovery; "" none
 	recoveries int
 	ns         *server.Server
+	// kick wakes Run when a write finds room on the disk while a write
+	// failure is pending: the reopen need not wait for the next tick.
+	kick chan struct{}
 }
 
 // NewStoreGuard returns a guard; Run starts it.
@@ -73,7 +80,7 @@ func NewStoreGuard(cfg StoreGuardConfig) *StoreGuard {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &StoreGuard{cfg: cfg, log: log.With("component", "store")}
+	return &StoreGuard{cfg: cfg, log: log.With("component", "store"), kick: make(chan struct{}, 1)}
 }
 
 // WriteFailed is told of every JetStream store write error (the server's
@@ -110,6 +117,7 @@ func (g *StoreGuard) Run(ctx context.Context, ns *server.Server) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-g.kick:
 		}
 	}
 }
@@ -167,9 +175,22 @@ func (g *StoreGuard) reopen(ns *server.Server) error {
 // Room says whether a write may go ahead: users' writes need the whole
 // reserve free, the system's (system true) half of it.
 func (g *StoreGuard) Room(system bool) error {
+	// The disk is read again for each write (one statfs): a disk that
+	// filled up since Run's last look must not let a write through to
+	// fail halfway in the store.
+	free, total, err := diskSpace(g.cfg.Dir)
 	g.mu.Lock()
-	free, checked := g.free, g.checked && g.statErr == nil
+	g.free, g.total, g.statErr, g.checked = free, total, err, true
+	failing := g.writeErr != ""
 	g.mu.Unlock()
+	checked := err == nil
+	if failing && checked && free >= g.cfg.Reserve/2 {
+		select {
+		case g.kick <- struct{}{}:
+		default:
+		}
+		return fmt.Errorf("%w: JetStream is being reopened", ErrStoreRecovering)
+	}
 	need := g.cfg.Reserve
 	if system {
 		need /= 2

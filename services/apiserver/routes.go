@@ -218,13 +218,13 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
 	if t, ok := body.(textBody); ok {
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(status)
 		_, _ = w.Write([]byte(t))
 		return
 	}
+	w.WriteHeader(status)
 	if raw, ok := body.(rawJSON); ok {
 		_, _ = w.Write(raw)
 		return

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -26,6 +27,8 @@ var _ StoreHealth = (*bus.StoreGuard)(nil)
 // Kubernetes has no status of its own for a full etcd, which answers
 // "mvcc: database space exceeded" as a 500). Creates and updates need the
 // whole reserve; deletes, which free space once compacted, only half.
+// A write while JetStream waits to be reopened after a failed write gets
+// a 503 at once instead of failing in the stream or hanging on the reopen.
 func (s *Server) checkRoom(r *http.Request) error {
 	if s.cfg.Store == nil {
 		return nil
@@ -41,10 +44,15 @@ func (s *Server) checkRoom(r *http.Request) error {
 	default:
 		return nil
 	}
-	if err := s.cfg.Store.Room(system); err != nil {
-		return newError(http.StatusInsufficientStorage, "%v: free space on the store's disk, then retry", err)
+	err := s.cfg.Store.Room(system)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, bus.ErrStoreRecovering):
+		// Retry-After: the reopen takes milliseconds once it starts.
+		return newError(http.StatusServiceUnavailable, "%v, retry", err)
 	}
-	return nil
+	return newError(http.StatusInsufficientStorage, "%v: free space on the store's disk, then retry", err)
 }
 
 // readyCheck is one line of /readyz.

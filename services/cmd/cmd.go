@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/metrics"
 	mkrt "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/runtime/image"
 	"github.com/miniku/miniku/services/apiserver"
@@ -172,11 +173,13 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ns, natsCfg, natsCA, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, sync, log)
+	ns, natsCfg, guard, natsCA, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, sync, log)
 	if err != nil {
 		return err
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	defer metrics.SetStore(guard)()
+	apiCfg.Store = guard
 	if err := writeNATSContext(*natsContext, ns.ClientURL(), c.dataDir, natsCA, log); err != nil {
 		log.Warn("no nats CLI context written", "err", err)
 	}
@@ -260,6 +263,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	g.Go("apiserver", func() error { return api.Run(gctx) })
 	g.Go("nats users", func() error { return bus.WatchUsers(gctx, ns, natsCfg, usersReloadInterval) })
+	g.Go("store guard", func() error { return guard.Run(gctx, ns) })
 	schedElector, err := lf.elector(ctx, leaseConnOf(bus.UserScheduler), "scheduler", upHolder, log)
 	if err != nil {
 		return err
@@ -308,22 +312,27 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 
 // startNATS runs the embedded server, TLS only (natsTLS), and returns the
 // CA file its clients trust.
-func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, sync *natsSync, log *slog.Logger) (*server.Server, bus.ServerConfig, string, error) {
+// The guard it returns watches the store's disk: run it (guard.Run) for as
+// long as the server, or a write that fails for lack of space leaves
+// JetStream failing until the process restarts.
+func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, sync *natsSync, log *slog.Logger) (*server.Server, bus.ServerConfig, *bus.StoreGuard, string, error) {
 	cfg := bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log,
 		AuthDir: authDir(dataDir), Kubelets: kubelets,
 		SyncAlways: sync.always, SyncInterval: sync.interval}
+	guard := bus.NewStoreGuard(bus.StoreGuardConfig{Dir: cfg.StoreDir, Reserve: bus.DefaultStoreReserve, Logger: log})
+	cfg.OnWriteError = guard.WriteFailed
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, cfg, "", fmt.Errorf("create data dir: %w", err)
+		return nil, cfg, nil, "", fmt.Errorf("create data dir: %w", err)
 	}
 	var (
 		ca  string
 		err error
 	)
 	if cfg.TLSCert, cfg.TLSKey, ca, err = natsTLS(dataDir, addr, tlsCert, tlsKey); err != nil {
-		return nil, cfg, "", err
+		return nil, cfg, nil, "", err
 	}
 	ns, err := bus.StartServer(cfg)
-	return ns, cfg, ca, err
+	return ns, cfg, guard, ca, err
 }
 
 // sharedCacheResync is how often the caches miniku up shares re-announce
@@ -446,12 +455,16 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopMetrics()
-	ns, cfg, ca, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, sync, log)
+	ns, cfg, guard, ca, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, sync, log)
 	if err != nil {
 		return err
 	}
+	defer metrics.SetStore(guard)()
 	log.Info("nats is up", "url", ns.ClientURL(), "store", filepath.Join(c.dataDir, "nats"), "credentials", authDir(c.dataDir), "ca", ca)
-	err = bus.WatchUsers(ctx, ns, cfg, usersReloadInterval)
+	g, gctx := newGroup(ctx)
+	g.Go("nats users", func() error { return bus.WatchUsers(gctx, ns, cfg, usersReloadInterval) })
+	g.Go("store guard", func() error { return guard.Run(gctx, ns) })
+	err = g.Wait()
 	ns.Shutdown()
 	ns.WaitForShutdown()
 	return err
