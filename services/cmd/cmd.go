@@ -159,6 +159,9 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := c.checkStart(&sec, *apiAddr, listenAddr{"--nats-addr", *natsAddr}); err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
 	log, stopMetrics, err := c.observe(stderr)
 	if err != nil {
 		return err
@@ -441,6 +444,9 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := c.checkStart(nil, "", listenAddr{"--addr", *addr}); err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
 	log, stopMetrics, err := c.observe(stderr)
 	if err != nil {
 		return err
@@ -503,6 +509,9 @@ func cmdAPIServer(ctx context.Context, args []string, stderr io.Writer) error {
 	sec := registerAPIFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if err := c.checkStart(&sec, *addr); err != nil {
+		return fmt.Errorf("apiserver: %w", err)
 	}
 	return single(ctx, "apiserver", &c, stderr, func(conn *bus.Conn, _ func() (*bus.Conn, error), log *slog.Logger) (interface{ Run(context.Context) error }, error) {
 		cfg, err := sec.config(c.dataDir, *addr, log)
