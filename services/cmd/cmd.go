@@ -175,6 +175,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	storeLock, err := lockStore(c.dataDir)
+	if err != nil {
+		return err
+	}
+	defer storeLock.Release()
 	ns, natsCfg, natsCA, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, sync, log)
 	if err != nil {
 		return err
@@ -306,7 +311,22 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("miniku is up", "api", urlOf("http", *apiAddr), "https", urlOf("https", apiCfg.HTTPSAddr), "ca", natsCA,
 		"dashboard", dashboard+"/ui", "nats", "nats://"+*natsAddr, "nodes", *nodes, "dataDir", c.dataDir)
-	return g.Wait()
+	err = g.Wait()
+	logKeptContainers(c.dataDir, kubelets, log)
+	return err
+}
+
+// logKeptContainers says, when up stops, that the containers of its
+// nodes keep running (the next up adopts them) and how to stop them.
+func logKeptContainers(dataDir string, nodes []string, log *slog.Logger) {
+	n, err := runningContainers(dataDir, nodes)
+	if err != nil {
+		log.Warn("could not count the containers left running", "err", err)
+	}
+	if n > 0 {
+		log.Info("containers keep running; the next 'miniku up' adopts them, 'miniku down' stops them",
+			"containers", n, "stop", "miniku down --data-dir "+dataDir)
+	}
 }
 
 // startNATS runs the embedded server, TLS only (natsTLS), and returns the
@@ -378,21 +398,31 @@ func (s *natsSync) Set(v string) error {
 // startKubelet runs a kubelet for node with cfg (NodeName and Logger are
 // filled in here) and a runtime rooted in the node's data directory, with
 // the node-level limits of rc.
+// The kubelet holds its node directory's lock while it runs, so that
+// `miniku down` refuses to stop containers a kubelet would restart, and two
+// kubelets never run one node directory.
 func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, cfg kubelet.Config, rc mkrt.Config, log *slog.Logger) error {
-	rt, err := mkrt.NewWithConfig(filepath.Join(dataDir, "nodes", node, "containers"), log.With("node", node), rc)
+	lock, err := lockNode(dataDir, node)
 	if err != nil {
+		return fmt.Errorf("kubelet %s: %w", node, err)
+	}
+	rt, err := mkrt.NewWithConfig(nodeContainersDir(dataDir, node), log.With("node", node), rc)
+	if err != nil {
+		lock.Release()
 		return fmt.Errorf("kubelet %s: %w", node, err)
 	}
 	cfg.NodeName, cfg.Logger = node, log
 	k, err := kubelet.New(cfg, conn, rt, images)
 	if err != nil {
 		_ = rt.Close()
+		lock.Release()
 		return err
 	}
 	if gc, ok := cfg.ImageGC.(*sharedImageGC); ok {
 		gc.add(k)
 	}
 	g.Go("kubelet "+node, func() error {
+		defer lock.Release()
 		defer rt.Close()
 		return k.Run(ctx)
 	})
@@ -452,6 +482,11 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopMetrics()
+	storeLock, err := lockStore(c.dataDir)
+	if err != nil {
+		return err
+	}
+	defer storeLock.Release()
 	ns, cfg, ca, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, sync, log)
 	if err != nil {
 		return err
