@@ -294,6 +294,9 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	imageGC := &sharedImageGC{store: images}
+	if err := stopStaleNodes(gctx, c.dataDir, kubelets, staleNodeGrace, log); err != nil {
+		log.Error("could not stop the containers of nodes this up no longer runs; 'miniku down' stops them", "err", err)
+	}
 	for i, name := range kubelets {
 		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), ImagePullBackoff: bo.pullBackoff(), Node: info,
 			DataDir: c.dataDir, Eviction: &evCfg, ImageGC: imageGC}, rc, log); err != nil {

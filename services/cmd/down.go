@@ -203,10 +203,23 @@ func runningContainers(dataDir string, nodes []string) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-// stopStaleNodes stops the containers of nodes that dataDir has and this
-// `up` no longer runs (it ran with more --nodes before): nothing else
-// would ever stop them. A node whose kubelet runs in another process is
-// left alone.
+// upNodeName says whether node is a name `up --nodes` gives (node-N):
+// other node directories belong to kubelets started on their own, which
+// adopt their containers when they start again.
+func upNodeName(node string) bool {
+	n, ok := strings.CutPrefix(node, "node-")
+	i, err := strconv.Atoi(n)
+	return ok && err == nil && i > 0 && strconv.Itoa(i) == n
+}
+
+// staleNodeGrace is how long a container of a node `up` no longer runs
+// has to exit after SIGTERM.
+const staleNodeGrace = 5 * time.Second
+
+// stopStaleNodes stops the containers of the up nodes (node-N) that
+// dataDir has and this `up` no longer runs (it ran with more --nodes
+// before): nothing else would ever stop them. A node whose kubelet runs in
+// another process is left alone.
 func stopStaleNodes(ctx context.Context, dataDir string, keep []string, grace time.Duration, log *slog.Logger) error {
 	nodes, err := knownNodes(dataDir)
 	if err != nil {
@@ -214,7 +227,7 @@ func stopStaleNodes(ctx context.Context, dataDir string, keep []string, grace ti
 	}
 	var errs []error
 	for _, node := range nodes {
-		if slices.Contains(keep, node) {
+		if slices.Contains(keep, node) || !upNodeName(node) {
 			continue
 		}
 		l, err := lockNode(dataDir, node)

@@ -161,3 +161,51 @@ func TestDown(t *testing.T) {
 		t.Errorf("down --purge left the data dir: %v", err)
 	}
 }
+
+// TestUpFewerNodesStopsStaleNode: `up --nodes 1` after a run with 2 nodes
+// stops node-2's containers, which no kubelet would ever stop, logs it,
+// and adopts node-1's.
+func TestUpFewerNodesStopsStaleNode(t *testing.T) {
+	c := newCluster(t)
+	up := c.up(t)
+	rs := strings.ReplaceAll(strings.Replace(downRS, `"desiredCount":2`, `"desiredCount":4`, 1), "downtest", "stale")
+	if code, body := c.api.do("POST", "/replicasets", rs); code != 201 {
+		t.Fatalf("POST /replicasets: %d %s", code, body)
+	}
+	eventually(t, 60*time.Second, func() error { _, err := running(c.api, "stale", 4); return err })
+	byNode := liveContainersByNode(t, c.dataDir)
+	if len(byNode["node-1"]) == 0 || len(byNode["node-2"]) == 0 {
+		t.Fatalf("want containers on both nodes, got %v", byNode)
+	}
+	if err := up.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-up.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("up did not stop on SIGINT")
+	}
+	up1 := start(t, "miniku up --nodes 1", "up",
+		"--data-dir", c.dataDir, "--api-addr", c.apiAddr, "--nats-addr", c.natsAddr,
+		"--nodes", "1", "--registry-mirror", "http://"+c.registry,
+		"--heartbeat-interval", "500ms", "--node-grace", "3s", "--eviction-timeout", "3s")
+	eventually(t, 30*time.Second, func() error {
+		for _, ct := range byNode["node-2"] {
+			if alive(ct.Pid) {
+				return fmt.Errorf("node-2's container %s (pid %d) still runs", ct.ID, ct.Pid)
+			}
+		}
+		if o := up1.output(); !strings.Contains(o, "no longer runs") || !strings.Contains(o, "node=node-2") {
+			return errors.New("up --nodes 1 did not log that it stopped node-2's containers")
+		}
+		return nil
+	})
+	for _, ct := range byNode["node-1"] {
+		if !alive(ct.Pid) {
+			t.Errorf("node-1's container %s (pid %d) was stopped; up --nodes 1 should adopt it", ct.ID, ct.Pid)
+		}
+	}
+	if left := liveContainersByNode(t, c.dataDir)["node-2"]; len(left) > 0 {
+		t.Errorf("node-2 still lists running containers: %v", left)
+	}
+}
