@@ -85,7 +85,7 @@ func nodeContainersDir(dataDir, node string) string {
 func lockNode(dataDir, node string) (*dirLock, error) {
 	l, err := tryLock(filepath.Join(nodesDir(dataDir), node, nodeLockName))
 	if errors.Is(err, errLocked) {
-		return nil, fmt.Errorf("node %s of %s is run by a kubelet already (another 'miniku up' or 'miniku kubelet'): %w", node, dataDir, err)
+		return nil, fmt.Errorf("node %s of %s is run by a kubelet (a 'miniku up' or 'miniku kubelet'): %w", node, dataDir, err)
 	}
 	return l, err
 }
@@ -127,7 +127,7 @@ func knownNodes(dataDir string) ([]string, error) {
 // namespace and go with its last process). Starts interrupted by a kill
 // are swept as the kubelet's rediscovery does. It returns how many
 // containers were running.
-func stopNodeContainers(ctx context.Context, dataDir, node string, grace time.Duration, log *slog.Logger) (int, error) {
+func stopNodeContainers(ctx context.Context, dataDir, node string, grace time.Duration, log *slog.Logger) (running int, err error) {
 	root := nodeContainersDir(dataDir, node)
 	if _, err := os.Stat(root); errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -136,7 +136,12 @@ func stopNodeContainers(ctx context.Context, dataDir, node string, grace time.Du
 	if err != nil {
 		return 0, fmt.Errorf("node %s: %w", node, err)
 	}
-	defer rt.Close()
+	// Close removes the node's cgroup once its last container is gone.
+	defer func() {
+		if cerr := rt.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("node %s: %w", node, cerr))
+		}
+	}()
 	swept, err := rt.SweepInterrupted()
 	if err != nil {
 		return 0, fmt.Errorf("node %s: %w", node, err)
@@ -145,7 +150,7 @@ func stopNodeContainers(ctx context.Context, dataDir, node string, grace time.Du
 	if err != nil {
 		return 0, fmt.Errorf("node %s: list containers: %w", node, err)
 	}
-	running := len(swept)
+	running = len(swept)
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex

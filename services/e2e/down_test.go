@@ -93,6 +93,11 @@ func TestDown(t *testing.T) {
 		if len(pids[ct.Pid]) == 0 {
 			t.Fatalf("container %s (pid %d) is in no cgroup of its own", ct.ID, ct.Pid)
 		}
+		for _, cg := range pids[ct.Pid] {
+			if _, err := os.Stat(filepath.Dir(cg)); err != nil {
+				t.Fatalf("the node cgroup of container %s: %v", ct.ID, err)
+			}
+		}
 	}
 
 	// While up's kubelets run, down would race them: it refuses.
@@ -133,7 +138,10 @@ func TestDown(t *testing.T) {
 		if alive(pid) {
 			t.Errorf("container pid %d still runs after down", pid)
 		}
+		// The container's cgroup and its node's (its parent, one per
+		// node directory) go.
 		for _, cg := range cgs {
+			cg := filepath.Dir(cg)
 			if _, err := os.Stat(cg); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("cgroup %s of pid %d left after down (%v)", cg, pid, err)
 			}
