@@ -160,6 +160,9 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := c.checkStart(&sec, *apiAddr, listenAddr{"--nats-addr", *natsAddr}); err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
 	log, stopMetrics, err := c.observe(stderr)
 	if err != nil {
 		return err
@@ -173,6 +176,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	storeLock, err := lockStore(c.dataDir)
+	if err != nil {
+		return err
+	}
+	defer storeLock.Release()
 	ns, natsCfg, guard, natsCA, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, sync, log)
 	if err != nil {
 		return err
@@ -290,6 +298,9 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	imageGC := &sharedImageGC{store: images}
+	if err := stopStaleNodes(gctx, c.dataDir, kubelets, staleNodeGrace, log); err != nil {
+		log.Error("could not stop the containers of nodes this up no longer runs; 'miniku down' stops them", "err", err)
+	}
 	for i, name := range kubelets {
 		if err := startKubelet(gctx, g, kubeletConns[i], images, c.dataDir, name, kubelet.Config{HeartbeatInterval: *hb, RestartBackoff: bo.backoff(), ImagePullBackoff: bo.pullBackoff(), Node: info,
 			DataDir: c.dataDir, Eviction: &evCfg, ImageGC: imageGC}, rc, log); err != nil {
@@ -307,7 +318,22 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("miniku is up", "api", urlOf("http", *apiAddr), "https", urlOf("https", apiCfg.HTTPSAddr), "ca", natsCA,
 		"dashboard", dashboard+"/ui", "nats", "nats://"+*natsAddr, "nodes", *nodes, "dataDir", c.dataDir)
-	return g.Wait()
+	err = g.Wait()
+	logKeptContainers(c.dataDir, kubelets, log)
+	return err
+}
+
+// logKeptContainers says, when up stops, that the containers of its
+// nodes keep running (the next up adopts them) and how to stop them.
+func logKeptContainers(dataDir string, nodes []string, log *slog.Logger) {
+	n, err := runningContainers(dataDir, nodes)
+	if err != nil {
+		log.Warn("could not count the containers left running", "err", err)
+	}
+	if n > 0 {
+		log.Info("containers keep running; the next 'miniku up' adopts them, 'miniku down' stops them",
+			"containers", n, "stop", "miniku down --data-dir "+dataDir)
+	}
 }
 
 // startNATS runs the embedded server, TLS only (natsTLS), and returns the
@@ -384,21 +410,31 @@ func (s *natsSync) Set(v string) error {
 // startKubelet runs a kubelet for node with cfg (NodeName and Logger are
 // filled in here) and a runtime rooted in the node's data directory, with
 // the node-level limits of rc.
+// The kubelet holds its node directory's lock while it runs, so that
+// `miniku down` refuses to stop containers a kubelet would restart, and two
+// kubelets never run one node directory.
 func startKubelet(ctx context.Context, g *group, conn *bus.Conn, images kubelet.ImagePuller, dataDir, node string, cfg kubelet.Config, rc mkrt.Config, log *slog.Logger) error {
-	rt, err := mkrt.NewWithConfig(filepath.Join(dataDir, "nodes", node, "containers"), log.With("node", node), rc)
+	lock, err := lockNode(dataDir, node)
 	if err != nil {
+		return fmt.Errorf("kubelet %s: %w", node, err)
+	}
+	rt, err := mkrt.NewWithConfig(nodeContainersDir(dataDir, node), log.With("node", node), rc)
+	if err != nil {
+		lock.Release()
 		return fmt.Errorf("kubelet %s: %w", node, err)
 	}
 	cfg.NodeName, cfg.Logger = node, log
 	k, err := kubelet.New(cfg, conn, rt, images)
 	if err != nil {
 		_ = rt.Close()
+		lock.Release()
 		return err
 	}
 	if gc, ok := cfg.ImageGC.(*sharedImageGC); ok {
 		gc.add(k)
 	}
 	g.Go("kubelet "+node, func() error {
+		defer lock.Release()
 		defer rt.Close()
 		return k.Run(ctx)
 	})
@@ -450,11 +486,19 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if err := c.checkStart(nil, "", listenAddr{"--addr", *addr}); err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
 	log, stopMetrics, err := c.observe(stderr)
 	if err != nil {
 		return err
 	}
 	defer stopMetrics()
+	storeLock, err := lockStore(c.dataDir)
+	if err != nil {
+		return err
+	}
+	defer storeLock.Release()
 	ns, cfg, guard, ca, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, sync, log)
 	if err != nil {
 		return err
@@ -516,6 +560,9 @@ func cmdAPIServer(ctx context.Context, args []string, stderr io.Writer) error {
 	sec := registerAPIFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if err := c.checkStart(&sec, *addr); err != nil {
+		return fmt.Errorf("apiserver: %w", err)
 	}
 	return single(ctx, "apiserver", &c, stderr, func(conn *bus.Conn, _ func() (*bus.Conn, error), log *slog.Logger) (interface{ Run(context.Context) error }, error) {
 		cfg, err := sec.config(c.dataDir, *addr, log)

@@ -16,6 +16,7 @@ func nodeCommands() map[string]command {
 		"controller": cmdController,
 		"kubelet":    cmdKubelet,
 		"images":     cmdImages,
+		"down":       cmdDown,
 	} {
 		cmds[name] = func(ctx context.Context, args []string, _, stderr io.Writer) error { return c(ctx, args, stderr) }
 	}
