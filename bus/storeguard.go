@@ -42,7 +42,7 @@ type StoreGuardConfig struct {
 	// Dir is the JetStream store directory (ServerConfig.StoreDir).
 	Dir string
 	// Reserve is the free space users' writes must leave (bytes); the
-	// system's writes may use half of it. 0: DefaultStoreReserve.
+	// system's writes (deletes) may use all but a sixteenth of it. 0: DefaultStoreReserve.
 	Reserve uint64
 	// Interval between disk checks; 0: a second.
 	Interval time.Duration
@@ -173,7 +173,7 @@ func (g *StoreGuard) reopen(ns *server.Server) error {
 }
 
 // Room says whether a write may go ahead: users' writes need the whole
-// reserve free, the system's (system true) half of it.
+// reserve free, deletes (system true) a sixteenth of it.
 func (g *StoreGuard) Room(system bool) error {
 	// The disk is read again for each write (one statfs): a disk that
 	// filled up since Run's last look must not let a write through to
@@ -193,7 +193,10 @@ func (g *StoreGuard) Room(system bool) error {
 	}
 	need := g.cfg.Reserve
 	if system {
-		need /= 2
+		// A delete writes a marker of a few hundred bytes and is how a
+		// user makes room (a pod evicted at disk pressure is deleted to
+		// free its layer): it needs only a sliver of the reserve.
+		need /= 16
 	}
 	if checked && free < need {
 		return fmt.Errorf("%w: %d bytes free on the store's disk, below the %d kept in reserve", ErrInsufficientStorage, free, need)

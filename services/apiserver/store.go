@@ -26,7 +26,8 @@ var _ StoreHealth = (*bus.StoreGuard)(nil)
 // before the write can fail halfway: 507 Insufficient Storage (WebDAV's;
 // Kubernetes has no status of its own for a full etcd, which answers
 // "mvcc: database space exceeded" as a 500). Creates and updates need the
-// whole reserve; deletes, which free space once compacted, only half.
+// whole reserve; deletes, which write a tiny marker and are how room is
+// made, only a sixteenth of it.
 // A write while JetStream waits to be reopened after a failed write gets
 // a 503 at once instead of failing in the stream or hanging on the reopen.
 func (s *Server) checkRoom(r *http.Request) error {
