@@ -1,9 +1,14 @@
 package apiserver_test
 
 import (
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/miniku/miniku/bus/bustest"
+	"github.com/miniku/miniku/services/apiserver"
 )
 
 // TestMetricsEndpoint: /metrics is behind the token like the API, serves
@@ -74,5 +79,47 @@ func TestUI(t *testing.T) {
 	}
 	if code, _, _ := get(t, noRedirect, url+"/pods", ""); code != http.StatusUnauthorized {
 		t.Errorf("GET /pods without token next to /ui: %d, want 401", code)
+	}
+}
+
+// TestUIConfigNamesTokenFile: the login page learns this apiserver's own
+// token path (its --data-dir), never the token, from the public
+// /ui/config.json, and the page no longer hard-codes the default data dir
+// nor starts out "reconnecting" before any token is given.
+func TestUIConfigNamesTokenFile(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	log := bustest.Logger(t)
+	conn := bustest.Conn(t, ns.ClientURL(), log)
+	const path = "/srv/other-data-dir/token"
+	srv, err := apiserver.New(apiserver.Config{Addr: "127.0.0.1:0", Logger: log, Token: testToken, TokenFile: path}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+
+	code, hdr, body := get(t, http.DefaultClient, ts.URL+"/ui/config.json", "")
+	if code != 200 || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
+		t.Fatalf("GET /ui/config.json: %d %s %s", code, hdr.Get("Content-Type"), body)
+	}
+	var c struct {
+		TokenFile    string `json:"tokenFile"`
+		AuthRequired bool   `json:"authRequired"`
+	}
+	if err := json.Unmarshal(body, &c); err != nil {
+		t.Fatalf("GET /ui/config.json: %v: %s", err, body)
+	}
+	if c.TokenFile != path || !c.AuthRequired {
+		t.Errorf("GET /ui/config.json = %+v, want tokenFile %q and authRequired", c, path)
+	}
+	if strings.Contains(string(body), testToken) {
+		t.Errorf("GET /ui/config.json leaks the token: %s", body)
+	}
+	_, _, page := get(t, http.DefaultClient, ts.URL+"/ui/", "")
+	if strings.Contains(string(page), "/var/lib/miniku/token") {
+		t.Errorf("the login page hard-codes /var/lib/miniku/token")
+	}
+	if !strings.Contains(string(page), `id="token-hint"`) || !strings.Contains(string(page), `id="conn" class="badge idle">no token<`) {
+		t.Errorf("the login page lacks the token hint or the neutral 'no token' badge:\n%s", page)
 	}
 }

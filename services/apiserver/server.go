@@ -27,6 +27,10 @@ type Config struct {
 	// (auth.go). Empty disables authentication, which New refuses on a
 	// non-loopback address.
 	Token string
+	// TokenFile is where Token was read from, shown (the path only) on the
+	// dashboard's login so a user of a non-default data dir is told where
+	// to look.
+	TokenFile string
 	// TLSCert and TLSKey (PEM files) are the HTTPS listener's certificate.
 	TLSCert, TLSKey string
 	// PodSecurity is the Pod Security Standards level enforced on every

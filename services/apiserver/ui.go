@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"embed"
+	"encoding/json"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -33,6 +34,15 @@ func (s *Server) withUI(next http.Handler) http.Handler {
 			http.Redirect(w, r, target, http.StatusMovedPermanently)
 		case strings.HasPrefix(r.URL.Path, "/ui/"):
 			h := w.Header()
+			if r.URL.Path == "/ui/config.json" {
+				// Public like the files: it names where the token
+				// lives, never the token itself.
+				h.Set("Content-Type", "application/json")
+				h.Set("Cache-Control", "no-cache")
+				h.Set("X-Content-Type-Options", "nosniff")
+				_ = json.NewEncoder(w).Encode(s.uiConfig())
+				return
+			}
 			// Only our own files may run, and no page may frame the
 			// dashboard (its buttons delete things).
 			h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
@@ -45,4 +55,21 @@ func (s *Server) withUI(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// uiConfig is what the login page needs before it has a token.
+type uiConfig struct {
+	// TokenFile is the token's path on the apiserver's host; empty when
+	// the API wants no token or it came from elsewhere.
+	TokenFile string `json:"tokenFile"`
+	// AuthRequired is false under --insecure-no-auth.
+	AuthRequired bool `json:"authRequired"`
+}
+
+func (s *Server) uiConfig() uiConfig {
+	c := uiConfig{AuthRequired: s.cfg.Token != ""}
+	if c.AuthRequired {
+		c.TokenFile = s.cfg.TokenFile
+	}
+	return c
 }

@@ -13,6 +13,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/pki"
 	"github.com/miniku/miniku/services/cli/client"
 )
@@ -175,6 +176,14 @@ const DefaultHTTPSServer = "https://127.0.0.1:6443"
 func (o *options) serverAndCA(fc fileConfig) (server, ca string) {
 	server = firstNonEmpty(o.server, os.Getenv("MINIKU_SERVER"), fc.Server)
 	ca = firstNonEmpty(o.ca, os.Getenv("MINIKU_CA"), fc.CA)
+	if server == "" {
+		// The data dir's cli.yaml is where `miniku up` said it serves
+		// (like k3s's k3s.yaml): it finds an up on non-default ports.
+		if lc, err := readLocalConfig(o.dataDirOr(fc)); err == nil && lc.Server != "" {
+			server = lc.Server
+			ca = firstNonEmpty(ca, lc.CA)
+		}
+	}
 	local := pki.CAPath(o.dataDirOr(fc))
 	readable := fileReadable(local)
 	switch {
@@ -187,6 +196,45 @@ func (o *options) serverAndCA(fc fileConfig) (server, ca string) {
 		ca = local
 	}
 	return server, ca
+}
+
+// LocalConfigName is the file in a data dir where `miniku up` writes how
+// the CLI reaches it: the server and the CA to trust (no secret; the token
+// stays in <data-dir>/token).
+const LocalConfigName = "cli.yaml"
+
+// localConfig is <data-dir>/cli.yaml.
+type localConfig struct {
+	Server string `json:"server"`
+	CA     string `json:"ca,omitempty"`
+}
+
+// WriteLocalConfig records in dataDir how this host's CLI reaches the
+// apiserver `miniku up` runs there. It is the data dir's own file, rewritten
+// at each start, so it never touches a user's config file.
+func WriteLocalConfig(dataDir, server, ca string) error {
+	data, err := yaml.Marshal(localConfig{Server: server, CA: ca})
+	if err != nil {
+		return err
+	}
+	head := []byte("# Written by 'miniku up' at each start: how the CLI on this host reaches it.\n")
+	if err := bus.WriteFileAtomic(filepath.Join(dataDir, LocalConfigName), append(head, data...), 0o644); err != nil {
+		return fmt.Errorf("CLI config in the data dir: %w", err)
+	}
+	return nil
+}
+
+func readLocalConfig(dataDir string) (localConfig, error) {
+	var lc localConfig
+	path := filepath.Join(dataDir, LocalConfigName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return lc, err
+	}
+	if err := yaml.Unmarshal(data, &lc); err != nil {
+		return lc, fmt.Errorf("%s: %w", path, err)
+	}
+	return lc, nil
 }
 
 func (o *options) dataDirOr(fc fileConfig) string {

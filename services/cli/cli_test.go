@@ -68,3 +68,36 @@ func TestUnreachable(t *testing.T) {
 		t.Fatalf("error %v", err)
 	}
 }
+
+// TestDiscoveryDataDirConfig: the data dir's cli.yaml (written by `miniku
+// up`) names the server when no flag, environment or user config does;
+// those still win over it.
+func TestDiscoveryDataDirConfig(t *testing.T) {
+	for _, k := range []string{"MINIKU_SERVER", "MINIKU_TOKEN", "MINIKU_DATA_DIR", "MINIKU_CA", "MINIKU_CONFIG"} {
+		t.Setenv(k, "")
+	}
+	home := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", home)
+	data := t.TempDir()
+	if err := WriteLocalConfig(data, "http://127.0.0.1:18080", ""); err != nil {
+		t.Fatal(err)
+	}
+	c, err := (&options{dataDir: data}).client()
+	if err != nil || c.Server != "http://127.0.0.1:18080" {
+		t.Fatalf("data dir cli.yaml: %+v %v", c, err)
+	}
+	c, err = (&options{dataDir: data, server: "h:1"}).client()
+	if err != nil || c.Server != "http://h:1" {
+		t.Fatalf("--server over cli.yaml: %+v %v", c, err)
+	}
+	if err := os.MkdirAll(filepath.Join(home, "miniku"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, "miniku", "config.yaml"), []byte("server: http://10.0.0.1:8080\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = (&options{dataDir: data}).client()
+	if err != nil || c.Server != "http://10.0.0.1:8080" {
+		t.Fatalf("user config over cli.yaml: %+v %v", c, err)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,9 +25,11 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
+	"github.com/miniku/miniku/bus/pki"
 	mkrt "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/runtime/image"
 	"github.com/miniku/miniku/services/apiserver"
+	"github.com/miniku/miniku/services/cli"
 	"github.com/miniku/miniku/services/controller"
 	"github.com/miniku/miniku/services/kubelet"
 	"github.com/miniku/miniku/services/scheduler"
@@ -191,6 +194,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := writeNATSContext(*natsContext, ns.ClientURL(), c.dataDir, natsCA, log); err != nil {
 		log.Warn("no nats CLI context written", "err", err)
 	}
+	if server, ca := cliTarget(c.dataDir, *apiAddr, apiCfg.HTTPSAddr, *sec.tlsCert); server != "" {
+		if err := cli.WriteLocalConfig(c.dataDir, server, ca); err != nil {
+			log.Warn("the CLI may not find this apiserver: pass it --server", "err", err)
+		}
+	}
 	// Each component logs in as its own user, in process too, so that
 	// their permissions are the ones every run exercises.
 	var conns []*bus.Conn
@@ -321,6 +329,28 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	err = g.Wait()
 	logKeptContainers(c.dataDir, kubelets, log)
 	return err
+}
+
+// cliTarget is how the CLI on this host reaches up's apiserver, for
+// <data-dir>/cli.yaml: HTTPS when served (trusting the data dir's CA when up
+// signed the certificate), else plain HTTP, and a wildcard listen address
+// dialled on loopback. Empty when the port is only known once bound.
+func cliTarget(dataDir, apiAddr, httpsAddr, tlsCert string) (server, ca string) {
+	scheme, addr := "http", apiAddr
+	if httpsAddr != "" {
+		scheme, addr = "https", httpsAddr
+		if tlsCert == "" {
+			ca = pki.CAPath(dataDir)
+		}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "0" || port == "" {
+		return "", ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port), ca
 }
 
 // logKeptContainers says, when up stops, that the containers of its

@@ -119,7 +119,7 @@ func (f apiFlags) config(dataDir, addr string, log *slog.Logger) (apiserver.Conf
 	if err != nil {
 		return cfg, err
 	}
-	cfg.Token = tok
+	cfg.Token, cfg.TokenFile = tok, path
 	example := fmt.Sprintf(`curl -H "Authorization: Bearer $(sudo cat %s)" http://%s/pods`, path, addr)
 	if cfg.HTTPSAddr != "" {
 		example = fmt.Sprintf(`curl --cacert %s -H "Authorization: Bearer $(sudo cat %s)" https://%s/pods`, ca, path, cfg.HTTPSAddr)

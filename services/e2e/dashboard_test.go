@@ -79,6 +79,21 @@ func TestDashboard(t *testing.T) {
 	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
 	defer cancelBrowser()
 
+	// Before any token the login names this up's own token file (its
+	// --data-dir, not the default one) and the badge is neutral: nothing
+	// was tried, so nothing is "reconnecting".
+	want := "sudo cat " + filepath.Join(c.dataDir, "token")
+	if err := chromedp.Do(bctx, chromedp.Navigate(a.base+"/ui/")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Poll[bool](fmt.Sprintf(
+		`document.getElementById('token-hint').textContent === %q && document.getElementById('conn').textContent === 'no token'`, want),
+		chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		hint, _ := chromedp.Run(bctx, chromedp.TextContent(chromedp.CSS(`#token-hint`)))
+		badge, _ := chromedp.Run(bctx, chromedp.TextContent(chromedp.CSS(`#conn`)))
+		t.Fatalf("login page before a token: hint %q badge %q, want %q and %q: %v", hint, badge, want, "no token", err)
+	}
+
 	token := mustToken(t, c)
 	if err := chromedp.Do(bctx,
 		chromedp.Navigate(a.base+"/ui?token="+token),

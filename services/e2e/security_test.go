@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -213,5 +215,45 @@ func TestUpTLS(t *testing.T) {
 	if nc, err := nats.Connect(nctx.URL, nats.UserInfo(nctx.User, nctx.Password), nats.MaxReconnects(0)); err == nil {
 		nc.Close()
 		t.Fatal("connected without the CA")
+	}
+}
+
+// `miniku up` on non-default ports writes <data-dir>/cli.yaml, so the CLI
+// on that host finds it with only --data-dir (as k3s's k3s.yaml), over
+// HTTPS trusting the data dir's CA, and leaves the user's config alone.
+func TestUpNonDefaultPortsCLIFindsIt(t *testing.T) {
+	requireRoot(t)
+	dataDir := t.TempDir()
+	apiAddr, natsAddr, httpsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	start(t, "miniku up", "up", "--data-dir", dataDir, "--api-addr", apiAddr, "--https-addr", httpsAddr,
+		"--nats-addr", natsAddr, "--nodes", "0")
+	home := t.TempDir()
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "MINIKU_") && !strings.HasPrefix(e, "XDG_CONFIG_HOME=") {
+			env = append(env, e)
+		}
+	}
+	env = append(env, "XDG_CONFIG_HOME="+home)
+	var out, errOut bytes.Buffer
+	eventually(t, 30*time.Second, func() error {
+		out.Reset()
+		errOut.Reset()
+		cmd := exec.Command(miniku(t), "get", "nodes", "--data-dir", dataDir)
+		cmd.Env, cmd.Stdout, cmd.Stderr = env, &out, &errOut
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("miniku get nodes --data-dir %s: %v\n%s", dataDir, err, errOut.String())
+		}
+		return nil
+	})
+	data, err := os.ReadFile(filepath.Join(dataDir, "cli.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "https://"+httpsAddr) || !strings.Contains(string(data), pki.CAPath(dataDir)) {
+		t.Errorf("cli.yaml = %s, want server https://%s and ca %s", data, httpsAddr, pki.CAPath(dataDir))
+	}
+	if _, err := os.Stat(filepath.Join(configHome(t), "miniku")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("up wrote into the user's config dir: %v", err)
 	}
 }

@@ -107,6 +107,28 @@ function setConn(live, why) {
   b.className = 'badge ' + (live ? 'live' : 'down');
 }
 
+// setNoToken is the neutral state before any token was given: nothing was
+// tried yet, so nothing is "reconnecting".
+function setNoToken(why) {
+  const b = document.getElementById('conn');
+  b.textContent = 'no token';
+  b.title = why || '';
+  b.className = 'badge idle';
+}
+
+// showTokenHint names this apiserver's own token file (its --data-dir or
+// --token-file), which the static page cannot know.
+async function showTokenHint() {
+  try {
+    const r = await fetch('config.json', { cache: 'no-cache' });
+    if (!r.ok) return;
+    const c = await r.json();
+    const hint = document.getElementById('token-hint');
+    if (c.tokenFile) hint.textContent = 'sudo cat ' + c.tokenFile;
+    else if (!c.authRequired) hint.textContent = 'this apiserver runs without authentication: any text will do';
+  } catch (e) { /* keep the generic hint */ }
+}
+
 function queueRender() {
   if (renderQueued) return;
   renderQueued = true;
@@ -342,7 +364,7 @@ function loggedOut(why) {
   document.getElementById('logout').hidden = true;
   document.getElementById('login').hidden = false;
   document.getElementById('login-error').textContent = why || '';
-  setConn(false, why);
+  setNoToken(why);
 }
 
 function start() {
@@ -350,11 +372,16 @@ function start() {
   document.getElementById('login').hidden = true;
   document.getElementById('main').hidden = false;
   document.getElementById('logout').hidden = false;
+  const b = document.getElementById('conn');
+  b.textContent = 'connecting…';
+  b.title = '';
+  b.className = 'badge idle';
   for (const kind of ['nodes', 'replicasets', 'pods']) watch(kind);
 }
 
 document.addEventListener('DOMContentLoaded', () => {
   takeTokenFromURL();
+  showTokenHint();
   document.getElementById('login').addEventListener('submit', (e) => {
     e.preventDefault();
     const t = document.getElementById('token').value.trim();

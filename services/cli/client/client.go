@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -161,9 +162,27 @@ func (c *Client) sendOnce(ctx context.Context, method, path string, in any) (*ht
 func (c *Client) unauthorized(msg string) string {
 	switch {
 	case c.Token == "" && c.TokenErr != nil:
-		return fmt.Sprintf("the apiserver at %s wants a token and none was found (%v): run as a user who can read the data dir's token (sudo), or pass --token / MINIKU_TOKEN", c.Server, c.TokenErr)
+		return fmt.Sprintf("the apiserver at %s wants a token and none was found: %s", c.Server, TokenHint(c.TokenErr))
 	case c.Token == "":
 		return fmt.Sprintf("the apiserver at %s wants a token: pass --token / MINIKU_TOKEN", c.Server)
 	}
 	return fmt.Sprintf("the apiserver at %s refused the token from %s (%s): pass the one in its data dir (<data-dir>/token) with --token / MINIKU_TOKEN", c.Server, c.TokenSource, msg)
+}
+
+// TokenHint says how to fix a token file that could not be read: a missing
+// file most often means the CLI looks in another data dir than the one
+// `miniku up` was started with, an unreadable one that it is root's.
+func TokenHint(err error) string {
+	path := "the token file"
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		path = pe.Path
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Sprintf("there is no %s: pass the --data-dir (or $MINIKU_DATA_DIR) 'miniku up' was started with, or --token / MINIKU_TOKEN", path)
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Sprintf("%s is not readable by this user: run with sudo (it is the data dir owner's, mode 0600), or pass --token / MINIKU_TOKEN", path)
+	}
+	return fmt.Sprintf("%v: pass --token / MINIKU_TOKEN", err)
 }
