@@ -265,6 +265,11 @@ func eventIterator(ctx context.Context, stream jetstream.Stream, filter string, 
 	if err != nil {
 		return nil, err
 	}
+	return newEventIter(mc), nil
+}
+
+// newEventIter pumps mc's messages into the iterator's channel.
+func newEventIter(mc jetstream.MessagesContext) *eventIter {
 	it := &eventIter{mc: mc, msgs: make(chan jetstream.Msg), done: make(chan struct{})}
 	go func() {
 		defer close(it.msgs)
@@ -281,16 +286,33 @@ func eventIterator(ctx context.Context, stream jetstream.Stream, filter string, 
 			}
 		}
 	}()
-	return it, nil
+	return it
 }
 
-// stop ends the iterator and waits for its goroutine.
+// stop ends the iterator and waits a while for its goroutine. nats.go's
+// ordered consumer can stay blocked in Next after Stop when the stop races
+// the consumer's reset on a reconnect (seen once in ~4 full test runs: the
+// events watch then never re-subscribed and its handler never ended), so
+// the watch goes on without it; the goroutine ends once Next returns.
 func (it *eventIter) stop() {
 	close(it.done)
 	it.mc.Stop()
-	for range it.msgs {
+	wait := time.NewTimer(eventIterStopWait)
+	defer wait.Stop()
+	for {
+		select {
+		case _, ok := <-it.msgs:
+			if !ok {
+				return
+			}
+		case <-wait.C:
+			return
+		}
 	}
 }
+
+// eventIterStopWait bounds stop: a Stop normally ends Next at once.
+const eventIterStopWait = 2 * time.Second
 
 func (s *Server) pumpEvents(ctx context.Context, it *eventIter, last *uint64, reconnected <-chan struct{},
 	heartbeat <-chan time.Time, sw *streamWriter) error {
