@@ -48,22 +48,7 @@ func TestSeparateProcessesNodeFailure(t *testing.T) {
 	kb := kubelet("node-b")
 
 	a := api{t: t, base: "http://" + apiAddr}
-	eventually(t, 30*time.Second, func() error {
-		var nodes []schemas.Node
-		if err := a.getJSON("/nodes", &nodes); err != nil {
-			return err
-		}
-		ready := 0
-		for _, n := range nodes {
-			if n.Status == schemas.NodeReady {
-				ready++
-			}
-		}
-		if ready != 2 {
-			return fmt.Errorf("%d Ready nodes, want 2", ready)
-		}
-		return nil
-	})
+	waitReadyNodes(t, a, 2)
 
 	nc := viewerNATS(t, natsURL, ctlDir)
 	notReady, err := nc.SubscribeSync("node.notready")

@@ -51,22 +51,7 @@ func (c *cluster) up(t *testing.T) *proc {
 	// Both nodes register on their first heartbeat, after the API
 	// answers: a replicaset posted before node-1 is Ready lands on node-2
 	// alone (seen once in CI), as it would on Kubernetes.
-	eventually(t, 30*time.Second, func() error {
-		var nodes []schemas.Node
-		if err := c.api.getJSON("/nodes", &nodes); err != nil {
-			return err
-		}
-		ready := 0
-		for _, n := range nodes {
-			if n.Status == schemas.NodeReady {
-				ready++
-			}
-		}
-		if ready != 2 {
-			return fmt.Errorf("%d Ready nodes, want 2", ready)
-		}
-		return nil
-	})
+	waitReadyNodes(t, c.api, 2)
 	return p
 }
 
