@@ -79,9 +79,11 @@ type Kind interface {
 	// immutable fields did not change.
 	Validate(stored any) field.ErrorList
 	ValidateUpdate(stored, old any) field.ErrorList
-	// Table is the objects as kubectl's columns (metav1.Table rows carry
-	// the objects as Object.Object when includeObject asks for it).
-	Table(objs []runtime.Object, wide bool) (*metav1.Table, error)
+	// Table is the objects as kubectl's columns, every column always
+	// (the -o wide ones with Priority 1, which kubectl hides otherwise);
+	// ages are counted to now. Rows carry the object in Row.Object; the
+	// REST layer trims it to what includeObject asks for.
+	Table(objs []runtime.Object, now time.Time) (*metav1.Table, error)
 }
 
 var registry = map[string]Kind{} // by resource
