@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -16,8 +17,8 @@ func fill(t *testing.T, v reflect.Value, seed *int) {
 		v.SetString("s" + string(rune('a'+*seed%26)))
 	case reflect.Int, reflect.Int64:
 		v.SetInt(int64(*seed))
-	case reflect.Uint64:
-		v.SetUint(uint64(*seed))
+	case reflect.Uint64, reflect.Uint8:
+		v.SetUint(uint64(*seed%255 + 1))
 	case reflect.Bool:
 		v.SetBool(true)
 	case reflect.Pointer:
@@ -59,6 +60,16 @@ func shared(a, b reflect.Value, path string) string {
 		if a.Kind() == reflect.Pointer && !a.IsNil() {
 			return shared(a.Elem(), b.Elem(), path)
 		}
+		if a.Kind() == reflect.Map {
+			// Values too: maps.Clone of a map of slices shares them.
+			for it := a.MapRange(); it.Next(); {
+				if bv := b.MapIndex(it.Key()); bv.IsValid() {
+					if p := shared(it.Value(), bv, path+"["+fmt.Sprint(it.Key())+"]"); p != "" {
+						return p
+					}
+				}
+			}
+		}
 	case reflect.Slice:
 		if a.Len() > 0 && a.UnsafePointer() == b.UnsafePointer() {
 			return path
@@ -84,6 +95,9 @@ func TestDeepCopy(t *testing.T) {
 		{&Pod{}, func(o any) any { return o.(*Pod).DeepCopy() }},
 		{&ReplicaSet{}, func(o any) any { return o.(*ReplicaSet).DeepCopy() }},
 		{&Node{}, func(o any) any { return o.(*Node).DeepCopy() }},
+		{&ConfigMap{}, func(o any) any { return o.(*ConfigMap).DeepCopy() }},
+		{&Secret{}, func(o any) any { return o.(*Secret).DeepCopy() }},
+		{&ServiceAccount{}, func(o any) any { return o.(*ServiceAccount).DeepCopy() }},
 	} {
 		seed := 0
 		fill(t, reflect.ValueOf(tc.obj).Elem(), &seed)
