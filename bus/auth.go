@@ -204,12 +204,38 @@ func serverUsers(dir string, kubelets []string) ([]*server.User, error) {
 }
 
 // Buckets and streams whose JetStream API the components use. "leases" is
-// the leader-election bucket of the scheduler and controller.
+// the leader-election bucket of the scheduler and controller. The secrets
+// bucket is not among them: only the apiserver's user may use it.
 var (
-	allBuckets   = []string{BucketPods, BucketReplicaSets, BucketNodes, "leases"}
+	allBuckets   = []string{BucketPods, BucketReplicaSets, BucketNodes, "leases", BucketConfigMaps, BucketServiceAccounts}
 	allStreams   = append(kvStreams(allBuckets...), StreamEvents)
 	eventSubject = SubjEventPrefix + ".>"
 )
+
+// secretsDeny is what every user but the apiserver's is denied, whatever
+// else it is allowed: the secrets bucket's subjects (puts, deletes, and
+// the raw writes a "$KV.>" subscription would see) and every JetStream
+// API call naming its stream — info, gets, consumers, snapshots, updates
+// that could re-publish it — as $JS.API.<a>.<b>.KV_secrets[.…] or
+// $JS.API.<a>.<b>.<c>.KV_secrets[.…]. A deny wins over any allow, so a
+// wildcard allow (the viewer's "$JS.API.DIRECT.GET.>") cannot reach it.
+func secretsDeny() (pub, sub []string) {
+	st := "KV_" + BucketSecrets
+	kv := "$KV." + BucketSecrets + ".>"
+	return []string{kv,
+		"$JS.API.*.*." + st, "$JS.API.*.*." + st + ".>",
+		"$JS.API.*.*.*." + st, "$JS.API.*.*.*." + st + ".>",
+		"$JS.ACK." + st + ".>",
+	}, []string{kv}
+}
+
+// denySecrets adds secretsDeny to p.
+func denySecrets(p *server.Permissions) *server.Permissions {
+	pub, sub := secretsDeny()
+	p.Publish.Deny = append(p.Publish.Deny, pub...)
+	p.Subscribe.Deny = append(p.Subscribe.Deny, sub...)
+	return p
+}
 
 func kvStreams(buckets ...string) []string {
 	out := make([]string, len(buckets))
@@ -241,9 +267,9 @@ func jsRead(streams []string) []string {
 
 // jsAdmin lets the control plane create and update (never delete or purge)
 // the MiniKu streams, which every control-plane component does at start.
-func jsAdmin() []string {
+func jsAdmin(streams []string) []string {
 	var out []string
-	for _, s := range allStreams {
+	for _, s := range streams {
 		out = append(out, "$JS.API.STREAM.CREATE."+s, "$JS.API.STREAM.UPDATE."+s)
 	}
 	return out
@@ -299,20 +325,32 @@ func Permissions(user string) (*server.Permissions, error) {
 	hints := []string{"pod.>", "replicaset.>", "node.>"}
 	switch {
 	case user == UserAPIServer, user == UserController:
-		return mk(
+		// The controller's rights are the apiserver's but for the
+		// secrets bucket, which only the apiserver serves (it reads
+		// and writes it, its caches too, for every other client).
+		streams, buckets := allStreams, allBuckets
+		if user == UserAPIServer {
+			streams = append(slices.Clone(streams), "KV_"+BucketSecrets)
+			buckets = append(slices.Clone(buckets), BucketSecrets)
+		}
+		p := mk(
 			// kubelet.<node>.logs, kubelet.<node>.exec: log and exec
 			// requests (apiserver to kubelet).
-			cat(jsRead(allStreams), jsAdmin(), jsCompact(), kvWrite(allBuckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec"}),
+			cat(jsRead(streams), jsAdmin(streams), jsCompact(), kvWrite(buckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec"}),
 			// nodeapi.<node>.*: kubelets' writes (nodeapi.go), served by
 			// the apiserver.
 			cat(hints, []string{eventSubject, nodeAPIPrefix + ".*.*"}),
-		), nil
+		)
+		if user == UserController {
+			denySecrets(p)
+		}
+		return p, nil
 	case user == UserScheduler:
-		return mk(
-			cat(jsRead(allStreams), jsAdmin(), kvWrite(BucketPods, "leases"),
+		return denySecrets(mk(
+			cat(jsRead(allStreams), jsAdmin(allStreams), kvWrite(BucketPods, "leases"),
 				[]string{SubjPodAssigned + ".>", eventSubject}),
 			cat(hints, []string{eventSubject}),
-		), nil
+		)), nil
 	case user == UserViewer:
 		// Everything stored and every hint readable, nothing writable: no
 		// $KV.> publish, no stream create/update/delete/purge, no events.
@@ -336,7 +374,7 @@ func Permissions(user string) (*server.Permissions, error) {
 		}
 		p := mk(pub, cat(hints, []string{eventSubject, "$KV.>"}))
 		p.Publish.Deny = []string{"$JS.API.CONSUMER.DURABLE.>"}
-		return p, nil
+		return denySecrets(p), nil
 	case user == UserHollow:
 		// A kubelet's permissions with every node name a wildcard; only
 		// the inbox is the hollow user's own.
@@ -382,6 +420,7 @@ func Permissions(user string) (*server.Permissions, error) {
 			},
 		)
 		p.Publish.Deny = []string{SubjPodAssigned + ".>"}
+		denySecrets(p)
 		// A log stream is many replies to one request, for as long as
 		// someone follows it; it may reply only to requests it received.
 		p.Response = &server.ResponsePermission{MaxMsgs: 1 << 30, Expires: 24 * time.Hour}

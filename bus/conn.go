@@ -38,6 +38,10 @@ type Options struct {
 	// Bind uses the buckets and streams as they are and waits for them to
 	// exist, instead of creating them: for users that may not (kubelets).
 	Bind bool
+	// SecretsKey encrypts the secrets bucket's values (bus/encrypt). Only
+	// the apiserver's connection has one, and only a connection with one
+	// has Conn.Secrets: no other NATS user may touch that bucket.
+	SecretsKey Sealer
 }
 
 // Conn is a NATS connection with JetStream and the MiniKu buckets.
@@ -57,12 +61,19 @@ type Conn struct {
 	reconnected chan struct{}
 
 	events jetstream.Stream
+	// secretsKey is Options.SecretsKey.
+	secretsKey Sealer
 	// replicas of the buckets this connection creates (leases too).
 	replicas int
 
 	Pods        *Bucket[schemas.Pod, *schemas.Pod]
 	ReplicaSets *Bucket[schemas.ReplicaSet, *schemas.ReplicaSet]
 	Nodes       *Bucket[schemas.Node, *schemas.Node]
+
+	ConfigMaps      *Bucket[schemas.ConfigMap, *schemas.ConfigMap]
+	ServiceAccounts *Bucket[schemas.ServiceAccount, *schemas.ServiceAccount]
+	// Secrets is nil unless Options.SecretsKey is set.
+	Secrets *Bucket[schemas.Secret, *schemas.Secret]
 }
 
 // Connect dials NATS, retrying until ctx ends, and makes sure the buckets
@@ -122,7 +133,7 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	c.js = js
 	replicas := max(o.Replicas, 1)
 	c.replicas = replicas
-	if err := c.ensureBuckets(ctx, replicas); err != nil {
+	if err := c.ensureBuckets(ctx, replicas, o.SecretsKey); err != nil {
 		nc.Close()
 		return nil, err
 	}
@@ -131,7 +142,7 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 		return nil, fmt.Errorf("create stream %s: %w", StreamEvents, err)
 	}
 	if !c.bind {
-		for _, s := range kvStreams(BucketPods, BucketReplicaSets, BucketNodes) {
+		for _, s := range kvStreams(c.objectBuckets()...) {
 			if err := c.limitConsumers(ctx, s); err != nil {
 				nc.Close()
 				return nil, err
@@ -190,9 +201,20 @@ func (c *Conn) waitConnected(ctx context.Context) error {
 	return nil
 }
 
-func (c *Conn) ensureBuckets(ctx context.Context, replicas int) error {
+// objectBuckets are the buckets of objects this connection uses: the
+// secrets bucket only with a key.
+func (c *Conn) objectBuckets() []string {
+	b := []string{BucketPods, BucketReplicaSets, BucketNodes, BucketConfigMaps, BucketServiceAccounts}
+	if c.secretsKey != nil {
+		b = append(b, BucketSecrets)
+	}
+	return b
+}
+
+func (c *Conn) ensureBuckets(ctx context.Context, replicas int, secretsKey Sealer) error {
 	kvs := map[string]jetstream.KeyValue{}
-	for _, name := range []string{BucketPods, BucketReplicaSets, BucketNodes} {
+	c.secretsKey = secretsKey
+	for _, name := range c.objectBuckets() {
 		var kv jetstream.KeyValue
 		// The server may still be electing JetStream leaders right after a
 		// start; retry for as long as the caller lets us.
@@ -216,6 +238,11 @@ func (c *Conn) ensureBuckets(ctx context.Context, replicas int) error {
 	c.Pods = newBucket[schemas.Pod](kvs[BucketPods], c.js)
 	c.ReplicaSets = newBucket[schemas.ReplicaSet](kvs[BucketReplicaSets], c.js)
 	c.Nodes = newBucket[schemas.Node](kvs[BucketNodes], c.js)
+	c.ConfigMaps = newBucket[schemas.ConfigMap](kvs[BucketConfigMaps], c.js)
+	c.ServiceAccounts = newBucket[schemas.ServiceAccount](kvs[BucketServiceAccounts], c.js)
+	if secretsKey != nil {
+		c.Secrets = sealedBucket[schemas.Secret](kvs[BucketSecrets], c.js, secretsKey)
+	}
 	return nil
 }
 

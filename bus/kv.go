@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/miniku/miniku/bus/encrypt"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -28,7 +29,24 @@ type Bucket[T any, P Object[T]] struct {
 	// js reaches the bucket's stream: compaction and repairs (compact.go,
 	// repair.go).
 	js jetstream.JetStream
+	// seal, when set, encrypts every value at rest (the secrets bucket).
+	seal Sealer
 }
+
+// Sealer encrypts values at rest (bus/encrypt's AESGCM). additional is
+// the value's bucket and key: a value moved to another key does not open.
+type Sealer interface {
+	Seal(plaintext, additional []byte) ([]byte, error)
+	Open(stored, additional []byte) ([]byte, error)
+}
+
+// sealedBucket is newBucket for a bucket whose values seal encrypts.
+func sealedBucket[T any, P Object[T]](kv jetstream.KeyValue, js jetstream.JetStream, seal Sealer) *Bucket[T, P] {
+	return &Bucket[T, P]{kv: kv, js: js, seal: seal}
+}
+
+// additional binds a sealed value to where it is stored.
+func (b *Bucket[T, P]) additional(key string) []byte { return []byte(b.Name() + "/" + key) }
 
 func newBucket[T any, P Object[T]](kv jetstream.KeyValue, js jetstream.JetStream) *Bucket[T, P] {
 	return &Bucket[T, P]{kv: kv, js: js}
@@ -42,7 +60,20 @@ func (b *Bucket[T, P]) KV() jetstream.KeyValue { return b.kv }
 
 func (b *Bucket[T, P]) decode(e jetstream.KeyValueEntry) (P, error) {
 	obj := P(new(T))
-	if err := schemas.Unmarshal(e.Value(), obj); err != nil {
+	data := e.Value()
+	if b.seal != nil {
+		var err error
+		if data, err = b.seal.Open(data, b.additional(e.Key())); err != nil {
+			// A value that does not authenticate is garbage like any
+			// other; one under a key we lack may be fine (a lost key
+			// file): never ErrMalformed, which DeleteMalformed removes.
+			if errors.Is(err, encrypt.ErrUnknownKey) {
+				return nil, fmt.Errorf("decrypt %s/%s@%d: %w", b.Name(), e.Key(), e.Revision(), err)
+			}
+			return nil, fmt.Errorf("decrypt %s/%s@%d: %w: %w", b.Name(), e.Key(), e.Revision(), ErrMalformed, err)
+		}
+	}
+	if err := schemas.Unmarshal(data, obj); err != nil {
 		return nil, fmt.Errorf("decode %s/%s@%d: %w: %w", b.Name(), e.Key(), e.Revision(), ErrMalformed, err)
 	}
 	// Keys are names: a value naming another object (or none) is garbage,
@@ -54,7 +85,7 @@ func (b *Bucket[T, P]) decode(e jetstream.KeyValueEntry) (P, error) {
 	return obj, nil
 }
 
-func encode[T any, P Object[T]](obj P) ([]byte, error) {
+func (b *Bucket[T, P]) encode(obj P) ([]byte, error) {
 	// The revision is a property of the KV entry, not of the value; storing
 	// it would be stale the moment the write lands.
 	m := obj.GetMeta()
@@ -62,7 +93,14 @@ func encode[T any, P Object[T]](obj P) ([]byte, error) {
 	m.ResourceVersion = 0
 	data, err := schemas.Marshal(obj)
 	m.ResourceVersion = rv
-	return data, err
+	if err != nil || b.seal == nil {
+		return data, err
+	}
+	sealed, err := b.seal.Seal(data, b.additional(m.Name))
+	if err != nil {
+		return nil, fmt.Errorf("encrypt %s/%s: %w", b.Name(), m.Name, err)
+	}
+	return sealed, nil
 }
 
 // Get reads the current object; its ResourceVersion is the KV revision.
@@ -79,7 +117,7 @@ func (b *Bucket[T, P]) Get(ctx context.Context, name string) (_ P, err error) {
 func (b *Bucket[T, P]) Create(ctx context.Context, obj P) (err error) {
 	defer b.observe("create", time.Now(), &err)
 	name := obj.GetMeta().Name
-	data, err := encode[T](obj)
+	data, err := b.encode(obj)
 	if err != nil {
 		return err
 	}
@@ -102,7 +140,7 @@ func (b *Bucket[T, P]) Update(ctx context.Context, obj P) (err error) {
 	if m.ResourceVersion == 0 {
 		return fmt.Errorf("update %s/%s: no resourceVersion to compare against", b.Name(), m.Name)
 	}
-	data, err := encode[T](obj)
+	data, err := b.encode(obj)
 	if err != nil {
 		return err
 	}

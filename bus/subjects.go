@@ -28,4 +28,10 @@ const (
 	BucketPods        = "pods"
 	BucketReplicaSets = "replicasets"
 	BucketNodes       = "nodes"
+
+	BucketConfigMaps      = "configmaps"
+	BucketServiceAccounts = "serviceaccounts"
+	// BucketSecrets is readable by the apiserver's NATS user only, and
+	// its values are encrypted (Options.SecretsKey).
+	BucketSecrets = "secrets"
 )

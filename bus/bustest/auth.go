@@ -42,10 +42,14 @@ func ConnAs(tb testing.TB, url, authDir, user string, bind bool) *bus.Conn {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	c, err := bus.Connect(ctx, bus.Options{
+	o := bus.Options{
 		URL: url, Name: tb.Name() + "-" + user, Logger: Logger(tb),
 		User: creds.User, Password: creds.Password, Bind: bind,
-	})
+	}
+	if user == bus.UserAPIServer {
+		o.SecretsKey = SecretsKey() // only its user may use the secrets bucket
+	}
+	c, err := bus.Connect(ctx, o)
 	if err != nil {
 		tb.Fatalf("connect nats as %s: %v", user, err)
 	}

@@ -4,13 +4,16 @@ package bustest
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/encrypt"
 )
 
 // Server starts an embedded JetStream server on a free loopback port with its
@@ -42,13 +45,26 @@ func Conn(tb testing.TB, url string, log *slog.Logger) *bus.Conn {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	c, err := bus.Connect(ctx, bus.Options{URL: url, Name: tb.Name(), Logger: log})
+	c, err := bus.Connect(ctx, bus.Options{URL: url, Name: tb.Name(), Logger: log, SecretsKey: SecretsKey()})
 	if err != nil {
 		tb.Fatalf("connect nats: %v", err)
 	}
 	tb.Cleanup(c.Close)
 	return c
 }
+
+// SecretsKey is one AES-GCM key for the whole test binary, so that every
+// connection of a test (and of a restarted server) reads the secrets the
+// others wrote, as the apiserver's connections do in production.
+var SecretsKey = sync.OnceValue(func() *encrypt.AESGCM {
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	a, err := encrypt.New(encrypt.Key{Name: "test", Secret: secret})
+	if err != nil {
+		panic(err) // a 32-byte key with a valid name cannot fail
+	}
+	return a
+})
 
 // Logger sends slog output to the test log, so it shows only on failure
 // (or with -v) and is attributed to the right test.
