@@ -207,13 +207,21 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 			c.Close()
 		}
 	}()
+	secrets, err := secretsKey(c.dataDir)
+	if err != nil {
+		return err
+	}
 	connectNamed := func(user, name string) (*bus.Conn, error) {
 		creds, err := bus.ReadCredentials(bus.CredentialsPath(authDir(c.dataDir), user))
 		if err != nil {
 			return nil, err
 		}
-		conn, err := bus.Connect(ctx, bus.Options{InProcess: ns, Name: name, Logger: log,
-			User: creds.User, Password: creds.Password, Bind: strings.HasPrefix(user, "kubelet-") || user == bus.UserHollow})
+		o := bus.Options{InProcess: ns, Name: name, Logger: log,
+			User: creds.User, Password: creds.Password, Bind: strings.HasPrefix(user, "kubelet-") || user == bus.UserHollow}
+		if user == bus.UserAPIServer {
+			o.SecretsKey = secrets
+		}
+		conn, err := bus.Connect(ctx, o)
 		if err != nil {
 			return nil, fmt.Errorf("connect as %s: %w", user, err)
 		}

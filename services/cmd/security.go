@@ -33,6 +33,13 @@ func authDir(dataDir string) string { return filepath.Join(dataDir, "nats", "aut
 func (c *common) busOptions(log *slog.Logger) (bus.Options, error) {
 	o := bus.Options{URL: c.natsURL, Replicas: c.replicas, Logger: log, TLSCA: c.natsCAFile(),
 		Bind: strings.HasPrefix(c.role, "kubelet-") || c.role == bus.UserHollow}
+	if c.role == bus.UserAPIServer && c.dataDir != "" {
+		k, err := secretsKey(c.dataDir)
+		if err != nil {
+			return o, err
+		}
+		o.SecretsKey = k
+	}
 	path := c.natsCreds
 	if path == "" && c.dataDir != "" {
 		p := bus.CredentialsPath(authDir(c.dataDir), c.role)
