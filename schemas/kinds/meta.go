@@ -101,6 +101,8 @@ func metaToKube(m *schemas.ObjectMeta, namespaced bool) (metav1.ObjectMeta, erro
 	return out, nil
 }
 
+func typesUID(s string) types.UID { return types.UID(s) }
+
 func kubeOwnerRef(r schemas.OwnerReference) metav1.OwnerReference {
 	k := metav1.OwnerReference{APIVersion: r.APIVersion, Kind: r.Kind, Name: r.Name, UID: types.UID(r.UID)}
 	if r.Controller {

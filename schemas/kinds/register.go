@@ -3,4 +3,5 @@ package kinds
 func init() {
 	Register(Node)
 	Register(Namespace)
+	Register(Pod)
 }
