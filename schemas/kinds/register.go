@@ -1,0 +1,7 @@
+package kinds
+
+func init() {
+	Register(Node)
+	Register(Namespace)
+	Register(Pod)
+}
