@@ -33,6 +33,7 @@ import (
 	"github.com/miniku/miniku/services/controller"
 	"github.com/miniku/miniku/services/kubelet"
 	"github.com/miniku/miniku/services/scheduler"
+	"github.com/miniku/miniku/services/serviceaccounts"
 )
 
 // common flags of every command.
@@ -307,6 +308,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	g.Go("controller", func() error { return ctrl.Run(gctx) })
+	sas, err := serviceaccounts.New(serviceaccounts.Config{Logger: log}, ctrlConn)
+	if err != nil {
+		return err
+	}
+	g.Go("serviceaccounts", func() error { return sas.Run(gctx) })
 
 	imgOpts.Mirror, imgOpts.Logger = *mirror, log
 	images, err := image.NewStore(filepath.Join(c.dataDir, "images"), imgOpts)
@@ -645,7 +651,15 @@ func cmdController(ctx context.Context, args []string, stderr io.Writer) error {
 		if cfg.Elector, err = lf.elector(ctx, leaseConn, "controller", "", log); err != nil {
 			return nil, err
 		}
-		return controller.New(cfg, conn)
+		ctrl, err := controller.New(cfg, conn)
+		if err != nil {
+			return nil, err
+		}
+		sas, err := serviceaccounts.New(serviceaccounts.Config{Logger: log}, conn)
+		if err != nil {
+			return nil, err
+		}
+		return both{ctrl, sas}, nil
 	})
 }
 
