@@ -307,3 +307,26 @@ func TestSecretsOnlyForTheAPIServer(t *testing.T) {
 		t.Fatalf("secret after the others' attempts: %+v, %v", s, err)
 	}
 }
+
+// A Secret and a ConfigMap as large as validation allows are stored.
+func TestLargestConfigStored(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	c := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx := context.Background()
+	big := bytes.Repeat([]byte{0xa5}, schemas.MaxConfigSize)
+	ann := map[string]string{"a": strings.Repeat("x", 250<<10)}
+	s := &schemas.Secret{ObjectMeta: schemas.ObjectMeta{Name: "big", Annotations: ann}, Data: map[string][]byte{"k": big}}
+	if errs := s.Validate(); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if err := c.Secrets.Create(ctx, s); err != nil {
+		t.Fatalf("1 MiB secret: %v", err)
+	}
+	if got, err := c.Secrets.Get(ctx, "big"); err != nil || !bytes.Equal(got.Data["k"], big) {
+		t.Fatalf("read back: %v", err)
+	}
+	cm := &schemas.ConfigMap{ObjectMeta: schemas.ObjectMeta{Name: "big", Annotations: ann}, BinaryData: map[string][]byte{"k": big}}
+	if err := c.ConfigMaps.Create(ctx, cm); err != nil {
+		t.Fatalf("1 MiB configmap: %v", err)
+	}
+}

@@ -41,6 +41,13 @@ type ServerConfig struct {
 
 // StartServer runs an embedded nats-server with JetStream and waits until it
 // accepts connections. The caller owns it: Shutdown then WaitForShutdown.
+// MaxPayload is the largest message, hence KV value, the server takes:
+// a ConfigMap or Secret may hold 1 MiB of data (as in Kubernetes) plus
+// up to 256 KiB of annotations, other metadata and encryption's few
+// bytes; NATS' default of 1 MiB would refuse it. (etcd's request limit,
+// which bounds Kubernetes' objects, is 1.5 MiB.)
+const MaxPayload = 2 << 20
+
 func StartServer(cfg ServerConfig) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(cfg.Addr)
 	if err != nil {
@@ -62,7 +69,8 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		SyncAlways:   cfg.SyncAlways,
 		SyncInterval: cfg.SyncInterval,
 		// The embedding process owns signals; nats-server must not exit it.
-		NoSigs: true,
+		NoSigs:     true,
+		MaxPayload: MaxPayload,
 	}
 	if err := configureSecurity(opts, cfg); err != nil {
 		return nil, err
