@@ -278,9 +278,13 @@ func jsAdmin(streams []string) []string {
 // jsCompact lets the control plane purge the object buckets' streams:
 // compaction removes old delete markers, and a repair the unreadable
 // message of a key (compact.go, repair.go).
-func jsCompact() []string {
+func jsCompact(secrets bool) []string {
+	buckets := []string{BucketPods, BucketReplicaSets, BucketNodes, BucketConfigMaps, BucketServiceAccounts}
+	if secrets {
+		buckets = append(buckets, BucketSecrets)
+	}
 	var out []string
-	for _, b := range []string{BucketPods, BucketReplicaSets, BucketNodes} {
+	for _, b := range buckets {
 		out = append(out, "$JS.API.STREAM.PURGE.KV_"+b)
 	}
 	return out
@@ -336,7 +340,7 @@ func Permissions(user string) (*server.Permissions, error) {
 		p := mk(
 			// kubelet.<node>.logs, kubelet.<node>.exec: log and exec
 			// requests (apiserver to kubelet).
-			cat(jsRead(streams), jsAdmin(streams), jsCompact(), kvWrite(buckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec"}),
+			cat(jsRead(streams), jsAdmin(streams), jsCompact(user == UserAPIServer), kvWrite(buckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec"}),
 			// nodeapi.<node>.*: kubelets' writes (nodeapi.go), served by
 			// the apiserver.
 			cat(hints, []string{eventSubject, nodeAPIPrefix + ".*.*"}),

@@ -158,8 +158,8 @@ type revSample struct {
 	rev uint64
 }
 
-// NewCompactor compacts the connection's pods, replicasets and nodes
-// buckets; delay 0 means DefaultCompactionDelay.
+// NewCompactor compacts the connection's object buckets (secrets too
+// when it has them); delay 0 means DefaultCompactionDelay.
 func NewCompactor(c *Conn, delay time.Duration, log *slog.Logger) *Compactor {
 	if delay <= 0 {
 		delay = DefaultCompactionDelay
@@ -167,8 +167,12 @@ func NewCompactor(c *Conn, delay time.Duration, log *slog.Logger) *Compactor {
 	if log == nil {
 		log = c.log
 	}
+	buckets := []compactable{c.Pods, c.ReplicaSets, c.Nodes, c.ConfigMaps, c.ServiceAccounts}
+	if c.Secrets != nil {
+		buckets = append(buckets, c.Secrets)
+	}
 	return &Compactor{Delay: delay, Log: log.With("component", "compactor"),
-		buckets: []compactable{c.Pods, c.ReplicaSets, c.Nodes}, samples: map[string][]revSample{}}
+		buckets: buckets, samples: map[string][]revSample{}}
 }
 
 // Run compacts until ctx ends. Failures are logged and retried at the

@@ -330,3 +330,36 @@ func TestLargestConfigStored(t *testing.T) {
 		t.Fatalf("1 MiB configmap: %v", err)
 	}
 }
+
+// The apiserver's compactor removes the secrets bucket's delete markers
+// (Helm deletes a release Secret per upgrade beyond its history).
+func TestSecretsCompacted(t *testing.T) {
+	ns, authDir := bustest.SecureServer(t)
+	api := bustest.ConnAs(t, ns.ClientURL(), authDir, bus.UserAPIServer, false)
+	ctx := context.Background()
+	for i := range 5 {
+		s := &schemas.Secret{ObjectMeta: schemas.ObjectMeta{Name: "s" + string(rune('a'+i))}}
+		if err := api.Secrets.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		if err := api.Secrets.Delete(ctx, s.Name, s.ResourceVersion); err != nil {
+			t.Fatal(err)
+		}
+	}
+	comp := bus.NewCompactor(api, 200*time.Millisecond, bustest.Logger(t))
+	cctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- comp.Run(cctx) }()
+	defer func() { stop(); <-done }()
+	js, _ := jetstream.New(api.NATS())
+	bustest.Eventually(t, 30*time.Second, func() error {
+		st, err := js.Stream(ctx, "KV_secrets")
+		if err != nil {
+			return err
+		}
+		if n := st.CachedInfo().State.Msgs; n != 0 {
+			return errors.New("delete markers left")
+		}
+		return nil
+	})
+}
