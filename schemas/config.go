@@ -3,6 +3,8 @@ package schemas
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 
@@ -42,6 +44,17 @@ type ServiceAccount struct {
 	Secrets                      []string `json:"secrets,omitempty"`
 	ImagePullSecrets             []string `json:"imagePullSecrets,omitempty"`
 	AutomountServiceAccountToken *bool    `json:"automountServiceAccountToken,omitempty"`
+}
+
+// String shows a Secret without its data: a %v in a log line or a test
+// failure must not print what the bucket encrypts.
+func (s Secret) String() string {
+	return fmt.Sprintf("Secret{%s type=%q keys=%q (values redacted)}", s.Name, s.Type, slices.Sorted(maps.Keys(s.Data)))
+}
+
+// LogValue is String for log/slog.
+func (s Secret) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("name", s.Name), slog.String("type", s.Type), slog.Int("keys", len(s.Data)))
 }
 
 // Secret types Kubernetes checks the data of (k8s.io/api/core/v1).

@@ -1,6 +1,8 @@
 package schemas
 
 import (
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -149,5 +151,16 @@ func TestConfigCodecRoundTrip(t *testing.T) {
 	}
 	if out.Name != "s" || string(out.Data["bin"]) != "\x00\xff\x01" || !isTrue(out.Immutable) || out.Type != SecretTypeOpaque {
 		t.Fatalf("round trip: %+v", out)
+	}
+}
+
+func TestSecretNotPrinted(t *testing.T) {
+	s := &Secret{ObjectMeta: ObjectMeta{Name: "db"}, Data: map[string][]byte{"password": []byte("hunter2")}}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("x", "secret", s, "value", *s)
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%+v", *s), fmt.Sprintf("%v", []*Secret{s}), logged.String()} {
+		if strings.Contains(out, "hunter2") || !strings.Contains(out, "db") {
+			t.Errorf("printed as %q", out)
+		}
 	}
 }
