@@ -25,6 +25,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -214,11 +215,17 @@ func create(path string) error {
 	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
+	// A random name: two apiservers that each created their own key (a
+	// file not copied between hosts) then see each other's values as
+	// sealed under an unknown key — kept — not as forgeries, which the
+	// API may delete.
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
 	var kf keyFile
 	kf.Keys = append(kf.Keys, struct {
 		Name   string `json:"name"`
 		Secret string `json:"secret"`
-	}{Name: "key1", Secret: base64.StdEncoding.EncodeToString(secret)})
+	}{Name: "key-" + hex.EncodeToString(id), Secret: base64.StdEncoding.EncodeToString(secret)})
 	data, err := json.Marshal(kf)
 	if err != nil {
 		return err

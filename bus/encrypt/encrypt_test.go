@@ -118,6 +118,15 @@ func TestLoadOrCreate(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(dir, "sub", ".*tmp*")); len(left) != 0 {
 		t.Fatalf("temp files left: %v", left)
 	}
+	// Another data dir's first start names its key differently: values
+	// of one are "unknown key" to the other, not forgeries.
+	other, err := LoadOrCreate(filepath.Join(t.TempDir(), KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Open(sealed, []byte("k")); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("another data dir's key: %v, want ErrUnknownKey", err)
+	}
 	// A restart reads the same key.
 	again, err := LoadOrCreate(path)
 	if err != nil {
