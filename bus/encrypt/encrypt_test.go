@@ -169,3 +169,19 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkSeal(b *testing.B) {
+	a, _ := New(testKey("k1", 1))
+	for _, size := range []int{1 << 10, 1 << 20} {
+		plain := make([]byte, size)
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				s, _ := a.Seal(plain, []byte("secrets/x"))
+				if _, err := a.Open(s, []byte("secrets/x")); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
