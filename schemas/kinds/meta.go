@@ -288,3 +288,10 @@ func createMeta(m *schemas.ObjectMeta, now time.Time) {
 	m.CreatedAt = now.UTC()
 	m.ResourceVersion = 0
 }
+
+func metaRV(rv uint64) string {
+	if rv == 0 {
+		return ""
+	}
+	return strconv.FormatUint(rv, 10)
+}

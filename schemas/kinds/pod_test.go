@@ -40,7 +40,7 @@ func testPods() map[string]*schemas.Pod {
 			DeletionTimestamp: tp(t0.Add(time.Hour)), DeletionGracePeriodSeconds: ptrTo(int64(30))},
 		"other owner refs": {ObjectMeta: schemas.ObjectMeta{Name: "p7", CreatedAt: t0, Finalizers: []string{"example.com/f"},
 			OwnerReferences: []schemas.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "c", UID: "cu"}},
-			ManagedFields: []byte(`[{"manager":"kubectl","operation":"Apply","apiVersion":"v1","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{}}}]`)},
+			ManagedFields:   []byte(`[{"manager":"kubectl","operation":"Apply","apiVersion":"v1","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{}}}]`)},
 			PodSpec: spec, Status: schemas.PodPending},
 	}
 }
@@ -134,7 +134,9 @@ func TestPodFromKubeRefuses(t *testing.T) {
 		{"request alone", func(p *corev1.Pod) {
 			p.Spec.Containers[0].Resources.Requests = corev1.ResourceList{"memory": q("1Gi")}
 		}, "spec.containers[0].resources.requests[memory]"},
-		{"hostPort", func(p *corev1.Pod) { p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: 8080}} }, "spec.containers[0].ports[0].hostPort"},
+		{"hostPort", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: 8080}}
+		}, "spec.containers[0].ports[0].hostPort"},
 		{"namespace", func(p *corev1.Pod) { p.Namespace = "kube-system" }, "metadata.namespace"},
 		{"toleration", func(p *corev1.Pod) { p.Spec.Tolerations = []corev1.Toleration{{Key: "x"}} }, "spec.tolerations"},
 	} {
