@@ -55,7 +55,6 @@ var Pod = &Def[*schemas.Pod, *corev1.Pod]{
 // controller) runs it, then ValidatePod.
 func PreparePodForCreate(p *schemas.Pod, now time.Time) {
 	createMeta(&p.ObjectMeta, now)
-	p.Generation = 1
 	schemas.SetPodStatus(p, schemas.PodStatus{Status: schemas.PodPending})
 	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = nil, nil
 }
@@ -70,7 +69,7 @@ func PreparePodForUpdate(p, old *schemas.Pod) {
 		p.NodeName = old.NodeName // binding sets it, an update cannot unset it
 	}
 	if !reflect.DeepEqual(p.PodSpec, old.PodSpec) || p.ContainerName != old.ContainerName || p.NodeName != old.NodeName {
-		p.Generation++ // ValidatePodUpdate refuses it; counted as Kubernetes does
+		bumpGeneration(&p.ObjectMeta) // ValidatePodUpdate refuses it; counted as Kubernetes does
 	}
 }
 
@@ -123,6 +122,7 @@ func PodToKube(p *schemas.Pod) (*corev1.Pod, error) {
 	if err != nil {
 		return nil, err
 	}
+	meta.Generation = Generation(&p.ObjectMeta)
 	if p.Owner != "" {
 		meta.OwnerReferences = append([]metav1.OwnerReference{controllerRef(p.Owner, p.OwnerUID)}, meta.OwnerReferences...)
 	}

@@ -38,7 +38,7 @@ func testPods() map[string]*schemas.Pod {
 			ExitCode: &code1, StartedAt: tp(t0), FinishedAt: tp(t0.Add(time.Minute))},
 		"terminating": {ObjectMeta: meta("p6"), PodSpec: spec, NodeName: "node-1", Status: schemas.PodRunning, StartedAt: tp(t0),
 			DeletionTimestamp: tp(t0.Add(time.Hour)), DeletionGracePeriodSeconds: ptrTo(int64(30))},
-		"other owner refs": {ObjectMeta: schemas.ObjectMeta{Name: "p7", CreatedAt: t0, Finalizers: []string{"example.com/f"},
+		"other owner refs": {ObjectMeta: schemas.ObjectMeta{Name: "p7", CreatedAt: t0, Generation: 1, Finalizers: []string{"example.com/f"},
 			OwnerReferences: []schemas.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "c", UID: "cu"}},
 			ManagedFields:   []byte(`[{"manager":"kubectl","operation":"Apply","apiVersion":"v1","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{}}}]`)},
 			PodSpec: spec, Status: schemas.PodPending},
@@ -170,7 +170,7 @@ func TestPodStrategy(t *testing.T) {
 	p := testPods()["crash loop"].DeepCopy()
 	p.UID = "client"
 	PreparePodForCreate(p, t0)
-	if p.UID == "client" || p.Status != schemas.PodPending || p.ExitCode != nil || p.RestartCount != 0 || p.Reason != "" || p.Generation != 1 || !p.CreatedAt.Equal(t0) {
+	if p.UID == "client" || p.Status != schemas.PodPending || p.ExitCode != nil || p.RestartCount != 0 || p.Reason != "" || p.Generation != 0 || !p.CreatedAt.Equal(t0) {
 		t.Errorf("PrepareForCreate left %+v", p)
 	}
 	if errs := ValidatePod(p); len(errs) > 0 {
@@ -181,7 +181,7 @@ func TestPodStrategy(t *testing.T) {
 	upd := p.DeepCopy()
 	upd.UID, upd.Labels = "", map[string]string{"new": "label"}
 	PreparePodForUpdate(upd, old)
-	if upd.Status != schemas.PodRunning || upd.RestartCount != 2 || upd.UID != old.UID || upd.Generation != 1 {
+	if upd.Status != schemas.PodRunning || upd.RestartCount != 2 || upd.UID != old.UID || upd.Generation != 0 {
 		t.Errorf("PrepareForUpdate: %+v", upd)
 	}
 	if errs := ValidatePodUpdate(upd, old); len(errs) > 0 {

@@ -60,7 +60,6 @@ var ReplicaSet = &Def[*schemas.ReplicaSet, *appsv1.ReplicaSet]{
 // controller counts pods).
 func PrepareReplicaSetForCreate(rs *schemas.ReplicaSet, now time.Time) {
 	createMeta(&rs.ObjectMeta, now)
-	rs.Generation = 1
 	rs.CurrentCount, rs.ReadyCount = 0, 0
 }
 
@@ -70,7 +69,7 @@ func PrepareReplicaSetForUpdate(rs, old *schemas.ReplicaSet) {
 	carryMeta(&rs.ObjectMeta, &old.ObjectMeta)
 	rs.CurrentCount, rs.ReadyCount = old.CurrentCount, old.ReadyCount
 	if rs.DesiredCount != old.DesiredCount || !maps.Equal(rs.Selector, old.Selector) || !reflect.DeepEqual(rs.Template, old.Template) {
-		rs.Generation++
+		bumpGeneration(&rs.ObjectMeta)
 	}
 }
 
@@ -113,6 +112,7 @@ func ReplicaSetToKube(rs *schemas.ReplicaSet) (*appsv1.ReplicaSet, error) {
 	if err != nil {
 		return nil, err
 	}
+	meta.Generation = Generation(&rs.ObjectMeta)
 	spec, err := podSpecToKube(&rs.Template.PodSpec, templateContainerName(rs), "")
 	if err != nil {
 		return nil, err
@@ -131,7 +131,7 @@ func ReplicaSetToKube(rs *schemas.ReplicaSet) (*appsv1.ReplicaSet, error) {
 			ReadyReplicas: int32(rs.ReadyCount), AvailableReplicas: int32(rs.ReadyCount),
 			// The controller reconciles every spec it sees (level-triggered)
 			// but records no generation yet: report the current one.
-			ObservedGeneration: rs.Generation,
+			ObservedGeneration: meta.Generation,
 		},
 	}, nil
 }

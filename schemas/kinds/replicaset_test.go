@@ -19,7 +19,7 @@ func testReplicaSets() map[string]*schemas.ReplicaSet {
 		"plain": {ObjectMeta: schemas.ObjectMeta{Name: "web", UID: "u", ResourceVersion: 4, CreatedAt: t0, Generation: 2},
 			DesiredCount: 3, Selector: map[string]string{"app": "web"},
 			Template:     schemas.PodTemplate{PodSpec: schemas.PodSpec{Image: "nginx:1.27"}}, CurrentCount: 3, ReadyCount: 2},
-		"named template, own labels": {ObjectMeta: schemas.ObjectMeta{Name: "db", CreatedAt: t0, Annotations: map[string]string{"a": "b"}},
+		"named template, own labels": {ObjectMeta: schemas.ObjectMeta{Name: "db", CreatedAt: t0, Generation: 1, Annotations: map[string]string{"a": "b"}},
 			DesiredCount: 0, Selector: map[string]string{"app": "db"},
 			Template: schemas.PodTemplate{Name: "postgres", Labels: map[string]string{"app": "db", "tier": "data"},
 				PodSpec: schemas.PodSpec{Image: "postgres", Command: []string{"postgres"}, Resources: schemas.ResourceList{CPU: "1", Memory: "1Gi"},
@@ -92,7 +92,7 @@ func TestReplicaSetFromKubeRefuses(t *testing.T) {
 func TestReplicaSetStrategy(t *testing.T) {
 	rs := testReplicaSets()["plain"].DeepCopy()
 	PrepareReplicaSetForCreate(rs, t0)
-	if rs.CurrentCount != 0 || rs.ReadyCount != 0 || rs.Generation != 1 || rs.UID == "u" {
+	if rs.CurrentCount != 0 || rs.ReadyCount != 0 || rs.Generation != 0 || rs.UID == "u" {
 		t.Errorf("PrepareForCreate: %+v", rs)
 	}
 	if errs := ValidateReplicaSet(rs); len(errs) > 0 {
@@ -103,7 +103,7 @@ func TestReplicaSetStrategy(t *testing.T) {
 	upd := rs.DeepCopy()
 	upd.Labels = map[string]string{"x": "y"}
 	PrepareReplicaSetForUpdate(upd, old)
-	if upd.Generation != 1 || upd.CurrentCount != 2 {
+	if upd.Generation != 0 || upd.CurrentCount != 2 {
 		t.Errorf("metadata-only update: %+v", upd)
 	}
 	upd.DesiredCount = 5
