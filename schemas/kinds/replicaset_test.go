@@ -18,7 +18,7 @@ func testReplicaSets() map[string]*schemas.ReplicaSet {
 	return map[string]*schemas.ReplicaSet{
 		"plain": {ObjectMeta: schemas.ObjectMeta{Name: "web", UID: "u", ResourceVersion: 4, CreatedAt: t0, Generation: 2},
 			DesiredCount: 3, Selector: map[string]string{"app": "web"},
-			Template:     schemas.PodTemplate{PodSpec: schemas.PodSpec{Image: "nginx:1.27"}}, CurrentCount: 3, ReadyCount: 2},
+			Template: schemas.PodTemplate{PodSpec: schemas.PodSpec{Image: "nginx:1.27"}}, CurrentCount: 3, ReadyCount: 2},
 		"named template, own labels": {ObjectMeta: schemas.ObjectMeta{Name: "db", CreatedAt: t0, Generation: 1, Annotations: map[string]string{"a": "b"}},
 			DesiredCount: 0, Selector: map[string]string{"app": "db"},
 			Template: schemas.PodTemplate{Name: "postgres", Labels: map[string]string{"app": "db", "tier": "data"},
