@@ -33,6 +33,12 @@ func (s PodSpec) deepCopy() PodSpec {
 	return s
 }
 
+// DeepCopyPodSpec returns an independent copy of s.
+func (s *PodSpec) DeepCopyPodSpec() *PodSpec {
+	c := s.deepCopy()
+	return &c
+}
+
 // DeepCopy returns an independent copy of p.
 func (p *Pod) DeepCopy() *Pod {
 	if p == nil {

@@ -2,7 +2,6 @@ package kinds
 
 import (
 	"fmt"
-	"reflect"
 	"strings"
 	"time"
 
@@ -68,7 +67,13 @@ func PreparePodForUpdate(p, old *schemas.Pod) {
 	if p.NodeName == "" {
 		p.NodeName = old.NodeName // binding sets it, an update cannot unset it
 	}
-	if !reflect.DeepEqual(p.PodSpec, old.PodSpec) || p.ContainerName != old.ContainerName || p.NodeName != old.NodeName {
+	if sameSpec(&p.PodSpec, &old.PodSpec) {
+		p.PodSpec = *old.PodSpec.DeepCopyPodSpec() // as stored, however the client spelled the defaults
+	}
+	if containerNameOf(p) == containerNameOf(old) {
+		p.ContainerName = old.ContainerName
+	}
+	if !sameSpec(&p.PodSpec, &old.PodSpec) || containerNameOf(p) != containerNameOf(old) || p.NodeName != old.NodeName {
 		bumpGeneration(&p.ObjectMeta) // ValidatePodUpdate refuses it; counted as Kubernetes does
 	}
 }
@@ -101,13 +106,22 @@ func ValidatePod(p *schemas.Pod) field.ErrorList {
 // kubelet would not restart the container for it, so not yet).
 func ValidatePodUpdate(p, old *schemas.Pod) field.ErrorList {
 	errs := validateMetaUpdate(&p.ObjectMeta, &old.ObjectMeta)
-	if !reflect.DeepEqual(p.PodSpec, old.PodSpec) || p.ContainerName != old.ContainerName {
+	if !sameSpec(&p.PodSpec, &old.PodSpec) || containerNameOf(p) != containerNameOf(old) {
 		errs = append(errs, field.Forbidden(specPath, "pod updates may not change the spec (MiniKu does not change a pod's container in place yet); delete and create the pod"))
 	}
 	if p.NodeName != old.NodeName {
 		errs = append(errs, field.Invalid(specPath.Child("nodeName"), p.NodeName, "field is immutable: bind an unscheduled pod with pods/binding"))
 	}
 	return append(errs, ValidatePod(p)...)
+}
+
+// containerNameOf is the pod's container name: the kubelet's default is
+// the pod's name.
+func containerNameOf(p *schemas.Pod) string {
+	if p.ContainerName != "" {
+		return p.ContainerName
+	}
+	return p.Name
 }
 
 // controllerRef is the ownerReference of a pod of replicaset name.
@@ -131,10 +145,7 @@ func PodToKube(p *schemas.Pod) (*corev1.Pod, error) {
 	if p.DeletionTimestamp != nil && p.DeletionGracePeriodSeconds == nil {
 		meta.DeletionGracePeriodSeconds = ptrTo(int64(p.GracePeriod().Seconds()))
 	}
-	cname := p.ContainerName
-	if cname == "" {
-		cname = p.Name // the kubelet's default too
-	}
+	cname := containerNameOf(p)
 	spec, err := podSpecToKube(&p.PodSpec, cname, p.NodeName)
 	if err != nil {
 		return nil, fmt.Errorf("kinds: pod %s: %w", p.Name, err)

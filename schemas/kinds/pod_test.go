@@ -225,3 +225,29 @@ func TestPodTable(t *testing.T) {
 		t.Error("table of a node as pods")
 	}
 }
+
+// A pod stored with the defaults spelled out (as the seed API lets a
+// client write them) survives a read-modify-write through the
+// Kubernetes view: same spec, no generation bump, and a status write
+// (which skips PrepareForUpdate) passes ValidatePodUpdate.
+func TestPodDefaultsSpelledOut(t *testing.T) {
+	old := &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "p", UID: "u", CreatedAt: t0}, ContainerName: "p",
+		PodSpec: schemas.PodSpec{Image: "busybox", RestartPolicy: schemas.RestartAlways, TerminationGracePeriodSeconds: ptrTo(int64(30)),
+			Ports: []schemas.ContainerPort{{ContainerPort: 80, Protocol: "TCP"}}, Env: []schemas.EnvVar{}},
+		NodeName: "n", Status: schemas.PodRunning}
+	back := roundTrip(t, Pod, old).(*schemas.Pod)
+	if errs := ValidatePodUpdate(back, old); len(errs) > 0 {
+		t.Errorf("status-style write refused: %v", errs)
+	}
+	PreparePodForUpdate(back, old)
+	if errs := ValidatePodUpdate(back, old); len(errs) > 0 || back.Generation != 0 || !reflect.DeepEqual(back.PodSpec, old.PodSpec) || back.ContainerName != "p" {
+		t.Errorf("update: %v, generation %d, spec %+v", errs, back.Generation, back.PodSpec)
+	}
+	rs := &schemas.ReplicaSet{ObjectMeta: schemas.ObjectMeta{Name: "r", UID: "u", CreatedAt: t0}, DesiredCount: 1,
+		Selector: map[string]string{"a": "b"}, Template: schemas.PodTemplate{Name: "r", Labels: map[string]string{"a": "b"}, PodSpec: old.PodSpec}}
+	rback := roundTrip(t, ReplicaSet, rs).(*schemas.ReplicaSet)
+	PrepareReplicaSetForUpdate(rback, rs)
+	if rback.Generation != 0 || !reflect.DeepEqual(rback.Template, rs.Template) {
+		t.Errorf("replicaset update: generation %d, template %+v", rback.Generation, rback.Template)
+	}
+}

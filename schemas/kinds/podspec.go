@@ -351,3 +351,41 @@ func validatePorts(ports []schemas.ContainerPort, p *field.Path) field.ErrorList
 func corev1PodTemplate(labels map[string]string, spec corev1.PodSpec) corev1.PodTemplateSpec {
 	return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}
 }
+
+// normalSpec is s with every default spelled one way (the 30 s grace
+// period as nil, Always as "", TCP as "", empty lists and maps as nil),
+// so a spec read through the Kubernetes view compares equal to the one
+// stored whichever way a writer spelled it.
+func normalSpec(s *schemas.PodSpec) schemas.PodSpec {
+	n := *s.DeepCopyPodSpec()
+	if n.TerminationGracePeriodSeconds != nil && *n.TerminationGracePeriodSeconds == int64(schemas.DefaultTerminationGracePeriod.Seconds()) {
+		n.TerminationGracePeriodSeconds = nil
+	}
+	if n.RestartPolicy == schemas.RestartAlways {
+		n.RestartPolicy = ""
+	}
+	for i := range n.Ports {
+		if n.Ports[i].Protocol == string(corev1.ProtocolTCP) {
+			n.Ports[i].Protocol = ""
+		}
+	}
+	if len(n.Ports) == 0 {
+		n.Ports = nil
+	}
+	if len(n.Env) == 0 {
+		n.Env = nil
+	}
+	if len(n.Command) == 0 {
+		n.Command = nil
+	}
+	if len(n.NodeSelector) == 0 {
+		n.NodeSelector = nil
+	}
+	return n
+}
+
+// sameSpec reports whether a and b say the same.
+func sameSpec(a, b *schemas.PodSpec) bool {
+	na, nb := normalSpec(a), normalSpec(b)
+	return reflect.DeepEqual(&na, &nb)
+}

@@ -68,6 +68,15 @@ func PrepareReplicaSetForCreate(rs *schemas.ReplicaSet, now time.Time) {
 func PrepareReplicaSetForUpdate(rs, old *schemas.ReplicaSet) {
 	carryMeta(&rs.ObjectMeta, &old.ObjectMeta)
 	rs.CurrentCount, rs.ReadyCount = old.CurrentCount, old.ReadyCount
+	if sameSpec(&rs.Template.PodSpec, &old.Template.PodSpec) {
+		rs.Template.PodSpec = *old.Template.PodSpec.DeepCopyPodSpec() // as stored, however the client spelled the defaults
+	}
+	if templateContainerName(rs) == templateContainerName(old) {
+		rs.Template.Name = old.Template.Name
+	}
+	if maps.Equal(rs.PodLabels(), old.PodLabels()) {
+		rs.Template.Labels = maps.Clone(old.Template.Labels)
+	}
 	if rs.DesiredCount != old.DesiredCount || !maps.Equal(rs.Selector, old.Selector) || !reflect.DeepEqual(rs.Template, old.Template) {
 		bumpGeneration(&rs.ObjectMeta)
 	}
