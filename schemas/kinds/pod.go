@@ -158,6 +158,13 @@ func PodToKube(p *schemas.Pod) (*corev1.Pod, error) {
 	}, nil
 }
 
+const (
+	// reasonUnschedulable is the scheduler's reason on a pod it cannot
+	// place (services/scheduler.ReasonPodUnschedulable), Kubernetes' too.
+	reasonUnschedulable    = "Unschedulable"
+	reasonContainerUnknown = "ContainerStatusUnknown"
+)
+
 // Container state reasons a pending container shows as waiting.
 var waitingReasons = map[string]bool{
 	"ContainerCreating": true, "CrashLoopBackOff": true, "ErrImagePull": true, "ImagePullBackOff": true,
@@ -190,9 +197,11 @@ func podStatusToKube(p *schemas.Pod, cname string) corev1.PodStatus {
 	if phase.Terminal() {
 		notReady = "PodCompleted"
 	}
-	st.Conditions = []corev1.PodCondition{
-		cond(corev1.PodScheduled, scheduled, "", created),
+	sc := cond(corev1.PodScheduled, scheduled, "", created)
+	if !scheduled && p.Reason == reasonUnschedulable {
+		sc.Reason, sc.Message = p.Reason, p.Message // the scheduler's why
 	}
+	st.Conditions = []corev1.PodCondition{sc}
 	if scheduled {
 		st.Conditions = append(st.Conditions,
 			cond(corev1.PodInitialized, true, "", created),
@@ -235,8 +244,11 @@ func podStatusToKube(p *schemas.Pod, cname string) corev1.PodStatus {
 	case phase.Terminal() && terminated != nil:
 		cs.State.Terminated = terminated
 	case phase.Terminal():
-		cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: 137, Reason: orString(p.Reason, "Error"), Message: p.Message,
-			FinishedAt: kubeTime(deref(p.FinishedAt))}
+		// No exit code known (the node was lost): what Kubernetes shows
+		// for a container nobody could find.
+		cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: 137, Reason: reasonContainerUnknown,
+			Message: "The container could not be located when the pod was terminated",
+			StartedAt: kubeTime(deref(p.StartedAt)), FinishedAt: kubeTime(deref(p.FinishedAt))}
 	default:
 		reason := p.Reason
 		if !waitingReasons[reason] {
@@ -317,6 +329,11 @@ func podStatusFromKube(st *corev1.PodStatus, p *schemas.Pod) {
 	if st.Reason != "" {
 		p.Reason, p.Message = st.Reason, st.Message
 	}
+	for _, c := range st.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status != corev1.ConditionTrue && c.Reason == reasonUnschedulable {
+			p.Reason, p.Message = c.Reason, c.Message
+		}
+	}
 	if len(st.ContainerStatuses) == 0 {
 		return
 	}
@@ -326,6 +343,10 @@ func podStatusFromKube(st *corev1.PodStatus, p *schemas.Pod) {
 	term := cs.State.Terminated
 	if term == nil {
 		term = cs.LastTerminationState.Terminated
+	}
+	if term != nil && term.Reason == reasonContainerUnknown {
+		p.StartedAt, p.FinishedAt = timePtr(&term.StartedAt), timePtr(&term.FinishedAt)
+		term = nil // shown for a missing exit code, not stored
 	}
 	if term != nil {
 		code := int(term.ExitCode)

@@ -36,6 +36,10 @@ func testPods() map[string]*schemas.Pod {
 			ExitCode: &code0, ContainerID: "c", StartedAt: tp(t0), FinishedAt: tp(t0.Add(time.Minute))},
 		"failed OOM": {ObjectMeta: meta("p5"), PodSpec: spec, NodeName: "node-1", Status: schemas.PodFailed, Reason: "OOMKilled",
 			ExitCode: &code1, StartedAt: tp(t0), FinishedAt: tp(t0.Add(time.Minute))},
+		"unschedulable": {ObjectMeta: meta("p8"), PodSpec: spec, Status: schemas.PodPending, Reason: "Unschedulable",
+			Message: "0/2 nodes are available: 2 Insufficient cpu."},
+		"node lost": {ObjectMeta: meta("p9"), PodSpec: spec, NodeName: "node-1", Status: schemas.PodFailed, Reason: "NodeLost",
+			Message: "node node-1 stopped responding", StartedAt: tp(t0), FinishedAt: tp(t0.Add(time.Minute))},
 		"terminating": {ObjectMeta: meta("p6"), PodSpec: spec, NodeName: "node-1", Status: schemas.PodRunning, StartedAt: tp(t0),
 			DeletionTimestamp: tp(t0.Add(time.Hour)), DeletionGracePeriodSeconds: ptrTo(int64(30))},
 		"other owner refs": {ObjectMeta: schemas.ObjectMeta{Name: "p7", CreatedAt: t0, Generation: 1, Finalizers: []string{"example.com/f"},
@@ -95,6 +99,14 @@ func TestPodToKube(t *testing.T) {
 	if w := k.Status.ContainerStatuses[0].State.Waiting; w == nil || w.Reason != "CrashLoopBackOff" ||
 		k.Status.ContainerStatuses[0].LastTerminationState.Terminated.ExitCode != 1 {
 		t.Errorf("crash loop status %+v", k.Status.ContainerStatuses[0])
+	}
+	k, _ = PodToKube(pods["unschedulable"])
+	if c := k.Status.Conditions[0]; c.Type != corev1.PodScheduled || c.Status != corev1.ConditionFalse || c.Reason != "Unschedulable" || c.Message == "" {
+		t.Errorf("unschedulable condition %+v", c)
+	}
+	k, _ = PodToKube(pods["node lost"])
+	if k.Status.Reason != "NodeLost" || k.Status.ContainerStatuses[0].State.Terminated.Reason != "ContainerStatusUnknown" {
+		t.Errorf("node lost status %+v", k.Status)
 	}
 	k, _ = PodToKube(pods["pending"])
 	if len(k.Status.ContainerStatuses) != 0 || k.Status.QOSClass != corev1.PodQOSBestEffort || len(k.Status.Conditions) != 1 {
@@ -207,6 +219,8 @@ func TestPodTable(t *testing.T) {
 		"crash loop":              {"p3", "0/1", "CrashLoopBackOff", "3 (119m ago)", "120m", "<none>", "node-1", "<none>", "<none>"},
 		"succeeded":               {"p4", "0/1", "Completed", "0", "120m", "<none>", "node-1", "<none>", "<none>"},
 		"failed OOM":              {"p5", "0/1", "OOMKilled", "0", "120m", "<none>", "node-1", "<none>", "<none>"},
+		"unschedulable":           {"p8", "0/1", "Pending", "0", "120m", "<none>", "<none>", "<none>", "<none>"},
+		"node lost":               {"p9", "0/1", "ContainerStatusUnknown", "0", "120m", "<none>", "node-1", "<none>", "<none>"},
 		"terminating":             {"p6", "1/1", "Terminating", "0", "120m", "<none>", "node-1", "<none>", "<none>"},
 	} {
 		k, err := PodToKube(pods[name])
