@@ -247,7 +247,7 @@ func podStatusToKube(p *schemas.Pod, cname string) corev1.PodStatus {
 		// No exit code known (the node was lost): what Kubernetes shows
 		// for a container nobody could find.
 		cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: 137, Reason: reasonContainerUnknown,
-			Message: "The container could not be located when the pod was terminated",
+			Message:   "The container could not be located when the pod was terminated",
 			StartedAt: kubeTime(deref(p.StartedAt)), FinishedAt: kubeTime(deref(p.FinishedAt))}
 	default:
 		reason := p.Reason
