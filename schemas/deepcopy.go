@@ -64,6 +64,7 @@ func (rs *ReplicaSet) DeepCopy() *ReplicaSet {
 	out.ObjectMeta = rs.ObjectMeta.deepCopy()
 	out.Selector = maps.Clone(rs.Selector)
 	out.Template.Labels = maps.Clone(rs.Template.Labels)
+	out.Template.Annotations = maps.Clone(rs.Template.Annotations)
 	out.Template.PodSpec = rs.Template.PodSpec.deepCopy()
 	return &out
 }

@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/miniku/miniku/schemas"
@@ -346,10 +345,6 @@ func validatePorts(ports []schemas.ContainerPort, p *field.Path) field.ErrorList
 		}
 	}
 	return errs
-}
-
-func corev1PodTemplate(labels map[string]string, spec corev1.PodSpec) corev1.PodTemplateSpec {
-	return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}
 }
 
 // normalSpec is s with every default spelled one way (the 30 s grace

@@ -8,6 +8,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -92,6 +94,7 @@ var rsRename = mergeMaps(metaRename, specRename("template.", "spec.template.spec
 func ValidateReplicaSet(rs *schemas.ReplicaSet) field.ErrorList {
 	errs := fieldErrors(rs.Validate(), rsRename)
 	errs = append(errs, validateMeta(&rs.ObjectMeta)...)
+	errs = append(errs, apivalidation.ValidateAnnotations(rs.Template.Annotations, field.NewPath("spec", "template", "metadata", "annotations"))...)
 	return append(errs, validatePorts(rs.Template.Ports, field.NewPath("spec", "template", "spec", "containers").Index(0).Child("ports"))...)
 }
 
@@ -133,7 +136,7 @@ func ReplicaSetToKube(rs *schemas.ReplicaSet) (*appsv1.ReplicaSet, error) {
 		Spec: appsv1.ReplicaSetSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: maps.Clone(rs.Selector)},
-			Template: corev1PodTemplate(rs.PodLabels(), spec),
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: rs.PodLabels(), Annotations: maps.Clone(rs.Template.Annotations)}, Spec: spec},
 		},
 		Status: appsv1.ReplicaSetStatus{
 			Replicas: int32(rs.CurrentCount), FullyLabeledReplicas: int32(rs.CurrentCount),
@@ -148,7 +151,7 @@ func ReplicaSetToKube(rs *schemas.ReplicaSet) (*appsv1.ReplicaSet, error) {
 // ReplicaSetFromKube is the stored replicaset of a wire one. Refused
 // besides the pod spec fields (podspec.go): spec.minReadySeconds,
 // spec.selector.matchExpressions, spec.template.metadata other than
-// labels, spec.template.spec.nodeName.
+// labels and annotations, spec.template.spec.nodeName.
 func ReplicaSetFromKube(k *appsv1.ReplicaSet) (*schemas.ReplicaSet, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
 	rs := &schemas.ReplicaSet{ObjectMeta: meta, DesiredCount: 1}
@@ -176,7 +179,8 @@ func ReplicaSetFromKube(k *appsv1.ReplicaSet) (*schemas.ReplicaSet, field.ErrorL
 	if maps.Equal(rs.Template.Labels, rs.Selector) {
 		rs.Template.Labels = nil // the stored default: pods get the selector
 	}
-	tm.Labels = nil
+	rs.Template.Annotations = maps.Clone(tm.Annotations)
+	tm.Labels, tm.Annotations = nil, nil
 	tm.CreationTimestamp = metav1.Time{} // written as null by older clients
 	errs = append(errs, leftovers(reflect.ValueOf(&tm).Elem(), tp.Child("metadata"))...)
 	var (

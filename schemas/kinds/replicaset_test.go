@@ -21,7 +21,7 @@ func testReplicaSets() map[string]*schemas.ReplicaSet {
 			Template: schemas.PodTemplate{PodSpec: schemas.PodSpec{Image: "nginx:1.27"}}, CurrentCount: 3, ReadyCount: 2},
 		"named template, own labels": {ObjectMeta: schemas.ObjectMeta{Name: "db", CreatedAt: t0, Generation: 1, Annotations: map[string]string{"a": "b"}},
 			DesiredCount: 0, Selector: map[string]string{"app": "db"},
-			Template: schemas.PodTemplate{Name: "postgres", Labels: map[string]string{"app": "db", "tier": "data"},
+			Template: schemas.PodTemplate{Name: "postgres", Labels: map[string]string{"app": "db", "tier": "data"}, Annotations: map[string]string{"checksum/config": "abc"},
 				PodSpec: schemas.PodSpec{Image: "postgres", Command: []string{"postgres"}, Resources: schemas.ResourceList{CPU: "1", Memory: "1Gi"},
 					Ports: []schemas.ContainerPort{{ContainerPort: 5432}}}}},
 	}
@@ -67,7 +67,8 @@ func TestReplicaSetFromKubeRefuses(t *testing.T) {
 		}, "spec.selector.matchExpressions"},
 		{"no selector", func(r *appsv1.ReplicaSet) { r.Spec.Selector = nil }, "spec.selector"},
 		{"minReadySeconds", func(r *appsv1.ReplicaSet) { r.Spec.MinReadySeconds = 5 }, "spec.minReadySeconds"},
-		{"template annotations", func(r *appsv1.ReplicaSet) { r.Spec.Template.Annotations = map[string]string{"a": "b"} }, "spec.template.metadata.annotations"},
+		{"template generateName", func(r *appsv1.ReplicaSet) { r.Spec.Template.GenerateName = "x-" }, "spec.template.metadata.generateName"},
+		{"template annotations kept", func(r *appsv1.ReplicaSet) { r.Spec.Template.Annotations = map[string]string{"a": "b"} }, ""},
 		{"template probe", func(r *appsv1.ReplicaSet) { r.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{} }, "spec.template.spec.containers[0].readinessProbe"},
 		{"template nodeName", func(r *appsv1.ReplicaSet) { r.Spec.Template.Spec.NodeName = "n" }, "spec.template.spec.nodeName"},
 		{"namespace", func(r *appsv1.ReplicaSet) { r.Namespace = "prod" }, "metadata.namespace"},
@@ -119,6 +120,11 @@ func TestReplicaSetStrategy(t *testing.T) {
 	bad.DesiredCount, bad.Template.RestartPolicy = -1, schemas.RestartNever
 	if got := errPaths(ValidateReplicaSet(bad)); got != "spec.template.spec.restartPolicy spec.replicas" {
 		t.Errorf("bad paths %q", got)
+	}
+	bad = rs.DeepCopy()
+	bad.Template.Annotations = map[string]string{"bad key": "v"}
+	if got := errPaths(ValidateReplicaSet(bad)); got != "spec.template.metadata.annotations" {
+		t.Errorf("bad template annotation: %q", got)
 	}
 	s := ReplicaSetScale(rs)
 	if s.Spec.Replicas != 3 || s.Status.Selector != "app=web" {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -357,7 +358,8 @@ func randomHex(n int) string {
 func (c *Controller) createPod(ctx context.Context, rs *schemas.ReplicaSet) error {
 	for attempt := 0; ; attempt++ {
 		pod := &schemas.Pod{
-			ObjectMeta:    schemas.ObjectMeta{Name: rs.Name + "-" + randomHex(4), Labels: rs.PodLabels()},
+			ObjectMeta: schemas.ObjectMeta{Name: rs.Name + "-" + randomHex(4), Labels: rs.PodLabels(),
+				Annotations: maps.Clone(rs.Template.Annotations)},
 			ContainerName: rs.Template.Name,
 			PodSpec:       rs.Template.PodSpec,
 			Owner:         rs.Name,

@@ -13,7 +13,8 @@ import (
 
 // The controller builds its pods through the kinds Pod strategy: they
 // get the API's identity and status, and a template the API would refuse
-// (written straight into KV) yields no pod at all.
+// (written straight into KV) yields no pod at all. Template annotations
+// reach the pods.
 func TestControllerPodsPassTheStrategy(t *testing.T) {
 	ns := bustest.Server(t, "", "")
 	conn := bustest.Conn(t, ns.ClientURL(), nil)
@@ -21,7 +22,9 @@ func TestControllerPodsPassTheStrategy(t *testing.T) {
 	ctx := context.Background()
 	bad := testRS("bad", 2)
 	bad.Template.Ports = []schemas.ContainerPort{{ContainerPort: 0}}
-	for _, rs := range []*schemas.ReplicaSet{bad, testRS("good", 2)} {
+	good := testRS("good", 2)
+	good.Template.Annotations = map[string]string{"checksum/config": "abc"}
+	for _, rs := range []*schemas.ReplicaSet{bad, good} {
 		if err := conn.ReplicaSets.Create(ctx, rs); err != nil {
 			t.Fatal(err)
 		}
@@ -36,7 +39,8 @@ func TestControllerPodsPassTheStrategy(t *testing.T) {
 			if p.Owner == "bad" {
 				t.Fatalf("pod %s written from a template the API refuses", p.Name)
 			}
-			if len(p.UID) != 32 || p.Status != schemas.PodPending || p.CreatedAt.IsZero() || p.OwnerUID != "good-uid" {
+			if len(p.UID) != 32 || p.Status != schemas.PodPending || p.CreatedAt.IsZero() || p.OwnerUID != "good-uid" ||
+				p.Annotations["checksum/config"] != "abc" {
 				t.Fatalf("pod %+v", p)
 			}
 			good++
