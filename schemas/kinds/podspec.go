@@ -243,9 +243,13 @@ func containerFromKube(c *corev1.Container, spec *schemas.PodSpec, p *field.Path
 		spec.Ports = append(spec.Ports, schemas.ContainerPort{Name: kp.Name, ContainerPort: kp.ContainerPort, Protocol: proto})
 	}
 	c.Ports = nil
-	if c.ImagePullPolicy == defaultPullPolicy(spec.Image) {
-		c.ImagePullPolicy = ""
+	switch def := defaultPullPolicy(spec.Image); c.ImagePullPolicy {
+	case "", def:
+	default:
+		errs = append(errs, notSupported(p.Child("imagePullPolicy"), fmt.Sprintf(
+			"MiniKu pulls by Kubernetes' default policy: Always for :latest or no tag, else IfNotPresent (here %s)", def)))
 	}
+	c.ImagePullPolicy = ""
 	if c.TerminationMessagePath == defaultTerminationMessagePath {
 		c.TerminationMessagePath = ""
 	}
