@@ -282,9 +282,25 @@ func age(t metav1.Time, now time.Time) string {
 	return duration.HumanDuration(now.Sub(t.Time))
 }
 
-// createMeta resets what a creator may not set.
+// createMeta resets what a creator may not set. The generation is
+// stored as 0 at creation and read as 1 (Generation), so objects written
+// before generations existed, and the seed API's responses, need none.
 func createMeta(m *schemas.ObjectMeta, now time.Time) {
 	m.UID = NewUID()
 	m.CreatedAt = now.UTC()
 	m.ResourceVersion = 0
+	m.Generation = 0
+}
+
+// Generation is m's generation as Kubernetes counts it: 1 at creation.
+func Generation(m *schemas.ObjectMeta) int64 { return max(m.Generation, 1) }
+
+// bumpGeneration counts a spec change.
+func bumpGeneration(m *schemas.ObjectMeta) { m.Generation = Generation(m) + 1 }
+
+func metaRV(rv uint64) string {
+	if rv == 0 {
+		return ""
+	}
+	return strconv.FormatUint(rv, 10)
 }

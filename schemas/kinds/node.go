@@ -295,17 +295,19 @@ func NodeFromKube(k *corev1.Node) (*schemas.Node, field.ErrorList) {
 }
 
 func nodeRow(n *corev1.Node, now time.Time) []any {
+	// Only the Ready condition shows, as kube-apiserver prints it:
+	// pressure is for describe.
 	var status []string
 	for _, c := range n.Status.Conditions {
-		switch {
-		case c.Status == corev1.ConditionTrue:
+		if c.Type != corev1.NodeReady {
+			continue
+		}
+		if c.Status == corev1.ConditionTrue {
 			status = append(status, string(c.Type))
-		case c.Type == corev1.NodeReady:
+		} else {
 			status = append(status, "Not"+string(c.Type))
 		}
 	}
-	// kubectl keeps only Ready among the conditions it prints when true
-	// for pressure too; pressure shows as MemoryPressure etc.
 	if len(status) == 0 {
 		status = []string{"Unknown"}
 	}

@@ -4,4 +4,6 @@ func init() {
 	Register(Node)
 	Register(Namespace)
 	Register(Pod)
+	Register(ReplicaSet)
+	Register(Event)
 }
