@@ -25,6 +25,9 @@ func TestDeclarations(t *testing.T) {
 			[]string{"create", "delete", "get", "list", "patch", "update", "watch"}, []string{"finalize", "status"}, "namespaces"},
 		{"replicasets", "apps/v1", "ReplicaSet", "replicaset", []string{"rs"}, []string{"all"}, true, all, []string{"scale", "status"}, bus.BucketReplicaSets},
 		{"events", "v1", "Event", "event", []string{"ev"}, nil, true, []string{"get", "list", "watch"}, nil, ""},
+		{"configmaps", "v1", "ConfigMap", "configmap", []string{"cm"}, nil, true, all, nil, bus.BucketConfigMaps},
+		{"secrets", "v1", "Secret", "secret", nil, nil, true, all, nil, bus.BucketSecrets},
+		{"serviceaccounts", "v1", "ServiceAccount", "serviceaccount", []string{"sa"}, nil, true, all, nil, bus.BucketServiceAccounts},
 	} {
 		k, ok := kinds.ByResource(tc.resource)
 		if !ok {
@@ -41,7 +44,7 @@ func TestDeclarations(t *testing.T) {
 			t.Errorf("%s: GVR %v GVK %v", tc.resource, i.GVR(), i.GVK())
 		}
 	}
-	if n := len(kinds.All()); n != 5 {
-		t.Errorf("%d kinds declared, want 5", n)
+	if n := len(kinds.All()); n != 8 {
+		t.Errorf("%d kinds declared, want 8", n)
 	}
 }
