@@ -55,13 +55,14 @@ template: {image: busybox, command: [sleep, "3600"], terminationGracePeriodSecon
 // and that they retry, after the Retry-After the API sends (1 s), and
 // succeed once NATS is back; every object acknowledged before the kill is
 // still there; a `get -w` and an `events` started before the kill go on
-// and show what happens after it; the cluster converges to what the
+// and show what happens after it (events saying it lost NATS and is back); the cluster converges to what the
 // commands asked for, with the same containers for the pods that were
 // running.
 func TestCLIAcrossNATSRestart(t *testing.T) {
 	requireRoot(t)
 	began := time.Now()
 	cc, a := startCluster(t, []string{"node-a"}, 1)
+	t.Logf("cluster up in %v", time.Since(began).Round(time.Millisecond))
 	// The CLI finds the token in the control plane's data dir, as on the
 	// host running `miniku nats` and `miniku apiserver`.
 	c := &cluster{dataDir: cc.ctlDir, apiAddr: strings.TrimPrefix(a.base, "http://"), api: a}
@@ -83,6 +84,7 @@ func TestCLIAcrossNATSRestart(t *testing.T) {
 	events := c.streamCLI(t, "events", "--nats", cc.natsURL, "--kind", "pod")
 	events.waitFor(t, "events start", regexp.MustCompile(`watching pod\.>`))
 
+	t.Logf("objects running %v after the start", time.Since(began).Round(time.Millisecond))
 	cc.kill("nats")
 	killed := time.Now()
 	eventually(t, 10*time.Second, func() error {
@@ -155,6 +157,7 @@ func TestCLIAcrossNATSRestart(t *testing.T) {
 		}
 		return nil
 	})
+	t.Logf("converged %v after the restart", time.Since(restarted).Round(time.Millisecond))
 	keepAfter, err := running(a, "keep", 1)
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +176,10 @@ func TestCLIAcrossNATSRestart(t *testing.T) {
 	watch.waitFor(t, "get -w after the restart", regexp.MustCompile(`(?m)^`+name+`\s+Running\s`))
 	watch.waitFor(t, "get -w sees solo go", regexp.MustCompile(`(?m)^solo\s+Deleted`))
 	events.waitFor(t, "events after the restart", regexp.MustCompile(`pod\.running\s+pod/`+name))
+	// events says it lost NATS and that what was published meanwhile is
+	// not shown (core NATS does not replay), then that it is back.
+	events.waitFor(t, "events says the connection was lost",
+		regexp.MustCompile(`(?s)miniku: lost the connection to NATS \(.*\); reconnecting \(events published meanwhile are not shown\)\n.*miniku: reconnected to NATS at nats://`))
 	for _, s := range []*streamed{watch, events} {
 		select {
 		case <-s.done:
@@ -184,5 +191,6 @@ func TestCLIAcrossNATSRestart(t *testing.T) {
 		t.Errorf("components exited during the NATS restart: %v", exited)
 	}
 	cc.checkNoPanic()
+	t.Logf("miniku events:\n%s", events.output())
 	t.Logf("whole test %v", time.Since(began).Round(time.Millisecond))
 }
