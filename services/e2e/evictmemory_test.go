@@ -75,7 +75,8 @@ func podMemory(t *testing.T, dataDir, pod string) string {
 // a Guaranteed one 80Mi of its 128Mi, a Burstable one (cpu only: a zero
 // memory request) 96Mi, leaving about 200Mi, no pressure; then a
 // BestEffort one 64Mi, leaving about 136Mi: MemoryPressure turns True and
-// one pod is evicted. The pods over their request (zero) rank before the
+// one pod is evicted, its container killed within about a second although
+// it ignores SIGTERM. The pods over their request (zero) rank before the
 // Guaranteed one; of those the BestEffort ones before the Burstable one,
 // though it holds more; of the BestEffort ones the one holding more, not
 // the writer. Its memory freed, the condition clears and nothing else is
@@ -114,7 +115,10 @@ func TestEvictionNodeMemoryPressure(t *testing.T) {
 	}
 
 	posted := time.Now()
-	a.mustPost("/pods", `{"name":"besteffort","image":"alpine","restartPolicy":"Never","command":`+fillTmp(64)+`}`)
+	// It ignores SIGTERM: a hard eviction must not wait out its 30 s grace
+	// period to free the memory.
+	a.mustPost("/pods", `{"name":"besteffort","image":"alpine","restartPolicy":"Never",
+		"command":["sh","-c","trap '' TERM; head -c 67108864 /dev/zero > /tmp/fill && echo filled; sleep 1000"]}`)
 	waitCondition(t, a, "node-1", schemas.NodeMemoryPressure, "True", 30*time.Second)
 	cond := nodeCondition(t, a, "node-1", schemas.NodeMemoryPressure)
 	t.Logf("MemoryPressure True %v after the third pod was posted: %s", time.Since(posted).Round(time.Millisecond), cond.Message)
@@ -136,6 +140,13 @@ func TestEvictionNodeMemoryPressure(t *testing.T) {
 		}
 		return nil
 	})
+	if p.FinishedAt == nil {
+		t.Errorf("evicted pod without finishedAt: %+v", p)
+	} else if d := time.Since(*p.FinishedAt); d > 15*time.Second {
+		t.Errorf("the evicted pod's container stopped %v after the eviction: it waited out the grace period (30s), want about 1s", d.Round(time.Millisecond))
+	} else {
+		t.Logf("the evicted pod's container stopped within %v of the eviction", d.Round(time.Millisecond))
+	}
 	// Its memory went with its container: the pressure clears after the
 	// transition period (2s), and the other two were never evicted.
 	waitCondition(t, a, "node-1", schemas.NodeMemoryPressure, "False", 30*time.Second)
