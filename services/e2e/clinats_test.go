@@ -85,6 +85,10 @@ func TestCLIAcrossNATSRestart(t *testing.T) {
 	events.waitFor(t, "events start", regexp.MustCompile(`watching pod\.>`))
 
 	t.Logf("objects running %v after the start", time.Since(began).Round(time.Millisecond))
+	// Acknowledged the moment before the kill: it must survive it too.
+	if out := c.mustCLI(t, "", "apply", "-f", "../../deployments/examples/pod.json"); !strings.Contains(out, "pod/hello created") {
+		t.Fatalf("apply pod.json: %s", out)
+	}
 	cc.kill("nats")
 	killed := time.Now()
 	eventually(t, 10*time.Second, func() error {
@@ -151,6 +155,9 @@ func TestCLIAcrossNATSRestart(t *testing.T) {
 		}
 		if _, err := running(a, "during", 1); err != nil {
 			return err
+		}
+		if _, ok, err := a.getPod("hello"); err != nil || !ok {
+			return fmt.Errorf("pod hello, created just before the kill, is gone (%v)", err)
 		}
 		if p, ok, err := a.getPod("solo"); err != nil || ok {
 			return fmt.Errorf("pod solo still there (%s, deletionTimestamp %v) or %v", p.Status, p.DeletionTimestamp, err)
