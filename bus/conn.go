@@ -38,6 +38,12 @@ type Options struct {
 	// Bind uses the buckets and streams as they are and waits for them to
 	// exist, instead of creating them: for users that may not (kubelets).
 	Bind bool
+	// NoReconnectBuffer fails publishes (hence every KV read and write)
+	// at once while the connection is down, instead of buffering them
+	// until it is back: for the apiserver, which would otherwise answer
+	// 503 after its request timeout for a write the buffer then applies
+	// when NATS returns.
+	NoReconnectBuffer bool
 }
 
 // Conn is a NATS connection with JetStream and the MiniKu buckets.
@@ -97,6 +103,9 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 			}
 			log.Warn("nats async error", "subject", subj, "err", err)
 		}),
+	}
+	if o.NoReconnectBuffer {
+		opts = append(opts, nats.ReconnectBufSize(-1))
 	}
 	opts = append(opts, o.securityOptions()...)
 	opts = append(opts, nats.ReconnectErrHandler(connectFailed(log, o.TLSCA)))

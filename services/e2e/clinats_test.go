@@ -51,9 +51,10 @@ template: {image: busybox, command: [sleep, "3600"], terminationGracePeriodSecon
 
 // TestCLIAcrossNATSRestart: every component in its own process, and the
 // NATS server killed (-9) and started again on its data dir while the CLI
-// is used. Commands issued during the outage say the store is unavailable
-// and that they retry, after the Retry-After the API sends (1 s), and
-// succeed once NATS is back; every object acknowledged before the kill is
+// is used. Commands issued during the outage say at once that the store is
+// unavailable and that they retry, after the Retry-After the API sends
+// (1 s), and succeed once NATS is back; a request refused with 503 has no
+// effect, even after NATS is back; every object acknowledged before the kill is
 // still there; a `get -w` and an `events` started before the kill go on
 // and show what happens after it (events saying it lost NATS and is back); the cluster converges to what the
 // commands asked for, with the same containers for the pods that were
@@ -115,9 +116,20 @@ func TestCLIAcrossNATSRestart(t *testing.T) {
 		{"delete", c.streamCLI(t, "delete", "pod", "solo", "--grace-period", "0"), regexp.MustCompile(`(?m)^pod/solo deleted$`)},
 		{"get", c.streamCLI(t, "get", "rs", "keep"), regexp.MustCompile(`(?m)^keep\s+1\s+1\s+1\s`)},
 	}
+	issued := time.Now()
 	for _, cmd := range cmds {
 		cmd.s.waitFor(t, cmd.what+" during the outage", retrying)
-		t.Logf("%s told to retry %v after the kill", cmd.what, time.Since(killed).Round(time.Millisecond))
+		// At once, not after the apiserver's request timeout (10 s).
+		if d := time.Since(issued); d > 5*time.Second {
+			t.Errorf("%s told to retry %v after it was issued, want at once", cmd.what, d.Round(time.Millisecond))
+		}
+		t.Logf("%s told to retry %v after it was issued", cmd.what, time.Since(issued).Round(time.Millisecond))
+	}
+	// A POST refused with 503 must have had no effect, even once NATS is
+	// back (nats.go would buffer its write while reconnecting and send it
+	// then).
+	if code, body := a.do("POST", "/replicasets", chaosRS("phantom", 1)); code != 503 {
+		t.Errorf("POST during the outage: %d %s, want 503", code, body)
 	}
 	if d := time.Since(killed); d < 3*time.Second {
 		time.Sleep(3*time.Second - d)
@@ -164,6 +176,9 @@ func TestCLIAcrossNATSRestart(t *testing.T) {
 		}
 		return nil
 	})
+	if code, body := a.do("GET", "/replicasets/phantom", ""); code != 404 {
+		t.Errorf("a POST answered 503 during the outage took effect after it: %d %s", code, body)
+	}
 	t.Logf("converged %v after the restart", time.Since(restarted).Round(time.Millisecond))
 	keepAfter, err := running(a, "keep", 1)
 	if err != nil {
