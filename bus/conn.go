@@ -42,6 +42,12 @@ type Options struct {
 	// the apiserver's connection has one, and only a connection with one
 	// has Conn.Secrets: no other NATS user may touch that bucket.
 	SecretsKey Sealer
+	// NoReconnectBuffer fails publishes (hence every KV read and write)
+	// at once while the connection is down, instead of buffering them
+	// until it is back: for the apiserver, which would otherwise answer
+	// 503 after its request timeout for a write the buffer then applies
+	// when NATS returns.
+	NoReconnectBuffer bool
 }
 
 // Conn is a NATS connection with JetStream and the MiniKu buckets.
@@ -108,6 +114,9 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 			}
 			log.Warn("nats async error", "subject", subj, "err", err)
 		}),
+	}
+	if o.NoReconnectBuffer {
+		opts = append(opts, nats.ReconnectBufSize(-1))
 	}
 	opts = append(opts, o.securityOptions()...)
 	opts = append(opts, nats.ReconnectErrHandler(connectFailed(log, o.TLSCA)))

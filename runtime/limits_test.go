@@ -196,6 +196,33 @@ func TestMemoryUsage(t *testing.T) {
 	}
 }
 
+// TestUsageIsWorkingSet: Usage, what the eviction manager measures pods
+// by, counts a container's tmpfs (memory it holds) but not the page cache
+// of a file it wrote to disk, which its cgroup is charged for as well.
+func TestUsageIsWorkingSet(t *testing.T) {
+	t.Parallel()
+	r := configRuntime(t, Config{})
+	c := mustStart(t, r, Spec{ID: "writer", Rootfs: fullRootfs(t), Args: []string{"sh", "-c",
+		"head -c 67108864 /dev/zero > /fill && head -c 8388608 /dev/zero > /tmp/f && echo ready; exec sleep 1000"}})
+	logContains(t, c, "ready")
+	ms, err := r.MemoryUsage("writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := r.Usage("writer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cgroup %+v, Usage %d bytes, disk %d bytes", ms, u.MemoryBytes, u.DiskBytes)
+	if ms.UsageBytes < 64<<20 {
+		t.Skipf("the kernel charged only %d bytes for 64 MiB written and 8 MiB in tmpfs: nothing to tell apart", ms.UsageBytes)
+	}
+	if !u.MemoryKnown || u.MemoryBytes < 8<<20 || u.MemoryBytes > 32<<20 || u.MemoryBytes != ms.WorkingSetBytes {
+		t.Errorf("Usage counts %d bytes (known %v) for 8 MiB in tmpfs and 64 MiB written to disk, want the working set %d",
+			u.MemoryBytes, u.MemoryKnown, ms.WorkingSetBytes)
+	}
+}
+
 // TestCgroupMembership: a container's command, what it forks, and an exec
 // are in the container's memory and pids cgroups under the node's, though
 // init joins them by its thread alone (v1).

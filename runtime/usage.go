@@ -4,10 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 )
 
@@ -17,7 +14,8 @@ type Usage struct {
 	// DiskBytes is the space its writable layer and its logs take, counted
 	// in allocated blocks like du, hard links once.
 	DiskBytes int64
-	// MemoryBytes is its cgroup's memory use; MemoryKnown is false when it
+	// MemoryBytes is its memory cgroup's working set (use less the
+	// inactive file cache, see cgroupMemory); MemoryKnown is false when it
 	// has no memory cgroup.
 	MemoryBytes int64
 	MemoryKnown bool
@@ -42,7 +40,7 @@ func (r *Runtime) Usage(id string) (Usage, error) {
 		}
 		u.DiskBytes += n
 	}
-	u.MemoryBytes, u.MemoryKnown = cgroupMemory(st.Cgroups.Dirs)
+	u.MemoryBytes, u.MemoryKnown = cgroupMemory(r.cgroups, st.Cgroups.Mem, st.Cgroups.Dirs)
 	return u, nil
 }
 
@@ -81,19 +79,19 @@ func diskUsage(p string, seen map[uint64]bool) (int64, error) {
 	return total, err
 }
 
-// cgroupMemory reads memory.current (v2) or memory.usage_in_bytes (v1) from
-// whichever of the container's cgroup directories has one.
-func cgroupMemory(dirs []string) (int64, bool) {
+// cgroupMemory is the working set of the container's memory cgroup (mem,
+// else whichever of dirs is one): its use less the inactive file cache.
+// The page cache of what the container wrote to disk is charged to it but
+// is the first thing the kernel reclaims; counting it, a pod that wrote a
+// large file would look as if it held that much memory and be evicted
+// for memory pressure. The kubelet and cAdvisor evict on the working set.
+func cgroupMemory(v cgroupVersion, mem string, dirs []string) (int64, bool) {
+	if mem != "" {
+		dirs = []string{mem}
+	}
 	for _, d := range dirs {
-		for _, f := range []string{"memory.current", "memory.usage_in_bytes"} {
-			data, err := os.ReadFile(filepath.Join(d, f))
-			if err != nil {
-				continue
-			}
-			v, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
-			if err == nil {
-				return v, true
-			}
+		if ms, err := readMemoryStats(v, d); err == nil {
+			return ms.WorkingSetBytes, true
 		}
 	}
 	return 0, false

@@ -197,6 +197,11 @@ func (s *Server) errorResponse(r *http.Request, err error) (int, any) {
 		status = http.StatusServiceUnavailable
 	}
 	s.log.Error("request failed", "method", r.Method, "path", r.URL.EscapedPath(), "status", status, "err", err)
+	if errors.Is(err, nats.ErrReconnectBufExceeded) {
+		// nats.go refusing to buffer while it reconnects (NoReconnectBuffer):
+		// its wording would send the reader looking for a buffer to grow.
+		return status, errorBody{Error: "state store unavailable, retry later: not connected to NATS (" + s.conn.NATS().Status().String() + ")"}
+	}
 	if status == http.StatusServiceUnavailable {
 		return status, errorBody{Error: "state store unavailable, retry later: " + err.Error()}
 	}
@@ -209,6 +214,7 @@ func unavailable(err error) bool {
 		errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, nats.ErrConnectionClosed) ||
 		errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, jetstream.ErrJetStreamNotEnabled)
 }

@@ -61,7 +61,23 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(subjects) == 0 {
 		subjects = defaultSubjects
 	}
-	nc, err := o.connectViewer(natsURL, creds, ca)
+	// A NATS restart is ridden out (the connection retries forever), but
+	// core NATS does not replay what was published while it was down:
+	// say so rather than going quiet. The callbacks run on NATS's own
+	// goroutine, hence the lock.
+	var errMu sync.Mutex
+	say := func(format string, a ...any) {
+		errMu.Lock()
+		defer errMu.Unlock()
+		fmt.Fprintf(stderr, format, a...)
+	}
+	nc, err := o.connectViewer(natsURL, creds, ca,
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+			if !c.IsClosed() { // not our own Close at the end
+				say("miniku: lost the connection to NATS (%v); reconnecting (events published meanwhile are not shown)\n", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { say("miniku: reconnected to NATS at %s\n", c.ConnectedUrlRedacted()) }))
 	if err != nil {
 		return err
 	}
@@ -76,7 +92,7 @@ func cmdEvents(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	fmt.Fprintf(stderr, "watching %s on %s (Ctrl-C to stop)\n", strings.Join(subjects, " "), nc.ConnectedUrlRedacted())
+	say("watching %s on %s (Ctrl-C to stop)\n", strings.Join(subjects, " "), nc.ConnectedUrlRedacted())
 	select {
 	case <-ctx.Done():
 	case <-p.done:
@@ -121,7 +137,7 @@ func fileReadable(p string) bool {
 // connectViewer logs in to NATS as the viewer: explicit flags, then the
 // environment and config file, then the nats CLI context, then the data
 // dir's credentials.
-func (o *options) connectViewer(url, credsFile, ca string) (*nats.Conn, error) {
+func (o *options) connectViewer(url, credsFile, ca string, extra ...nats.Option) (*nats.Conn, error) {
 	fc, err := o.loadConfig()
 	if err != nil {
 		return nil, err
@@ -155,7 +171,7 @@ func (o *options) connectViewer(url, credsFile, ca string) (*nats.Conn, error) {
 	if ca != "" {
 		opts = append(opts, nats.RootCAs(ca))
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if errors.Is(err, nats.ErrAuthorization) || (err != nil && strings.Contains(strings.ToLower(err.Error()), "authorization")) {
 		return nil, fmt.Errorf("NATS at %s refused the viewer login (%v): pass the current <data-dir>/nats/auth/viewer.json with --nats-creds", url, err)
 	}

@@ -32,7 +32,8 @@ func authDir(dataDir string) string { return filepath.Join(dataDir, "nats", "aut
 // without users, e.g. a cluster configured by hand).
 func (c *common) busOptions(log *slog.Logger) (bus.Options, error) {
 	o := bus.Options{URL: c.natsURL, Replicas: c.replicas, Logger: log, TLSCA: c.natsCAFile(),
-		Bind: strings.HasPrefix(c.role, "kubelet-") || c.role == bus.UserHollow}
+		Bind:              strings.HasPrefix(c.role, "kubelet-") || c.role == bus.UserHollow,
+		NoReconnectBuffer: c.role == bus.UserAPIServer}
 	if c.role == bus.UserAPIServer && c.dataDir != "" {
 		k, err := secretsKey(c.dataDir)
 		if err != nil {

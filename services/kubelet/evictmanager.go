@@ -144,8 +144,8 @@ func (m *evictionManager) synchronize(ctx context.Context) error {
 	return nil
 }
 
-// evict fails the pod as Kubernetes does (phase Failed, reason Evicted);
-// syncPod then stops its container, and its replicaset replaces it.
+// evict fails the pod as Kubernetes does (phase Failed, reason Evicted) and
+// stops its container at once; its replicaset replaces it.
 func (m *evictionManager) evict(ctx context.Context, r running, e Eviction) error {
 	k := m.k
 	k.log.Warn("evicting pod", "pod", r.pod.Name, "resource", e.Resource, "message", e.Message)
@@ -160,9 +160,18 @@ func (m *evictionManager) evict(ctx context.Context, r running, e Eviction) erro
 		return fmt.Errorf("evict pod %s: %w", r.pod.Name, err)
 	}
 	k.emit([]schemas.ObjectEvent{podEvent(r.pod, k.cfg.NodeName, schemas.EventWarning, "Evicted", e.Message)})
-	k.q.Add(r.pod.Name)
+	// The node is short now: a hard eviction does not wait out the pod's
+	// grace period (30 s by default, a pod ignoring SIGTERM would hold its
+	// memory that long while the next measurement already counts it as
+	// freed). The stop requeues the pod when done.
+	k.stopAsync(ctx, r.pod, r.c, evictionGracePeriod, "evicted: the node is low on "+e.Resource)
 	return nil
 }
+
+// evictionGracePeriod is how long an evicted pod's container gets between
+// SIGTERM and SIGKILL: Kubernetes' for hard eviction thresholds
+// (immediateEvictionGracePeriodSeconds).
+const evictionGracePeriod = time.Second
 
 // setConditions records the conditions for the heartbeat and, when one
 // changed, writes the node at once and says so in a node event.
