@@ -117,17 +117,44 @@ func (b *Bucket[T, P]) unreadable(ctx context.Context, seen map[string]bool) ([]
 		if seen[key] {
 			continue
 		}
-		_, err := s.GetLastMsgForSubject(ctx, subj)
-		switch {
-		case errors.Is(err, jetstream.ErrMsgNotFound):
-			// In the index, yet no record reads: its block is damaged.
-			bad = append(bad, key)
-		case err != nil && ctx.Err() != nil:
+		ok, err := readable(ctx, s, subj)
+		if err != nil {
 			return nil, fmt.Errorf("check bucket %s: %w", b.Name(), err)
+		}
+		if ok {
+			continue
+		}
+		// Compaction may have purged the key (a delete marker) since
+		// the index was read: bad only if the index still has it.
+		again, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
+		if err != nil {
+			return nil, fmt.Errorf("check bucket %s: stream info: %w", b.Name(), err)
+		}
+		if again.State.Subjects[subj] == 0 {
+			continue
+		}
+		if ok, err := readable(ctx, s, subj); err != nil {
+			return nil, fmt.Errorf("check bucket %s: %w", b.Name(), err)
+		} else if !ok {
+			bad = append(bad, key)
 		}
 	}
 	slices.Sort(bad)
 	return bad, nil
+}
+
+// readable says whether subj's last record reads. In the index, yet no
+// record: its block is damaged.
+func readable(ctx context.Context, s jetstream.Stream, subj string) (bool, error) {
+	_, err := s.GetLastMsgForSubject(ctx, subj)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 // CheckStore checks every bucket (Bucket.Check) and returns their
