@@ -487,10 +487,13 @@ func TestInformerHistory(t *testing.T) {
 	pod := func(name, image string) *schemas.Pod {
 		return &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: name}, PodSpec: schemas.PodSpec{Image: image}}
 	}
-	if err := conn.Pods.Create(ctx, pod("a", "v1")); err != nil {
+	a := pod("a", "v1")
+	if err := conn.Pods.Create(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	if err := inf.WaitSynced(ctx); err != nil {
+	// Synced alone is not enough: the first snapshot may predate a's
+	// write, which then arrives as a change.
+	if err := inf.WaitRevision(ctx, a.ResourceVersion); err != nil {
 		t.Fatal(err)
 	}
 	snap, rev, feed, err := inf.WatchChanges(0, 16)
@@ -501,12 +504,22 @@ func TestInformerHistory(t *testing.T) {
 	if len(snap) != 1 || snap[0].Name != "a" || rev != snap[0].ResourceVersion {
 		t.Fatalf("snapshot %v at %d", snap, rev)
 	}
+	// Each write reaches the cache before the next: with one version kept
+	// per key, b's creation would be gone from the stream once b is
+	// deleted, and a watch that had not read it yet never sees it (it
+	// sees a@3 then b's deletion: TestInformerHistoryInOrderUnderChurn).
 	b := pod("b", "v1")
 	if err := conn.Pods.Create(ctx, b); err != nil {
 		t.Fatal(err)
 	}
+	if err := inf.WaitRevision(ctx, b.ResourceVersion); err != nil {
+		t.Fatal(err)
+	}
 	a2, err := conn.Pods.Mutate(ctx, "a", func(p *schemas.Pod) error { p.Image = "v2"; return nil })
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := inf.WaitRevision(ctx, a2.ResourceVersion); err != nil {
 		t.Fatal(err)
 	}
 	if err := conn.Pods.Delete(ctx, "b", 0); err != nil {
@@ -608,4 +621,109 @@ func TestInformerHistory(t *testing.T) {
 		t.Fatal("slow feed neither dropped nor fed")
 	}
 	slow.Close() // closing a dropped feed is harmless
+}
+
+// Under churn the history is the bucket's surviving changes in revision
+// order, each with the version the cache held before it: a key's version
+// the bucket dropped (it keeps one per key) before the watch read it is
+// simply not there, and a deletion of a key the watch never saw has no
+// Prev. Replaying from a revision gives the same changes as the live feed.
+func TestInformerHistoryInOrderUnderChurn(t *testing.T) {
+	ns := bustest.Server(t, "", "")
+	conn := bustest.Conn(t, ns.ClientURL(), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	inf := bus.NewInformer(conn, conn.Pods, time.Hour, bustest.Logger(t)).WithHistory(bus.DefaultHistory)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = inf.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := inf.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	snap, start, feed, err := inf.WatchChanges(0, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Close()
+	if len(snap) != 0 {
+		t.Fatalf("snapshot of an empty bucket: %d objects", len(snap))
+	}
+	// Create, update, delete five keys in turn, as fast as the bucket
+	// takes it: the watch often lags by a few writes.
+	const keys, rounds = 5, 60
+	var last uint64
+	for r := range rounds {
+		for k := range keys {
+			name := fmt.Sprintf("k%d", k)
+			var err error
+			switch r % 3 {
+			case 0:
+				p := &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: name}, PodSpec: schemas.PodSpec{Image: fmt.Sprint("v", r)}}
+				err = conn.Pods.Create(ctx, p)
+				last = p.ResourceVersion
+			case 1:
+				var p *schemas.Pod
+				p, err = conn.Pods.Mutate(ctx, name, func(p *schemas.Pod) error { p.Image = fmt.Sprint("v", r); return nil })
+				if err == nil {
+					last = p.ResourceVersion
+				}
+			case 2:
+				err = conn.Pods.Delete(ctx, name, 0)
+				last++
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := inf.WaitRevision(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	state := map[string]*schemas.Pod{}
+	var changes []bus.Change[*schemas.Pod]
+	prevRev := start
+	for prevRev < last {
+		var c bus.Change[*schemas.Pod]
+		select {
+		case ch, ok := <-feed.C:
+			if !ok {
+				t.Fatal("feed closed")
+			}
+			c = ch
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no change after revision %d of %d", prevRev, last)
+		}
+		if c.Rev <= prevRev {
+			t.Fatalf("change at %d after one at %d", c.Rev, prevRev)
+		}
+		if c.Prev != state[c.Name] {
+			t.Fatalf("change of %s at %d replaced %v, the cache held %v", c.Name, c.Rev, c.Prev, state[c.Name])
+		}
+		if c.Obj != nil && c.Obj.ResourceVersion != c.Rev {
+			t.Fatalf("change at %d carries version %d", c.Rev, c.Obj.ResourceVersion)
+		}
+		if c.Obj == nil {
+			delete(state, c.Name)
+		} else {
+			state[c.Name] = c.Obj
+		}
+		changes = append(changes, c)
+		prevRev = c.Rev
+	}
+	t.Logf("%d writes, %d changes in the history (the rest dropped by the bucket before the watch read them)", last-start, len(changes))
+	if len(state) != 0 {
+		t.Fatalf("every key was deleted last, the feed leaves %d", len(state))
+	}
+	// A resume from the middle replays the same changes.
+	mid := changes[len(changes)/2].Rev
+	_, _, replay, err := inf.WatchChanges(mid, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replay.Close()
+	for _, want := range changes[len(changes)/2+1:] {
+		got := <-replay.C
+		if got.Rev != want.Rev || got.Name != want.Name || got.Obj != want.Obj || got.Prev != want.Prev {
+			t.Fatalf("replayed %d %s, fed %d %s", got.Rev, got.Name, want.Rev, want.Name)
+		}
+	}
 }

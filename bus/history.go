@@ -16,6 +16,11 @@ import (
 const DefaultHistory = 8192
 
 // Change is one write to the bucket, as the informer's watch delivered it.
+// A history holds changes in strictly increasing revision order, but not
+// necessarily every revision: a bucket keeps one version per key, so a
+// version overwritten or deleted before the watch read it is gone (a KV
+// watcher resuming there would not see it either). Prev is the version the
+// cache held, hence nil for the deletion of a key the watch never saw.
 type Change[P any] struct {
 	Rev  uint64
 	Name string

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"log/slog"
@@ -26,6 +27,9 @@ type Informer[T any, P Object[T]] struct {
 	conn   reconnectNotifier
 	log    *slog.Logger
 	resync time.Duration
+	// stall: how long a watch's initial values may pause before the
+	// bucket is checked for unreadable records (storecheck.go).
+	stall time.Duration
 
 	mu         sync.RWMutex
 	items      map[string]P
@@ -62,6 +66,7 @@ func NewInformer[T any, P Object[T]](conn *Conn, bucket *Bucket[T, P], resync ti
 		conn:       conn,
 		log:        log.With("informer", bucket.Name()),
 		resync:     resync,
+		stall:      DefaultInitialStall,
 		items:      map[string]P{},
 		tombstones: map[string]tombstone{},
 		synced:     make(chan struct{}),
@@ -271,7 +276,14 @@ func (i *Informer[T, P]) resyncTicks() int {
 	return max(1, min(resyncSlices, int(i.resync/minResyncTick)))
 }
 
-// Run follows the bucket until ctx ends.
+// DefaultInitialStall is how long a watch's initial values may pause before
+// the informer looks for unreadable records: the server sends a healthy
+// bucket's values without pauses.
+const DefaultInitialStall = 5 * time.Second
+
+// Run follows the bucket until ctx ends. It fails with a *CorruptError
+// when the bucket holds records the server cannot read: its watch would
+// never finish its first snapshot, and nothing it could do repairs that.
 func (i *Informer[T, P]) Run(ctx context.Context) error {
 	resync := time.NewTicker(i.resync / time.Duration(i.resyncTicks()))
 	defer resync.Stop()
@@ -281,6 +293,10 @@ func (i *Informer[T, P]) Run(ctx context.Context) error {
 		err := i.watch(ctx, reconnected, resync.C)
 		if ctx.Err() != nil {
 			break
+		}
+		if errors.Is(err, ErrStoreCorrupt) {
+			i.log.Error("bucket cannot be read", "err", err)
+			return err
 		}
 		if err != nil {
 			i.log.Warn("watch ended, restarting", "err", err)
@@ -322,11 +338,26 @@ func (i *Informer[T, P]) watch(ctx context.Context, reconnected <-chan struct{},
 	i.mu.Unlock()
 	seen := map[string]bool{}
 	initial := true
+	stalled := time.NewTimer(i.stall)
+	defer stalled.Stop()
 	tick := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-stalled.C:
+			if !initial {
+				continue
+			}
+			keys, err := i.bucket.unreadable(wctx, seen)
+			if err != nil {
+				return err
+			}
+			if len(keys) > 0 {
+				return i.bucket.corrupt(keys)
+			}
+			i.log.Warn("first values of the bucket slow to come", "received", len(seen), "waited", i.stall)
+			stalled.Reset(i.stall)
 		case <-reconnected:
 			i.log.Info("connection re-established, re-watching")
 			return errRestart
@@ -344,6 +375,7 @@ func (i *Informer[T, P]) watch(ctx context.Context, reconnected <-chan struct{},
 			if e == nil {
 				if initial {
 					initial = false
+					stalled.Stop()
 					i.finishSnapshot(seen, snapshotMax)
 					seen = nil
 				}
@@ -352,6 +384,7 @@ func (i *Informer[T, P]) watch(ctx context.Context, reconnected <-chan struct{},
 			if initial {
 				seen[e.Key()] = true
 				snapshotMax = max(snapshotMax, e.Revision())
+				stalled.Reset(i.stall)
 			}
 			// Past the snapshot, entries come in revision order: each one
 			// means every write before it is reflected.

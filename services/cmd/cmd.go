@@ -240,6 +240,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// A damaged store would leave every cache waiting for its first
+	// values: say so and stop before anything starts.
+	if err := conn.CheckStore(ctx, bus.DefaultCheckQuiet); err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
 	schedConn, err := connectAs(bus.UserScheduler)
 	if err != nil {
 		return err
