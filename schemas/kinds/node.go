@@ -284,11 +284,11 @@ func NodeFromKube(k *corev1.Node) (*schemas.Node, field.ErrorList) {
 	for name, q := range k.Status.Capacity {
 		switch name {
 		case corev1.ResourceCPU:
-			n.Capacity.CPU = q.String()
+			n.Capacity.CPU = quantityString(q, true)
 		case corev1.ResourceMemory:
-			n.Capacity.Memory = q.String()
+			n.Capacity.Memory = quantityString(q, false)
 		case corev1.ResourceEphemeralStorage:
-			n.Capacity.EphemeralStorage = q.String()
+			n.Capacity.EphemeralStorage = quantityString(q, false)
 		case corev1.ResourcePods:
 			n.Capacity.Pods = int(q.Value())
 		default:

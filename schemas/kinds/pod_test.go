@@ -172,6 +172,12 @@ func TestPodFromKubeRefuses(t *testing.T) {
 			}
 		})
 	}
+	// Exponents become the suffixed form MiniKu stores.
+	p0 := base()
+	p0.Spec.Containers[0].Resources.Limits = corev1.ResourceList{"cpu": q("5e-1"), "memory": q("128e6")}
+	if got, errs := PodFromKube(p0); len(errs) > 0 || got.Resources.CPU != "500m" || got.Resources.Memory != "128M" || len(ValidatePod(got)) > 0 {
+		t.Errorf("exponent quantities: %+v %v %v", got.Resources, errs, ValidatePod(got))
+	}
 	// command + args are Kubernetes' command followed by args.
 	p := base()
 	p.Spec.Containers[0].Command, p.Spec.Containers[0].Args = []string{"sh", "-c"}, []string{"echo hi"}
