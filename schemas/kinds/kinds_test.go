@@ -125,8 +125,11 @@ func TestNodeFromKubeRefuses(t *testing.T) {
 	}{
 		{"podCIDR", func(n *corev1.Node) { n.Spec.PodCIDR = "10.0.0.0/24" }, "spec.podCIDR"},
 		{"taint", func(n *corev1.Node) { n.Spec.Taints = []corev1.Taint{{Key: "x", Effect: "NoSchedule"}} }, "spec.taints[0]"},
-		{"cordon taint without unschedulable", func(n *corev1.Node) {
+		{"uncordon sends the cordon taint back", func(n *corev1.Node) {
 			n.Spec.Taints = []corev1.Taint{{Key: TaintUnschedulable, Effect: "NoSchedule"}}
+		}, ""},
+		{"cordon taint with NoExecute", func(n *corev1.Node) {
+			n.Spec.Taints = []corev1.Taint{{Key: TaintUnschedulable, Effect: "NoExecute"}}
 		}, "spec.taints[0]"},
 		{"namespace", func(n *corev1.Node) { n.Namespace = "default" }, "metadata.namespace"},
 		{"resourceVersion", func(n *corev1.Node) { n.ResourceVersion = "x" }, "metadata.resourceVersion"},

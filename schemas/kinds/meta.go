@@ -142,13 +142,9 @@ func metaFromKube(m *metav1.ObjectMeta, namespaced bool) (schemas.ObjectMeta, fi
 		}
 		out.ResourceVersion = rv
 	}
-	for i, r := range m.OwnerReferences {
-		p := metaPath.Child("ownerReferences").Index(i)
-		if r.Controller != nil && !*r.Controller || r.BlockOwnerDeletion != nil && !*r.BlockOwnerDeletion {
-			// false and absent are kept alike; say so rather than turn one
-			// into the other silently.
-			errs = append(errs, field.NotSupported(p.Child("controller"), "false", []string{"true", "(absent)"}))
-		}
+	for _, r := range m.OwnerReferences {
+		// false and absent mean the same for controller and
+		// blockOwnerDeletion; both are kept as absent.
 		out.OwnerReferences = append(out.OwnerReferences, schemas.OwnerReference{
 			APIVersion: r.APIVersion, Kind: r.Kind, Name: r.Name, UID: string(r.UID),
 			Controller: r.Controller != nil && *r.Controller, BlockOwnerDeletion: r.BlockOwnerDeletion != nil && *r.BlockOwnerDeletion,

@@ -150,6 +150,12 @@ func TestPodFromKubeRefuses(t *testing.T) {
 			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: 8080}}
 		}, "spec.containers[0].ports[0].hostPort"},
 		{"namespace", func(p *corev1.Pod) { p.Namespace = "kube-system" }, "metadata.namespace"},
+		{"owner ref controller false", func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "c", UID: "u", Controller: ptrTo(false)}}
+		}, ""},
+		{"replicaset ref without blockOwnerDeletion", func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "r", UID: "u", Controller: ptrTo(true)}}
+		}, "metadata.ownerReferences[0].blockOwnerDeletion"},
 		{"toleration", func(p *corev1.Pod) { p.Spec.Tolerations = []corev1.Toleration{{Key: "x"}} }, "spec.tolerations"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,6 +171,12 @@ func TestPodFromKubeRefuses(t *testing.T) {
 				}
 			}
 		})
+	}
+	// Exponents become the suffixed form MiniKu stores.
+	p0 := base()
+	p0.Spec.Containers[0].Resources.Limits = corev1.ResourceList{"cpu": q("5e-1"), "memory": q("128e6")}
+	if got, errs := PodFromKube(p0); len(errs) > 0 || got.Resources.CPU != "500m" || got.Resources.Memory != "128M" || len(ValidatePod(got)) > 0 {
+		t.Errorf("exponent quantities: %+v %v %v", got.Resources, errs, ValidatePod(got))
 	}
 	// command + args are Kubernetes' command followed by args.
 	p := base()

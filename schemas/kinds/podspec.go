@@ -269,11 +269,11 @@ func resourcesFromKube(r *corev1.ResourceRequirements, out *schemas.ResourceList
 		lp := p.Child("limits").Key(string(name))
 		switch name {
 		case corev1.ResourceCPU:
-			out.CPU = q.String()
+			out.CPU = quantityString(q, true)
 		case corev1.ResourceMemory:
-			out.Memory = q.String()
+			out.Memory = quantityString(q, false)
 		case corev1.ResourceEphemeralStorage:
-			out.EphemeralStorage = q.String()
+			out.EphemeralStorage = quantityString(q, false)
 		case ResourcePids:
 			out.Pids = q.Value()
 		default:
@@ -387,4 +387,16 @@ func normalSpec(s *schemas.PodSpec) schemas.PodSpec {
 func sameSpec(a, b *schemas.PodSpec) bool {
 	na, nb := normalSpec(a), normalSpec(b)
 	return reflect.DeepEqual(&na, &nb)
+}
+
+// quantityString is q as MiniKu stores quantities: the canonical form,
+// but never an exponent ("1e3"), which the stored form does not take.
+func quantityString(q resource.Quantity, milli bool) string {
+	if q.Format != resource.DecimalExponent {
+		return q.String()
+	}
+	if milli {
+		return resource.NewMilliQuantity(q.MilliValue(), resource.DecimalSI).String()
+	}
+	return resource.NewQuantity(q.Value(), resource.DecimalSI).String()
 }
