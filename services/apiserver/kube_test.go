@@ -25,11 +25,18 @@ type kubeEnv struct {
 	config *rest.Config
 }
 
-func startKube(t *testing.T) *kubeEnv {
+func startKube(t *testing.T) *kubeEnv { return startKubeAfter(t, nil) }
+
+// startKubeAfter is startKube with before run on the store before the
+// apiserver starts.
+func startKubeAfter(t *testing.T, before func(*bus.Conn)) *kubeEnv {
 	t.Helper()
 	ns := bustest.Server(t, "", "")
 	log := bustest.Logger(t)
 	conn := bustest.Conn(t, ns.ClientURL(), log)
+	if before != nil {
+		before(conn)
+	}
 	srv, err := apiserver.New(apiserver.Config{Addr: "127.0.0.1:0", Logger: log}, conn)
 	if err != nil {
 		t.Fatal(err)

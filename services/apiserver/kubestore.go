@@ -112,6 +112,10 @@ func (t typedBucket[T, P]) watch(ctx context.Context, from uint64) (*kube.Watch,
 	if !t.inf.HasHistory() {
 		return nil, fmt.Errorf("watch %s: the cache keeps no history", t.b.Name())
 	}
+	// Right after a start the cache may still be taking its snapshot.
+	sctx, cancel := context.WithTimeout(ctx, cacheWait)
+	_ = t.inf.WaitSynced(sctx)
+	cancel()
 	if err := cacheCaughtUp(ctx, t.inf, from); err != nil {
 		if from != 0 && t.inf.Revision() < from {
 			return nil, fmt.Errorf("%w: %d, current: %d", kube.ErrTooLarge, from, t.inf.Revision())
@@ -299,6 +303,24 @@ func (k *kubeStore) Delete(ctx context.Context, resource, name string, want uint
 		k.s.publish(bus.SubjReplicaSetDeleted, schemas.Event{Type: "deleted", Kind: schemas.KindReplicaSet, Name: name, Revision: rs.ResourceVersion})
 	}
 	return o, nil
+}
+
+func (k *kubeStore) Bind(ctx context.Context, name, node string) (kube.Object, error) {
+	p, err := k.s.conn.Pods.Mutate(ctx, name, func(p *schemas.Pod) error {
+		if p.NodeName != "" {
+			return fmt.Errorf("pod %s is already assigned to node %q: %w", name, p.NodeName, bus.ErrConflict)
+		}
+		if p.DeletionTimestamp != nil {
+			return fmt.Errorf("pod %s is being deleted: %w", name, bus.ErrConflict)
+		}
+		p.NodeName = node
+		return nil
+	})
+	if err != nil {
+		return nil, kubeErr(err)
+	}
+	k.published(p, "bound", nil)
+	return p, nil
 }
 
 func (k *kubeStore) Watch(ctx context.Context, resource string, from uint64) (*kube.Watch, error) {

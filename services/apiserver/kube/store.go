@@ -29,6 +29,9 @@ type Store interface {
 	// nil: their own). It returns the object as last written: for a pod
 	// being stopped gracefully, Terminating and still there.
 	Delete(ctx context.Context, resource, name string, want uint64, grace *int64) (Object, error)
+	// Bind sets an unbound pod's node (pods/binding), compare-and-swap;
+	// a bound pod is a conflict.
+	Bind(ctx context.Context, name, node string) (Object, error)
 	// Watch starts a feed of the changes after revision from; from 0
 	// also returns every current object (the snapshot) and its revision.
 	Watch(ctx context.Context, resource string, from uint64) (*Watch, error)

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -13,6 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/miniku/miniku/bus"
 )
 
 // serveSub serves <resource>/<name>/<sub>: status (the object, writes
@@ -187,26 +190,16 @@ func (h *Handler) bind(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	if b.Target.Name == "" {
 		return badRequest("binding: target.name (the node) is required")
 	}
-	old, err := h.cfg.Store.Get(ctx, q.info.Resource, q.name)
-	if err != nil {
-		return err
-	}
-	k, err := h.toKube(q, old)
-	if err != nil {
-		return err
-	}
-	pod, ok := k.(*corev1.Pod)
-	if !ok {
+	if q.info.Resource != "pods" {
 		return apierrors.NewMethodNotSupported(q.gr(), "binding")
 	}
-	if pod.Spec.NodeName != "" {
-		return apierrors.NewConflict(q.gr(), q.name, fmt.Errorf("pod %s is already assigned to node %q", q.name, pod.Spec.NodeName))
+	if b.Target.Kind != "" && b.Target.Kind != "Node" {
+		return badRequest("binding: target.kind must be Node, got %q", b.Target.Kind)
 	}
-	pod.Spec.NodeName = b.Target.Name
-	q2 := *q
-	q2.sub = ""
-	pod.Namespace = ""
-	if _, err := h.write(ctx, r, &q2, old, pod); err != nil {
+	if _, err := h.cfg.Store.Bind(ctx, q.name, b.Target.Name); err != nil {
+		if errors.Is(err, bus.ErrConflict) {
+			return apierrors.NewConflict(q.gr(), q.name, err)
+		}
 		return err
 	}
 	writeJSON(w, http.StatusCreated, success())
