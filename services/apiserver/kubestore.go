@@ -177,7 +177,9 @@ func (s *Server) newKubeStore() *kubeStore {
 func (k *kubeStore) bucket(resource string) (kubeBucket, error) {
 	b, ok := k.buckets[resource]
 	if !ok {
-		return nil, apierrors.NewNotFound(schema.GroupResource{Resource: resource}, "")
+		// Declared but kept elsewhere (events live in the EVENTS stream).
+		return nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusNotImplemented,
+			Reason: metav1.StatusReasonMethodNotAllowed, Message: resource + " are not served on the Kubernetes API by MiniKu yet (miniku events shows them)"}}
 	}
 	return b, nil
 }
