@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/miniku/miniku/schemas/kinds"
@@ -22,6 +23,7 @@ func (s *Server) newKube() *kube.Handler {
 		StreamContext: s.streamContext,
 		Now:           func() time.Time { return s.now() },
 		Timeout:       s.timeout,
+		Streams:       map[string]http.Handler{"log": s.kubePodLogs()},
 	})
 }
 

@@ -129,6 +129,7 @@ current-context: miniku
 	k.must(t, `(?m)^kpod\s+1/1\s+Running\s+0\s+\S+\s+\S+\s+node-\d`, "get", "pods", "-l", "x=y", "-o", "wide")
 	k.must(t, `^pod/kpod\n$`, "get", "pods", "--field-selector", "metadata.name=kpod", "-o", "name")
 	k.must(t, `"kind": "Pod"`, "get", "pod", "kpod", "-o", "json")
+	k.must(t, `^$`, "logs", "kpod", "--tail=5")
 	k.must(t, `No resources found in kube-system namespace`, "get", "pods", "-n", "kube-system")
 	if out, err := k.run(t, "", "get", "pods", "-n", "nope"); err == nil || !strings.Contains(out, `namespaces "nope" not found`) {
 		t.Errorf("get pods -n nope: %v %q", err, out)

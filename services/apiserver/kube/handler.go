@@ -251,3 +251,5 @@ func contains(l []string, s string) bool {
 func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, func()) {
 	return context.WithTimeout(ctx, d)
 }
+
+var slogDiscard = slog.New(slog.DiscardHandler)

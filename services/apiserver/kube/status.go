@@ -82,3 +82,10 @@ func writeRaw(w http.ResponseWriter, code int, data []byte) {
 	_, _ = w.Write(data)
 	_, _ = w.Write([]byte{'\n'})
 }
+
+// WriteError sends err as the Status kube-apiserver would (for handlers
+// mounted through Config.Streams).
+func WriteError(w http.ResponseWriter, r *http.Request, gr schema.GroupResource, name string, err error) {
+	h := &Handler{log: slogDiscard}
+	writeStatus(w, h.toStatus(r, gr, name, err))
+}
