@@ -33,6 +33,7 @@ func BenchmarkKubeVsSeed(b *testing.B) {
 		}
 	})
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	sizes := map[string]int64{}
 	get := func(path, accept string) time.Duration {
 		req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
 		if accept != "" {
@@ -48,6 +49,7 @@ func BenchmarkKubeVsSeed(b *testing.B) {
 		if resp.StatusCode != 200 || n == 0 {
 			b.Fatalf("GET %s: %d", path, resp.StatusCode)
 		}
+		sizes[path+" "+accept] = n
 		return time.Since(start)
 	}
 	pct := func(d []time.Duration, p float64) time.Duration {
@@ -78,6 +80,8 @@ func BenchmarkKubeVsSeed(b *testing.B) {
 	}
 	sm, km, tm := pct(sl, 0.5), pct(kl, 0.5), pct(kt, 0.5)
 	b.Logf("list of %d pods, median: seed %v, kube JSON %v (%.2fx), kube Table %v (%.2fx)", pods, sm, km, float64(km)/float64(sm), tm, float64(tm)/float64(sm))
+	b.Logf("list bytes: seed %d, kube JSON %d, kube Table %d", sizes["/pods "], sizes["/api/v1/namespaces/default/pods application/json"],
+		sizes["/api/v1/namespaces/default/pods application/json;as=Table;v=v1;g=meta.k8s.io,application/json"])
 	b.ReportMetric(float64(sm.Milliseconds()), "seed-list-ms")
 	b.ReportMetric(float64(km.Milliseconds()), "kube-list-ms")
 	b.ReportMetric(float64(tm.Milliseconds()), "kube-table-ms")

@@ -196,12 +196,13 @@ func (h *Handler) list(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	return nil
 }
 
-// encodeList writes the list's JSON by hand around each item's JSON,
-// kept by name and revision: a list of 10,000 pods that mostly did not
-// change re-encodes only the changed ones.
+// encodeList is the list's JSON around each item's JSON, kept by name
+// and revision: a list of 10,000 pods that mostly did not change
+// re-encodes only the changed ones. Items are gathered first so that the
+// buffer is allocated once (pod JSON is ~1.5 KB: regrowing a 15 MB
+// buffer cost as much as the rest of the list).
 func (h *Handler) encodeList(q *request, items []item, rv, cont string, remaining *int64) ([]byte, error) {
 	c := h.itemCache(q.info.Resource)
-	var buf bytes.Buffer
 	lm := map[string]any{"resourceVersion": rv}
 	if cont != "" {
 		lm["continue"] = cont
@@ -210,7 +211,9 @@ func (h *Handler) encodeList(q *request, items []item, rv, cont string, remainin
 		lm["remainingItemCount"] = *remaining
 	}
 	lmj, _ := json.Marshal(lm)
-	fmt.Fprintf(&buf, `{"kind":%q,"apiVersion":%q,"metadata":%s,"items":[`, q.info.ListKind, q.info.GroupVersion.String(), lmj)
+	head := fmt.Sprintf(`{"kind":%q,"apiVersion":%q,"metadata":%s,"items":[`, q.info.ListKind, q.info.GroupVersion.String(), lmj)
+	parts := make([][]byte, len(items))
+	size := len(head) + len(items) + 2
 	for i, it := range items {
 		data, err := c.get(it.obj, func() ([]byte, error) {
 			k, err := h.toKube(q, it.obj)
@@ -222,6 +225,12 @@ func (h *Handler) encodeList(q *request, items []item, rv, cont string, remainin
 		if err != nil {
 			return nil, err
 		}
+		parts[i] = data
+		size += len(data)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	buf.WriteString(head)
+	for i, data := range parts {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
