@@ -472,6 +472,13 @@ func TestKubeSubresources(t *testing.T) {
 	if err != nil || *rs.Spec.Replicas != 5 {
 		t.Errorf("replicas after scale: %v, %v", rs.Spec.Replicas, err)
 	}
+	// kubectl scale patches the subresource.
+	if _, err := rss.Patch(ctx, "fe", types.MergePatchType, []byte(`{"spec":{"replicas":4}}`), metav1.PatchOptions{}, "scale"); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := rss.Get(ctx, "fe", metav1.GetOptions{}); err != nil || *rs.Spec.Replicas != 4 {
+		t.Errorf("replicas after a scale patch: %v, %v", rs.Spec.Replicas, err)
+	}
 	sc.Spec.Replicas = 1 // sc's resourceVersion is stale now
 	if _, err := rss.UpdateScale(ctx, "fe", sc, metav1.UpdateOptions{}); !apierrors.IsConflict(err) {
 		t.Errorf("stale scale: %v, want Conflict", err)

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,7 +33,7 @@ func (h *Handler) serveSub(ctx context.Context, w http.ResponseWriter, r *http.R
 		return h.patch(ctx, w, r, q, true)
 	case q.sub == "scale" && (m == http.MethodGet || m == http.MethodHead):
 		return h.getScale(ctx, w, q)
-	case q.sub == "scale" && m == http.MethodPut:
+	case q.sub == "scale" && (m == http.MethodPut || m == http.MethodPatch):
 		return h.putScale(ctx, w, r, q)
 	case q.sub == "binding" && m == http.MethodPost:
 		return h.bind(ctx, w, r, q)
@@ -123,12 +124,27 @@ func (h *Handler) putScale(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return err
 	}
-	var sc autoscalingv1.Scale
-	if err := decodeObject(w, r, data, ct, &sc); err != nil {
-		return err
-	}
 	old, err := h.cfg.Store.Get(ctx, q.info.Resource, q.name)
 	if err != nil {
+		return err
+	}
+	var sc autoscalingv1.Scale
+	if r.Method == http.MethodPatch {
+		// kubectl scale patches the Scale: apply it to the current one.
+		cur, err := h.scaleOf(q, old)
+		if err != nil {
+			return err
+		}
+		curJSON, err := json.Marshal(cur)
+		if err != nil {
+			return err
+		}
+		if data, err = applyPatch(ct, curJSON, data, &autoscalingv1.Scale{}); err != nil {
+			return err
+		}
+		ct = "application/json"
+	}
+	if err := decodeObject(w, r, data, ct, &sc); err != nil {
 		return err
 	}
 	k, err := h.toKube(q, old)
