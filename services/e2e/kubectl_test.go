@@ -134,8 +134,14 @@ current-context: miniku
 	if out, err := k.run(t, "", "get", "pods", "-n", "nope"); err == nil || !strings.Contains(out, `namespaces "nope" not found`) {
 		t.Errorf("get pods -n nope: %v %q", err, out)
 	}
+	k.must(t, `(?s)Name:\s+kpod.*Namespace:\s+default.*Status:\s+Running`, "describe", "pod", "kpod")
+	k.must(t, `namespace/kt created`, "create", "namespace", "kt")
+	k.must(t, `namespace "kt" deleted`, "delete", "namespace", "kt")
+	k.must(t, `node/node-2 cordoned`, "cordon", "node-2")
+	k.must(t, `(?m)^node-2\s+Ready,SchedulingDisabled\s`, "get", "nodes")
+	k.must(t, `node/node-1 drained`, "drain", "node-1", "--ignore-daemonsets", "--force", "--timeout=60s")
 	k.must(t, `replicaset.apps "kweb" deleted`, "delete", "-f", rsFile)
-	k.must(t, `pod "kpod" deleted`, "delete", "pod", "kpod", "--grace-period=1")
+	k.must(t, `^(pod "kpod" deleted\n)?$`, "delete", "pod", "kpod", "--grace-period=1", "--ignore-not-found") // drain may have evicted it
 	eventually(t, 60*time.Second, func() error {
 		out, err := k.run(t, "", "get", "pods", "-o", "name")
 		if err != nil || strings.TrimSpace(out) != "" && !strings.Contains(out, "No resources") {
