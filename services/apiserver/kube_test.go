@@ -29,7 +29,9 @@ func startKube(t *testing.T) *kubeEnv { return startKubeAfter(t, nil) }
 
 // startKubeAfter is startKube with before run on the store before the
 // apiserver starts.
-func startKubeAfter(t *testing.T, before func(*bus.Conn)) *kubeEnv { return startKubeAfterTB(t, before) }
+func startKubeAfter(t *testing.T, before func(*bus.Conn)) *kubeEnv {
+	return startKubeAfterTB(t, before)
+}
 
 func startKubeAfterTB(t testing.TB, before func(*bus.Conn)) *kubeEnv {
 	t.Helper()

@@ -132,4 +132,3 @@ func patchNamesRV(ct string, patch []byte) bool {
 	}
 	return json.Unmarshal(patch, &m) == nil && m.Metadata.ResourceVersion != ""
 }
-
