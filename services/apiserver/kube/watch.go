@@ -216,7 +216,6 @@ func startStream(w http.ResponseWriter) *stream {
 	hd := w.Header()
 	hd.Set("Content-Type", "application/json")
 	hd.Set("Cache-Control", "no-cache, private")
-	hd.Set("Transfer-Encoding", "chunked")
 	w.WriteHeader(http.StatusOK)
 	s := &stream{w: w, rc: rc}
 	_ = s.flush()
