@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -110,7 +111,22 @@ current-context: miniku
 	k.must(t, `(?m)^node-1\s+Ready\s`, "get", "nodes")
 	k.must(t, `(?s)default\s+Active.*kube-public\s+Active.*kube-system\s+Active`, "get", "ns")
 
+	// get -w: a Table watch over HTTPS (HTTP/2) shows the pod created next.
+	var wout syncBuffer
+	wcmd := exec.Command(k.bin, "get", "pods", "-w")
+	wcmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+filepath.Dir(k.config))
+	wcmd.Stdout, wcmd.Stderr = &wout, &wout
+	if err := wcmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = wcmd.Process.Kill(); _ = wcmd.Wait() })
 	k.must(t, `pod/kpod created`, "create", "--validate=false", "-f", podFile)
+	eventually(t, 20*time.Second, func() error {
+		if !regexp.MustCompile(`(?m)^kpod\s+0/1\s+`).MatchString(wout.String()) {
+			return fmt.Errorf("kubectl get pods -w shows %q", wout.String())
+		}
+		return nil
+	})
 	k.must(t, `replicaset.apps/kweb created`, "apply", "--validate=false", "-f", rsFile)
 	k.must(t, `replicaset.apps/kweb unchanged`, "apply", "--validate=false", "-f", rsFile)
 	k.must(t, `replicaset.apps/kweb configured`, "apply", "--validate=false", "--filename="+writeTemp(t, dir, strings.Replace(kubectlRS, "replicas: 2", "replicas: 3", 1)))
@@ -162,4 +178,22 @@ func writeTemp(t *testing.T, dir, content string) string {
 		t.Fatal(err)
 	}
 	return f.Name()
+}
+
+// syncBuffer is a bytes.Buffer a process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
