@@ -33,6 +33,12 @@ func (s PodSpec) deepCopy() PodSpec {
 	return s
 }
 
+// DeepCopyPodSpec returns an independent copy of s.
+func (s *PodSpec) DeepCopyPodSpec() *PodSpec {
+	c := s.deepCopy()
+	return &c
+}
+
 // DeepCopy returns an independent copy of p.
 func (p *Pod) DeepCopy() *Pod {
 	if p == nil {
@@ -58,6 +64,7 @@ func (rs *ReplicaSet) DeepCopy() *ReplicaSet {
 	out.ObjectMeta = rs.ObjectMeta.deepCopy()
 	out.Selector = maps.Clone(rs.Selector)
 	out.Template.Labels = maps.Clone(rs.Template.Labels)
+	out.Template.Annotations = maps.Clone(rs.Template.Annotations)
 	out.Template.PodSpec = rs.Template.PodSpec.deepCopy()
 	return &out
 }

@@ -116,3 +116,45 @@ func BenchmarkPodCodec(b *testing.B) {
 		})
 	}
 }
+
+// A pod stored before the Kubernetes metadata and ports existed (its
+// fields, by reflection, as the seed wrote them) decodes with those
+// fields empty and everything else as written.
+func TestPodMsgpackOldValues(t *testing.T) {
+	type oldMeta struct {
+		Name            string            `json:"name"`
+		UID             string            `json:"uid,omitempty"`
+		ResourceVersion uint64            `json:"resourceVersion,omitempty"`
+		CreatedAt       time.Time         `json:"createdAt,omitzero"`
+		Labels          map[string]string `json:"labels,omitempty"`
+	}
+	type oldPod struct {
+		oldMeta
+		ContainerName string   `json:"containerName,omitempty"`
+		Image         string   `json:"image"`
+		Command       []string `json:"command,omitempty"`
+		Owner         string   `json:"owner,omitempty"`
+		NodeName      string   `json:"nodeName"`
+		Status        PodPhase `json:"status"`
+		RestartCount  int      `json:"restartCount,omitempty"`
+	}
+	now := time.Unix(1700000000, 0).UTC()
+	data, err := Marshal(&oldPod{oldMeta: oldMeta{Name: "p", UID: "u", CreatedAt: now, Labels: map[string]string{"a": "b"}},
+		Image: "busybox", Command: []string{"sh"}, Owner: "rs", NodeName: "n", Status: PodRunning, RestartCount: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Pod
+	if err := Unmarshal(data, &p); err != nil {
+		t.Fatal(err)
+	}
+	want := Pod{ObjectMeta: ObjectMeta{Name: "p", UID: "u", CreatedAt: now, Labels: map[string]string{"a": "b"}},
+		PodSpec: PodSpec{Image: "busybox", Command: []string{"sh"}}, Owner: "rs", NodeName: "n", Status: PodRunning, RestartCount: 2}
+	if !p.CreatedAt.Equal(now) {
+		t.Errorf("createdAt %v, want %v", p.CreatedAt, now)
+	}
+	p.CreatedAt = now // msgpack gives times in Local
+	if !reflect.DeepEqual(p, want) {
+		t.Errorf("old value decoded as\n%+v\nwant\n%+v", p, want)
+	}
+}

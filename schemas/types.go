@@ -196,6 +196,9 @@ type PodTemplate struct {
 	Name string `json:"name,omitempty"`
 	// Labels default to the replicaset's selector when empty.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are copied onto every pod (Helm charts put config
+	// checksums here).
+	Annotations map[string]string `json:"annotations,omitempty"`
 	PodSpec
 }
 

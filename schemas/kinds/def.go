@@ -2,6 +2,7 @@ package kinds
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -118,7 +119,8 @@ func (d *Def[S, K]) ValidateUpdate(obj, old any) field.ErrorList {
 }
 
 func (d *Def[S, K]) Table(objs []runtime.Object, now time.Time) (*metav1.Table, error) {
-	t := &metav1.Table{ColumnDefinitions: d.Columns, Rows: make([]metav1.TableRow, 0, len(objs))}
+	// A copy: callers may trim or reorder the columns of their table.
+	t := &metav1.Table{ColumnDefinitions: slices.Clone(d.Columns), Rows: make([]metav1.TableRow, 0, len(objs))}
 	for _, o := range objs {
 		k, ok := o.(K)
 		if !ok {

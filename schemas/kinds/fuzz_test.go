@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/miniku/miniku/schemas"
 )
 
 // FuzzFromKube feeds arbitrary JSON, decoded into each kind's wire type
@@ -50,6 +52,39 @@ func FuzzFromKube(f *testing.F) {
 			if _, err := k.ToKube(stored); err != nil {
 				t.Fatalf("%s: accepted %s but cannot show it: %v", k.Info().Resource, data, err)
 			}
+		}
+	})
+}
+
+// FuzzToKube decodes arbitrary bytes as a stored value of every kind, as
+// a reader of KV or the EVENTS stream would, and shows it: ToKube and
+// Table may refuse it with an error, never panic.
+func FuzzToKube(f *testing.F) {
+	for _, p := range testPods() {
+		b, _ := schemas.Marshal(p)
+		f.Add(b)
+	}
+	for _, r := range testReplicaSets() {
+		b, _ := schemas.Marshal(r)
+		f.Add(b)
+	}
+	b, _ := schemas.Marshal(&schemas.Node{ObjectMeta: schemas.ObjectMeta{Name: "n", ManagedFields: []byte("{")}, Capacity: schemas.ResourceList{CPU: "x"}})
+	f.Add(b)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, k := range All() {
+			stored := k.NewStored()
+			if schemas.Unmarshal(data, stored) != nil {
+				continue
+			}
+			wire, err := k.ToKube(stored)
+			if err != nil {
+				continue
+			}
+			if _, err := k.Table([]runtime.Object{wire}, now); err != nil {
+				t.Fatalf("%s: table of ToKube's output: %v", k.Info().Resource, err)
+			}
+			_ = k.Validate(stored)
 		}
 	})
 }

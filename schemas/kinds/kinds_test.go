@@ -125,8 +125,11 @@ func TestNodeFromKubeRefuses(t *testing.T) {
 	}{
 		{"podCIDR", func(n *corev1.Node) { n.Spec.PodCIDR = "10.0.0.0/24" }, "spec.podCIDR"},
 		{"taint", func(n *corev1.Node) { n.Spec.Taints = []corev1.Taint{{Key: "x", Effect: "NoSchedule"}} }, "spec.taints[0]"},
-		{"cordon taint without unschedulable", func(n *corev1.Node) {
+		{"uncordon sends the cordon taint back", func(n *corev1.Node) {
 			n.Spec.Taints = []corev1.Taint{{Key: TaintUnschedulable, Effect: "NoSchedule"}}
+		}, ""},
+		{"cordon taint with NoExecute", func(n *corev1.Node) {
+			n.Spec.Taints = []corev1.Taint{{Key: TaintUnschedulable, Effect: "NoExecute"}}
 		}, "spec.taints[0]"},
 		{"namespace", func(n *corev1.Node) { n.Namespace = "default" }, "metadata.namespace"},
 		{"resourceVersion", func(n *corev1.Node) { n.ResourceVersion = "x" }, "metadata.resourceVersion"},
@@ -189,7 +192,8 @@ func TestTables(t *testing.T) {
 	}{
 		{Node, &schemas.Node{ObjectMeta: schemas.ObjectMeta{Name: "n1", CreatedAt: t0}, Status: schemas.NodeReady, Unschedulable: true},
 			[]any{"n1", "Ready,SchedulingDisabled", "<none>", "90m", KubeletVersion, "<none>", "<none>", "<unknown>", "<unknown>", "miniku://1.33.0-miniku"}},
-		{Node, &schemas.Node{ObjectMeta: schemas.ObjectMeta{Name: "n2", CreatedAt: t0, Labels: map[string]string{"node-role.kubernetes.io/control-plane": ""}}, Status: schemas.NodeNotReady},
+		{Node, &schemas.Node{ObjectMeta: schemas.ObjectMeta{Name: "n2", CreatedAt: t0, Labels: map[string]string{"node-role.kubernetes.io/control-plane": ""}}, Status: schemas.NodeNotReady,
+			Conditions: []schemas.NodeCondition{{Type: schemas.NodeDiskPressure, Status: "True"}}},
 			[]any{"n2", "NotReady", "control-plane", "90m", KubeletVersion, "<none>", "<none>", "<unknown>", "<unknown>", "miniku://1.33.0-miniku"}},
 		{Namespace, &schemas.Namespace{ObjectMeta: schemas.ObjectMeta{Name: "default", CreatedAt: t0.Add(-49 * time.Hour)}, Phase: schemas.NamespaceActive},
 			[]any{"default", "Active", "2d2h"}},

@@ -142,13 +142,9 @@ func metaFromKube(m *metav1.ObjectMeta, namespaced bool) (schemas.ObjectMeta, fi
 		}
 		out.ResourceVersion = rv
 	}
-	for i, r := range m.OwnerReferences {
-		p := metaPath.Child("ownerReferences").Index(i)
-		if r.Controller != nil && !*r.Controller || r.BlockOwnerDeletion != nil && !*r.BlockOwnerDeletion {
-			// false and absent are kept alike; say so rather than turn one
-			// into the other silently.
-			errs = append(errs, field.NotSupported(p.Child("controller"), "false", []string{"true", "(absent)"}))
-		}
+	for _, r := range m.OwnerReferences {
+		// false and absent mean the same for controller and
+		// blockOwnerDeletion; both are kept as absent.
 		out.OwnerReferences = append(out.OwnerReferences, schemas.OwnerReference{
 			APIVersion: r.APIVersion, Kind: r.Kind, Name: r.Name, UID: string(r.UID),
 			Controller: r.Controller != nil && *r.Controller, BlockOwnerDeletion: r.BlockOwnerDeletion != nil && *r.BlockOwnerDeletion,
@@ -282,12 +278,21 @@ func age(t metav1.Time, now time.Time) string {
 	return duration.HumanDuration(now.Sub(t.Time))
 }
 
-// createMeta resets what a creator may not set.
+// createMeta resets what a creator may not set. The generation is
+// stored as 0 at creation and read as 1 (Generation), so objects written
+// before generations existed, and the seed API's responses, need none.
 func createMeta(m *schemas.ObjectMeta, now time.Time) {
 	m.UID = NewUID()
 	m.CreatedAt = now.UTC()
 	m.ResourceVersion = 0
+	m.Generation = 0
 }
+
+// Generation is m's generation as Kubernetes counts it: 1 at creation.
+func Generation(m *schemas.ObjectMeta) int64 { return max(m.Generation, 1) }
+
+// bumpGeneration counts a spec change.
+func bumpGeneration(m *schemas.ObjectMeta) { m.Generation = Generation(m) + 1 }
 
 func metaRV(rv uint64) string {
 	if rv == 0 {

@@ -208,7 +208,8 @@ func nodeResources(r schemas.ResourceList) (corev1.ResourceList, error) {
 
 // NodeFromKube is the stored node of a wire one. Refused (the kubelet
 // owns them, or MiniKu has no use yet): spec.podCIDR(s), providerID,
-// taints other than the cordon taint, configSource, externalID; status
+// taints other than the cordon taint (which follows
+// spec.unschedulable), configSource, externalID; status
 // addresses, nodeInfo and the like are the kubelet's and not read back.
 func NodeFromKube(k *corev1.Node) (*schemas.Node, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, false)
@@ -242,10 +243,13 @@ func NodeFromKube(k *corev1.Node) (*schemas.Node, field.ErrorList) {
 		errs = append(errs, notSupported(sp.Child("externalID"), ""))
 	}
 	for i, t := range k.Spec.Taints {
-		if t.Key == TaintUnschedulable && t.Effect == corev1.TaintEffectNoSchedule && t.Value == "" && k.Spec.Unschedulable {
+		// The cordon taint is derived from spec.unschedulable (Kubernetes'
+		// node controller keeps it in step); kubectl uncordon patches only
+		// unschedulable and sends the taint back as it was.
+		if t.Key == TaintUnschedulable && t.Effect == corev1.TaintEffectNoSchedule && t.Value == "" {
 			continue
 		}
-		errs = append(errs, notSupported(sp.Child("taints").Index(i), "taints other than "+TaintUnschedulable+":NoSchedule with spec.unschedulable"))
+		errs = append(errs, notSupported(sp.Child("taints").Index(i), "taints other than "+TaintUnschedulable+":NoSchedule, which follows spec.unschedulable"))
 	}
 	// Status: read back what MiniKu stores, so a status write keeps it.
 	for _, c := range k.Status.Conditions {
@@ -280,11 +284,11 @@ func NodeFromKube(k *corev1.Node) (*schemas.Node, field.ErrorList) {
 	for name, q := range k.Status.Capacity {
 		switch name {
 		case corev1.ResourceCPU:
-			n.Capacity.CPU = q.String()
+			n.Capacity.CPU = quantityString(q, true)
 		case corev1.ResourceMemory:
-			n.Capacity.Memory = q.String()
+			n.Capacity.Memory = quantityString(q, false)
 		case corev1.ResourceEphemeralStorage:
-			n.Capacity.EphemeralStorage = q.String()
+			n.Capacity.EphemeralStorage = quantityString(q, false)
 		case corev1.ResourcePods:
 			n.Capacity.Pods = int(q.Value())
 		default:
@@ -295,17 +299,19 @@ func NodeFromKube(k *corev1.Node) (*schemas.Node, field.ErrorList) {
 }
 
 func nodeRow(n *corev1.Node, now time.Time) []any {
+	// Only the Ready condition shows, as kube-apiserver prints it:
+	// pressure is for describe.
 	var status []string
 	for _, c := range n.Status.Conditions {
-		switch {
-		case c.Status == corev1.ConditionTrue:
+		if c.Type != corev1.NodeReady {
+			continue
+		}
+		if c.Status == corev1.ConditionTrue {
 			status = append(status, string(c.Type))
-		case c.Type == corev1.NodeReady:
+		} else {
 			status = append(status, "Not"+string(c.Type))
 		}
 	}
-	// kubectl keeps only Ready among the conditions it prints when true
-	// for pressure too; pressure shows as MemoryPressure etc.
 	if len(status) == 0 {
 		status = []string{"Unknown"}
 	}

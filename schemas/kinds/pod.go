@@ -2,7 +2,6 @@ package kinds
 
 import (
 	"fmt"
-	"reflect"
 	"strings"
 	"time"
 
@@ -55,7 +54,6 @@ var Pod = &Def[*schemas.Pod, *corev1.Pod]{
 // controller) runs it, then ValidatePod.
 func PreparePodForCreate(p *schemas.Pod, now time.Time) {
 	createMeta(&p.ObjectMeta, now)
-	p.Generation = 1
 	schemas.SetPodStatus(p, schemas.PodStatus{Status: schemas.PodPending})
 	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = nil, nil
 }
@@ -69,8 +67,14 @@ func PreparePodForUpdate(p, old *schemas.Pod) {
 	if p.NodeName == "" {
 		p.NodeName = old.NodeName // binding sets it, an update cannot unset it
 	}
-	if !reflect.DeepEqual(p.PodSpec, old.PodSpec) || p.ContainerName != old.ContainerName || p.NodeName != old.NodeName {
-		p.Generation++ // ValidatePodUpdate refuses it; counted as Kubernetes does
+	if sameSpec(&p.PodSpec, &old.PodSpec) {
+		p.PodSpec = *old.PodSpec.DeepCopyPodSpec() // as stored, however the client spelled the defaults
+	}
+	if containerNameOf(p) == containerNameOf(old) {
+		p.ContainerName = old.ContainerName
+	}
+	if !sameSpec(&p.PodSpec, &old.PodSpec) || containerNameOf(p) != containerNameOf(old) || p.NodeName != old.NodeName {
+		bumpGeneration(&p.ObjectMeta) // ValidatePodUpdate refuses it; counted as Kubernetes does
 	}
 }
 
@@ -102,13 +106,22 @@ func ValidatePod(p *schemas.Pod) field.ErrorList {
 // kubelet would not restart the container for it, so not yet).
 func ValidatePodUpdate(p, old *schemas.Pod) field.ErrorList {
 	errs := validateMetaUpdate(&p.ObjectMeta, &old.ObjectMeta)
-	if !reflect.DeepEqual(p.PodSpec, old.PodSpec) || p.ContainerName != old.ContainerName {
+	if !sameSpec(&p.PodSpec, &old.PodSpec) || containerNameOf(p) != containerNameOf(old) {
 		errs = append(errs, field.Forbidden(specPath, "pod updates may not change the spec (MiniKu does not change a pod's container in place yet); delete and create the pod"))
 	}
 	if p.NodeName != old.NodeName {
 		errs = append(errs, field.Invalid(specPath.Child("nodeName"), p.NodeName, "field is immutable: bind an unscheduled pod with pods/binding"))
 	}
 	return append(errs, ValidatePod(p)...)
+}
+
+// containerNameOf is the pod's container name: the kubelet's default is
+// the pod's name.
+func containerNameOf(p *schemas.Pod) string {
+	if p.ContainerName != "" {
+		return p.ContainerName
+	}
+	return p.Name
 }
 
 // controllerRef is the ownerReference of a pod of replicaset name.
@@ -123,6 +136,7 @@ func PodToKube(p *schemas.Pod) (*corev1.Pod, error) {
 	if err != nil {
 		return nil, err
 	}
+	meta.Generation = Generation(&p.ObjectMeta)
 	if p.Owner != "" {
 		meta.OwnerReferences = append([]metav1.OwnerReference{controllerRef(p.Owner, p.OwnerUID)}, meta.OwnerReferences...)
 	}
@@ -131,10 +145,7 @@ func PodToKube(p *schemas.Pod) (*corev1.Pod, error) {
 	if p.DeletionTimestamp != nil && p.DeletionGracePeriodSeconds == nil {
 		meta.DeletionGracePeriodSeconds = ptrTo(int64(p.GracePeriod().Seconds()))
 	}
-	cname := p.ContainerName
-	if cname == "" {
-		cname = p.Name // the kubelet's default too
-	}
+	cname := containerNameOf(p)
 	spec, err := podSpecToKube(&p.PodSpec, cname, p.NodeName)
 	if err != nil {
 		return nil, fmt.Errorf("kinds: pod %s: %w", p.Name, err)
@@ -146,6 +157,13 @@ func PodToKube(p *schemas.Pod) (*corev1.Pod, error) {
 		Status:     podStatusToKube(p, cname),
 	}, nil
 }
+
+const (
+	// reasonUnschedulable is the scheduler's reason on a pod it cannot
+	// place (services/scheduler.ReasonPodUnschedulable), Kubernetes' too.
+	reasonUnschedulable    = "Unschedulable"
+	reasonContainerUnknown = "ContainerStatusUnknown"
+)
 
 // Container state reasons a pending container shows as waiting.
 var waitingReasons = map[string]bool{
@@ -179,9 +197,11 @@ func podStatusToKube(p *schemas.Pod, cname string) corev1.PodStatus {
 	if phase.Terminal() {
 		notReady = "PodCompleted"
 	}
-	st.Conditions = []corev1.PodCondition{
-		cond(corev1.PodScheduled, scheduled, "", created),
+	sc := cond(corev1.PodScheduled, scheduled, "", created)
+	if !scheduled && p.Reason == reasonUnschedulable {
+		sc.Reason, sc.Message = p.Reason, p.Message // the scheduler's why
 	}
+	st.Conditions = []corev1.PodCondition{sc}
 	if scheduled {
 		st.Conditions = append(st.Conditions,
 			cond(corev1.PodInitialized, true, "", created),
@@ -224,8 +244,11 @@ func podStatusToKube(p *schemas.Pod, cname string) corev1.PodStatus {
 	case phase.Terminal() && terminated != nil:
 		cs.State.Terminated = terminated
 	case phase.Terminal():
-		cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: 137, Reason: orString(p.Reason, "Error"), Message: p.Message,
-			FinishedAt: kubeTime(deref(p.FinishedAt))}
+		// No exit code known (the node was lost): what Kubernetes shows
+		// for a container nobody could find.
+		cs.State.Terminated = &corev1.ContainerStateTerminated{ExitCode: 137, Reason: reasonContainerUnknown,
+			Message:   "The container could not be located when the pod was terminated",
+			StartedAt: kubeTime(deref(p.StartedAt)), FinishedAt: kubeTime(deref(p.FinishedAt))}
 	default:
 		reason := p.Reason
 		if !waitingReasons[reason] {
@@ -306,6 +329,11 @@ func podStatusFromKube(st *corev1.PodStatus, p *schemas.Pod) {
 	if st.Reason != "" {
 		p.Reason, p.Message = st.Reason, st.Message
 	}
+	for _, c := range st.Conditions {
+		if c.Type == corev1.PodScheduled && c.Status != corev1.ConditionTrue && c.Reason == reasonUnschedulable {
+			p.Reason, p.Message = c.Reason, c.Message
+		}
+	}
 	if len(st.ContainerStatuses) == 0 {
 		return
 	}
@@ -315,6 +343,10 @@ func podStatusFromKube(st *corev1.PodStatus, p *schemas.Pod) {
 	term := cs.State.Terminated
 	if term == nil {
 		term = cs.LastTerminationState.Terminated
+	}
+	if term != nil && term.Reason == reasonContainerUnknown {
+		p.StartedAt, p.FinishedAt = timePtr(&term.StartedAt), timePtr(&term.FinishedAt)
+		term = nil // shown for a missing exit code, not stored
 	}
 	if term != nil {
 		code := int(term.ExitCode)

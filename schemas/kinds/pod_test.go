@@ -36,9 +36,13 @@ func testPods() map[string]*schemas.Pod {
 			ExitCode: &code0, ContainerID: "c", StartedAt: tp(t0), FinishedAt: tp(t0.Add(time.Minute))},
 		"failed OOM": {ObjectMeta: meta("p5"), PodSpec: spec, NodeName: "node-1", Status: schemas.PodFailed, Reason: "OOMKilled",
 			ExitCode: &code1, StartedAt: tp(t0), FinishedAt: tp(t0.Add(time.Minute))},
+		"unschedulable": {ObjectMeta: meta("p8"), PodSpec: spec, Status: schemas.PodPending, Reason: "Unschedulable",
+			Message: "0/2 nodes are available: 2 Insufficient cpu."},
+		"node lost": {ObjectMeta: meta("p9"), PodSpec: spec, NodeName: "node-1", Status: schemas.PodFailed, Reason: "NodeLost",
+			Message: "node node-1 stopped responding", StartedAt: tp(t0), FinishedAt: tp(t0.Add(time.Minute))},
 		"terminating": {ObjectMeta: meta("p6"), PodSpec: spec, NodeName: "node-1", Status: schemas.PodRunning, StartedAt: tp(t0),
 			DeletionTimestamp: tp(t0.Add(time.Hour)), DeletionGracePeriodSeconds: ptrTo(int64(30))},
-		"other owner refs": {ObjectMeta: schemas.ObjectMeta{Name: "p7", CreatedAt: t0, Finalizers: []string{"example.com/f"},
+		"other owner refs": {ObjectMeta: schemas.ObjectMeta{Name: "p7", CreatedAt: t0, Generation: 1, Finalizers: []string{"example.com/f"},
 			OwnerReferences: []schemas.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "c", UID: "cu"}},
 			ManagedFields:   []byte(`[{"manager":"kubectl","operation":"Apply","apiVersion":"v1","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{}}}]`)},
 			PodSpec: spec, Status: schemas.PodPending},
@@ -96,6 +100,14 @@ func TestPodToKube(t *testing.T) {
 		k.Status.ContainerStatuses[0].LastTerminationState.Terminated.ExitCode != 1 {
 		t.Errorf("crash loop status %+v", k.Status.ContainerStatuses[0])
 	}
+	k, _ = PodToKube(pods["unschedulable"])
+	if c := k.Status.Conditions[0]; c.Type != corev1.PodScheduled || c.Status != corev1.ConditionFalse || c.Reason != "Unschedulable" || c.Message == "" {
+		t.Errorf("unschedulable condition %+v", c)
+	}
+	k, _ = PodToKube(pods["node lost"])
+	if k.Status.Reason != "NodeLost" || k.Status.ContainerStatuses[0].State.Terminated.Reason != "ContainerStatusUnknown" {
+		t.Errorf("node lost status %+v", k.Status)
+	}
 	k, _ = PodToKube(pods["pending"])
 	if len(k.Status.ContainerStatuses) != 0 || k.Status.QOSClass != corev1.PodQOSBestEffort || len(k.Status.Conditions) != 1 {
 		t.Errorf("pending status %+v", k.Status)
@@ -138,6 +150,12 @@ func TestPodFromKubeRefuses(t *testing.T) {
 			p.Spec.Containers[0].Ports = []corev1.ContainerPort{{ContainerPort: 80, HostPort: 8080}}
 		}, "spec.containers[0].ports[0].hostPort"},
 		{"namespace", func(p *corev1.Pod) { p.Namespace = "kube-system" }, "metadata.namespace"},
+		{"owner ref controller false", func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "c", UID: "u", Controller: ptrTo(false)}}
+		}, ""},
+		{"replicaset ref without blockOwnerDeletion", func(p *corev1.Pod) {
+			p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "r", UID: "u", Controller: ptrTo(true)}}
+		}, "metadata.ownerReferences[0].blockOwnerDeletion"},
 		{"toleration", func(p *corev1.Pod) { p.Spec.Tolerations = []corev1.Toleration{{Key: "x"}} }, "spec.tolerations"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -153,6 +171,12 @@ func TestPodFromKubeRefuses(t *testing.T) {
 				}
 			}
 		})
+	}
+	// Exponents become the suffixed form MiniKu stores.
+	p0 := base()
+	p0.Spec.Containers[0].Resources.Limits = corev1.ResourceList{"cpu": q("5e-1"), "memory": q("128e6")}
+	if got, errs := PodFromKube(p0); len(errs) > 0 || got.Resources.CPU != "500m" || got.Resources.Memory != "128M" || len(ValidatePod(got)) > 0 {
+		t.Errorf("exponent quantities: %+v %v %v", got.Resources, errs, ValidatePod(got))
 	}
 	// command + args are Kubernetes' command followed by args.
 	p := base()
@@ -170,7 +194,7 @@ func TestPodStrategy(t *testing.T) {
 	p := testPods()["crash loop"].DeepCopy()
 	p.UID = "client"
 	PreparePodForCreate(p, t0)
-	if p.UID == "client" || p.Status != schemas.PodPending || p.ExitCode != nil || p.RestartCount != 0 || p.Reason != "" || p.Generation != 1 || !p.CreatedAt.Equal(t0) {
+	if p.UID == "client" || p.Status != schemas.PodPending || p.ExitCode != nil || p.RestartCount != 0 || p.Reason != "" || p.Generation != 0 || !p.CreatedAt.Equal(t0) {
 		t.Errorf("PrepareForCreate left %+v", p)
 	}
 	if errs := ValidatePod(p); len(errs) > 0 {
@@ -181,7 +205,7 @@ func TestPodStrategy(t *testing.T) {
 	upd := p.DeepCopy()
 	upd.UID, upd.Labels = "", map[string]string{"new": "label"}
 	PreparePodForUpdate(upd, old)
-	if upd.Status != schemas.PodRunning || upd.RestartCount != 2 || upd.UID != old.UID || upd.Generation != 1 {
+	if upd.Status != schemas.PodRunning || upd.RestartCount != 2 || upd.UID != old.UID || upd.Generation != 0 {
 		t.Errorf("PrepareForUpdate: %+v", upd)
 	}
 	if errs := ValidatePodUpdate(upd, old); len(errs) > 0 {
@@ -207,6 +231,8 @@ func TestPodTable(t *testing.T) {
 		"crash loop":              {"p3", "0/1", "CrashLoopBackOff", "3 (119m ago)", "120m", "<none>", "node-1", "<none>", "<none>"},
 		"succeeded":               {"p4", "0/1", "Completed", "0", "120m", "<none>", "node-1", "<none>", "<none>"},
 		"failed OOM":              {"p5", "0/1", "OOMKilled", "0", "120m", "<none>", "node-1", "<none>", "<none>"},
+		"unschedulable":           {"p8", "0/1", "Pending", "0", "120m", "<none>", "<none>", "<none>", "<none>"},
+		"node lost":               {"p9", "0/1", "ContainerStatusUnknown", "0", "120m", "<none>", "node-1", "<none>", "<none>"},
 		"terminating":             {"p6", "1/1", "Terminating", "0", "120m", "<none>", "node-1", "<none>", "<none>"},
 	} {
 		k, err := PodToKube(pods[name])
@@ -223,5 +249,31 @@ func TestPodTable(t *testing.T) {
 	}
 	if _, err := Pod.Table([]runtime.Object{&corev1.Node{}}, now); err == nil {
 		t.Error("table of a node as pods")
+	}
+}
+
+// A pod stored with the defaults spelled out (as the seed API lets a
+// client write them) survives a read-modify-write through the
+// Kubernetes view: same spec, no generation bump, and a status write
+// (which skips PrepareForUpdate) passes ValidatePodUpdate.
+func TestPodDefaultsSpelledOut(t *testing.T) {
+	old := &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "p", UID: "u", CreatedAt: t0}, ContainerName: "p",
+		PodSpec: schemas.PodSpec{Image: "busybox", RestartPolicy: schemas.RestartAlways, TerminationGracePeriodSeconds: ptrTo(int64(30)),
+			Ports: []schemas.ContainerPort{{ContainerPort: 80, Protocol: "TCP"}}, Env: []schemas.EnvVar{}},
+		NodeName: "n", Status: schemas.PodRunning}
+	back := roundTrip(t, Pod, old).(*schemas.Pod)
+	if errs := ValidatePodUpdate(back, old); len(errs) > 0 {
+		t.Errorf("status-style write refused: %v", errs)
+	}
+	PreparePodForUpdate(back, old)
+	if errs := ValidatePodUpdate(back, old); len(errs) > 0 || back.Generation != 0 || !reflect.DeepEqual(back.PodSpec, old.PodSpec) || back.ContainerName != "p" {
+		t.Errorf("update: %v, generation %d, spec %+v", errs, back.Generation, back.PodSpec)
+	}
+	rs := &schemas.ReplicaSet{ObjectMeta: schemas.ObjectMeta{Name: "r", UID: "u", CreatedAt: t0}, DesiredCount: 1,
+		Selector: map[string]string{"a": "b"}, Template: schemas.PodTemplate{Name: "r", Labels: map[string]string{"a": "b"}, PodSpec: old.PodSpec}}
+	rback := roundTrip(t, ReplicaSet, rs).(*schemas.ReplicaSet)
+	PrepareReplicaSetForUpdate(rback, rs)
+	if rback.Generation != 0 || !reflect.DeepEqual(rback.Template, rs.Template) {
+		t.Errorf("replicaset update: generation %d, template %+v", rback.Generation, rback.Template)
 	}
 }

@@ -9,7 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/miniku/miniku/schemas"
@@ -244,9 +243,13 @@ func containerFromKube(c *corev1.Container, spec *schemas.PodSpec, p *field.Path
 		spec.Ports = append(spec.Ports, schemas.ContainerPort{Name: kp.Name, ContainerPort: kp.ContainerPort, Protocol: proto})
 	}
 	c.Ports = nil
-	if c.ImagePullPolicy == defaultPullPolicy(spec.Image) {
-		c.ImagePullPolicy = ""
+	switch def := defaultPullPolicy(spec.Image); c.ImagePullPolicy {
+	case "", def:
+	default:
+		errs = append(errs, notSupported(p.Child("imagePullPolicy"), fmt.Sprintf(
+			"MiniKu pulls by Kubernetes' default policy: Always for :latest or no tag, else IfNotPresent (here %s)", def)))
 	}
+	c.ImagePullPolicy = ""
 	if c.TerminationMessagePath == defaultTerminationMessagePath {
 		c.TerminationMessagePath = ""
 	}
@@ -266,11 +269,11 @@ func resourcesFromKube(r *corev1.ResourceRequirements, out *schemas.ResourceList
 		lp := p.Child("limits").Key(string(name))
 		switch name {
 		case corev1.ResourceCPU:
-			out.CPU = q.String()
+			out.CPU = quantityString(q, true)
 		case corev1.ResourceMemory:
-			out.Memory = q.String()
+			out.Memory = quantityString(q, false)
 		case corev1.ResourceEphemeralStorage:
-			out.EphemeralStorage = q.String()
+			out.EphemeralStorage = quantityString(q, false)
 		case ResourcePids:
 			out.Pids = q.Value()
 		default:
@@ -348,6 +351,52 @@ func validatePorts(ports []schemas.ContainerPort, p *field.Path) field.ErrorList
 	return errs
 }
 
-func corev1PodTemplate(labels map[string]string, spec corev1.PodSpec) corev1.PodTemplateSpec {
-	return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec}
+// normalSpec is s with every default spelled one way (the 30 s grace
+// period as nil, Always as "", TCP as "", empty lists and maps as nil),
+// so a spec read through the Kubernetes view compares equal to the one
+// stored whichever way a writer spelled it.
+func normalSpec(s *schemas.PodSpec) schemas.PodSpec {
+	n := *s.DeepCopyPodSpec()
+	if n.TerminationGracePeriodSeconds != nil && *n.TerminationGracePeriodSeconds == int64(schemas.DefaultTerminationGracePeriod.Seconds()) {
+		n.TerminationGracePeriodSeconds = nil
+	}
+	if n.RestartPolicy == schemas.RestartAlways {
+		n.RestartPolicy = ""
+	}
+	for i := range n.Ports {
+		if n.Ports[i].Protocol == string(corev1.ProtocolTCP) {
+			n.Ports[i].Protocol = ""
+		}
+	}
+	if len(n.Ports) == 0 {
+		n.Ports = nil
+	}
+	if len(n.Env) == 0 {
+		n.Env = nil
+	}
+	if len(n.Command) == 0 {
+		n.Command = nil
+	}
+	if len(n.NodeSelector) == 0 {
+		n.NodeSelector = nil
+	}
+	return n
+}
+
+// sameSpec reports whether a and b say the same.
+func sameSpec(a, b *schemas.PodSpec) bool {
+	na, nb := normalSpec(a), normalSpec(b)
+	return reflect.DeepEqual(&na, &nb)
+}
+
+// quantityString is q as MiniKu stores quantities: the canonical form,
+// but never an exponent ("1e3"), which the stored form does not take.
+func quantityString(q resource.Quantity, milli bool) string {
+	if q.Format != resource.DecimalExponent {
+		return q.String()
+	}
+	if milli {
+		return resource.NewMilliQuantity(q.MilliValue(), resource.DecimalSI).String()
+	}
+	return resource.NewQuantity(q.Value(), resource.DecimalSI).String()
 }

@@ -8,6 +8,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	apivalidation "k8s.io/apimachinery/pkg/api/validation"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -60,7 +62,6 @@ var ReplicaSet = &Def[*schemas.ReplicaSet, *appsv1.ReplicaSet]{
 // controller counts pods).
 func PrepareReplicaSetForCreate(rs *schemas.ReplicaSet, now time.Time) {
 	createMeta(&rs.ObjectMeta, now)
-	rs.Generation = 1
 	rs.CurrentCount, rs.ReadyCount = 0, 0
 }
 
@@ -69,8 +70,17 @@ func PrepareReplicaSetForCreate(rs *schemas.ReplicaSet, now time.Time) {
 func PrepareReplicaSetForUpdate(rs, old *schemas.ReplicaSet) {
 	carryMeta(&rs.ObjectMeta, &old.ObjectMeta)
 	rs.CurrentCount, rs.ReadyCount = old.CurrentCount, old.ReadyCount
+	if sameSpec(&rs.Template.PodSpec, &old.Template.PodSpec) {
+		rs.Template.PodSpec = *old.Template.PodSpec.DeepCopyPodSpec() // as stored, however the client spelled the defaults
+	}
+	if templateContainerName(rs) == templateContainerName(old) {
+		rs.Template.Name = old.Template.Name
+	}
+	if maps.Equal(rs.PodLabels(), old.PodLabels()) {
+		rs.Template.Labels = maps.Clone(old.Template.Labels)
+	}
 	if rs.DesiredCount != old.DesiredCount || !maps.Equal(rs.Selector, old.Selector) || !reflect.DeepEqual(rs.Template, old.Template) {
-		rs.Generation++
+		bumpGeneration(&rs.ObjectMeta)
 	}
 }
 
@@ -84,6 +94,7 @@ var rsRename = mergeMaps(metaRename, specRename("template.", "spec.template.spec
 func ValidateReplicaSet(rs *schemas.ReplicaSet) field.ErrorList {
 	errs := fieldErrors(rs.Validate(), rsRename)
 	errs = append(errs, validateMeta(&rs.ObjectMeta)...)
+	errs = append(errs, apivalidation.ValidateAnnotations(rs.Template.Annotations, field.NewPath("spec", "template", "metadata", "annotations"))...)
 	return append(errs, validatePorts(rs.Template.Ports, field.NewPath("spec", "template", "spec", "containers").Index(0).Child("ports"))...)
 }
 
@@ -113,6 +124,7 @@ func ReplicaSetToKube(rs *schemas.ReplicaSet) (*appsv1.ReplicaSet, error) {
 	if err != nil {
 		return nil, err
 	}
+	meta.Generation = Generation(&rs.ObjectMeta)
 	spec, err := podSpecToKube(&rs.Template.PodSpec, templateContainerName(rs), "")
 	if err != nil {
 		return nil, err
@@ -124,14 +136,14 @@ func ReplicaSetToKube(rs *schemas.ReplicaSet) (*appsv1.ReplicaSet, error) {
 		Spec: appsv1.ReplicaSetSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: maps.Clone(rs.Selector)},
-			Template: corev1PodTemplate(rs.PodLabels(), spec),
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: rs.PodLabels(), Annotations: maps.Clone(rs.Template.Annotations)}, Spec: spec},
 		},
 		Status: appsv1.ReplicaSetStatus{
 			Replicas: int32(rs.CurrentCount), FullyLabeledReplicas: int32(rs.CurrentCount),
 			ReadyReplicas: int32(rs.ReadyCount), AvailableReplicas: int32(rs.ReadyCount),
 			// The controller reconciles every spec it sees (level-triggered)
 			// but records no generation yet: report the current one.
-			ObservedGeneration: rs.Generation,
+			ObservedGeneration: meta.Generation,
 		},
 	}, nil
 }
@@ -139,7 +151,7 @@ func ReplicaSetToKube(rs *schemas.ReplicaSet) (*appsv1.ReplicaSet, error) {
 // ReplicaSetFromKube is the stored replicaset of a wire one. Refused
 // besides the pod spec fields (podspec.go): spec.minReadySeconds,
 // spec.selector.matchExpressions, spec.template.metadata other than
-// labels, spec.template.spec.nodeName.
+// labels and annotations, spec.template.spec.nodeName.
 func ReplicaSetFromKube(k *appsv1.ReplicaSet) (*schemas.ReplicaSet, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
 	rs := &schemas.ReplicaSet{ObjectMeta: meta, DesiredCount: 1}
@@ -167,7 +179,8 @@ func ReplicaSetFromKube(k *appsv1.ReplicaSet) (*schemas.ReplicaSet, field.ErrorL
 	if maps.Equal(rs.Template.Labels, rs.Selector) {
 		rs.Template.Labels = nil // the stored default: pods get the selector
 	}
-	tm.Labels = nil
+	rs.Template.Annotations = maps.Clone(tm.Annotations)
+	tm.Labels, tm.Annotations = nil, nil
 	tm.CreationTimestamp = metav1.Time{} // written as null by older clients
 	errs = append(errs, leftovers(reflect.ValueOf(&tm).Elem(), tp.Child("metadata"))...)
 	var (

@@ -18,10 +18,10 @@ func testReplicaSets() map[string]*schemas.ReplicaSet {
 	return map[string]*schemas.ReplicaSet{
 		"plain": {ObjectMeta: schemas.ObjectMeta{Name: "web", UID: "u", ResourceVersion: 4, CreatedAt: t0, Generation: 2},
 			DesiredCount: 3, Selector: map[string]string{"app": "web"},
-			Template:     schemas.PodTemplate{PodSpec: schemas.PodSpec{Image: "nginx:1.27"}}, CurrentCount: 3, ReadyCount: 2},
-		"named template, own labels": {ObjectMeta: schemas.ObjectMeta{Name: "db", CreatedAt: t0, Annotations: map[string]string{"a": "b"}},
+			Template: schemas.PodTemplate{PodSpec: schemas.PodSpec{Image: "nginx:1.27"}}, CurrentCount: 3, ReadyCount: 2},
+		"named template, own labels": {ObjectMeta: schemas.ObjectMeta{Name: "db", CreatedAt: t0, Generation: 1, Annotations: map[string]string{"a": "b"}},
 			DesiredCount: 0, Selector: map[string]string{"app": "db"},
-			Template: schemas.PodTemplate{Name: "postgres", Labels: map[string]string{"app": "db", "tier": "data"},
+			Template: schemas.PodTemplate{Name: "postgres", Labels: map[string]string{"app": "db", "tier": "data"}, Annotations: map[string]string{"checksum/config": "abc"},
 				PodSpec: schemas.PodSpec{Image: "postgres", Command: []string{"postgres"}, Resources: schemas.ResourceList{CPU: "1", Memory: "1Gi"},
 					Ports: []schemas.ContainerPort{{ContainerPort: 5432}}}}},
 	}
@@ -67,7 +67,8 @@ func TestReplicaSetFromKubeRefuses(t *testing.T) {
 		}, "spec.selector.matchExpressions"},
 		{"no selector", func(r *appsv1.ReplicaSet) { r.Spec.Selector = nil }, "spec.selector"},
 		{"minReadySeconds", func(r *appsv1.ReplicaSet) { r.Spec.MinReadySeconds = 5 }, "spec.minReadySeconds"},
-		{"template annotations", func(r *appsv1.ReplicaSet) { r.Spec.Template.Annotations = map[string]string{"a": "b"} }, "spec.template.metadata.annotations"},
+		{"template generateName", func(r *appsv1.ReplicaSet) { r.Spec.Template.GenerateName = "x-" }, "spec.template.metadata.generateName"},
+		{"template annotations kept", func(r *appsv1.ReplicaSet) { r.Spec.Template.Annotations = map[string]string{"a": "b"} }, ""},
 		{"template probe", func(r *appsv1.ReplicaSet) { r.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{} }, "spec.template.spec.containers[0].readinessProbe"},
 		{"template nodeName", func(r *appsv1.ReplicaSet) { r.Spec.Template.Spec.NodeName = "n" }, "spec.template.spec.nodeName"},
 		{"namespace", func(r *appsv1.ReplicaSet) { r.Namespace = "prod" }, "metadata.namespace"},
@@ -92,7 +93,7 @@ func TestReplicaSetFromKubeRefuses(t *testing.T) {
 func TestReplicaSetStrategy(t *testing.T) {
 	rs := testReplicaSets()["plain"].DeepCopy()
 	PrepareReplicaSetForCreate(rs, t0)
-	if rs.CurrentCount != 0 || rs.ReadyCount != 0 || rs.Generation != 1 || rs.UID == "u" {
+	if rs.CurrentCount != 0 || rs.ReadyCount != 0 || rs.Generation != 0 || rs.UID == "u" {
 		t.Errorf("PrepareForCreate: %+v", rs)
 	}
 	if errs := ValidateReplicaSet(rs); len(errs) > 0 {
@@ -103,7 +104,7 @@ func TestReplicaSetStrategy(t *testing.T) {
 	upd := rs.DeepCopy()
 	upd.Labels = map[string]string{"x": "y"}
 	PrepareReplicaSetForUpdate(upd, old)
-	if upd.Generation != 1 || upd.CurrentCount != 2 {
+	if upd.Generation != 0 || upd.CurrentCount != 2 {
 		t.Errorf("metadata-only update: %+v", upd)
 	}
 	upd.DesiredCount = 5
@@ -119,6 +120,11 @@ func TestReplicaSetStrategy(t *testing.T) {
 	bad.DesiredCount, bad.Template.RestartPolicy = -1, schemas.RestartNever
 	if got := errPaths(ValidateReplicaSet(bad)); got != "spec.template.spec.restartPolicy spec.replicas" {
 		t.Errorf("bad paths %q", got)
+	}
+	bad = rs.DeepCopy()
+	bad.Template.Annotations = map[string]string{"bad key": "v"}
+	if got := errPaths(ValidateReplicaSet(bad)); got != "spec.template.metadata.annotations" {
+		t.Errorf("bad template annotation: %q", got)
 	}
 	s := ReplicaSetScale(rs)
 	if s.Spec.Replicas != 3 || s.Status.Selector != "app=web" {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/schemas"
+	"github.com/miniku/miniku/schemas/kinds"
 )
 
 const kindPod = "pod"
@@ -62,20 +63,15 @@ func (s *Server) createPod(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err := decodeBody(w, r, &p); err != nil {
 		return 0, nil, err
 	}
-	// Status belongs to the kubelet. Reset before validating so a client
-	// that posts back a pod it read is not refused over fields it cannot set.
-	p.UID = newUID()
-	p.CreatedAt = s.now().UTC()
-	p.ResourceVersion = 0
-	p.Status = schemas.PodPending
-	p.ContainerID = ""
-	p.ExitCode = nil
-	p.Reason, p.Message = "", ""
-	p.StartedAt, p.FinishedAt = nil, nil
-	p.RestartCount = 0
-	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = nil, nil
+	// The pod strategy every writer runs: identity and status (the
+	// kubelet's) reset before validating, so a client that posts back a
+	// pod it read is not refused over fields it cannot set.
+	kinds.PreparePodForCreate(&p, s.now())
 	if err := p.Validate(); err != nil {
-		return 0, nil, invalid(kindPod, err)
+		return 0, nil, invalid(kindPod, err) // the seed's own field names
+	}
+	if errs := kinds.ValidatePod(&p); len(errs) > 0 {
+		return 0, nil, invalid(kindPod, errs.ToAggregate()) // the rules the seed's Validate does not know
 	}
 	if err := p.CheckPodSecurity(s.cfg.PodSecurity); err != nil {
 		return 0, nil, forbidden(kindPod, p.Name, err)

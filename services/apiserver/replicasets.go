@@ -10,6 +10,7 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/schemas"
+	"github.com/miniku/miniku/schemas/kinds"
 )
 
 const kindReplicaSet = "replicaset"
@@ -48,14 +49,15 @@ func (s *Server) createReplicaSet(ctx context.Context, w http.ResponseWriter, r 
 	if err := decodeBody(w, r, &rs); err != nil {
 		return 0, nil, err
 	}
-	rs.UID = newUID()
-	rs.CreatedAt = s.now().UTC()
-	rs.ResourceVersion = 0
-	// Only the controller counts pods; a client's numbers would be a lie
-	// until its first reconcile.
-	rs.CurrentCount, rs.ReadyCount = 0, 0
+	// The replicaset strategy: identity reset, and status too (only the
+	// controller counts pods; a client's numbers would be a lie until its
+	// first reconcile).
+	kinds.PrepareReplicaSetForCreate(&rs, s.now())
 	if err := rs.Validate(); err != nil {
 		return 0, nil, invalid(kindReplicaSet, err)
+	}
+	if errs := kinds.ValidateReplicaSet(&rs); len(errs) > 0 {
+		return 0, nil, invalid(kindReplicaSet, errs.ToAggregate())
 	}
 	if err := rs.CheckPodSecurity(s.cfg.PodSecurity); err != nil {
 		return 0, nil, forbidden(kindReplicaSet, rs.Name, err)
@@ -112,12 +114,13 @@ func (s *Server) updateReplicaSet(ctx context.Context, w http.ResponseWriter, r 
 			}
 		}
 		oldDesired = cur.DesiredCount
-		next := in
-		next.UID = cur.UID
-		next.CreatedAt = cur.CreatedAt
+		next := *in.DeepCopy()
+		next.UID = "" // the seed API has always taken the stored one
+		kinds.PrepareReplicaSetForUpdate(&next, cur)
 		next.ResourceVersion = cur.ResourceVersion
-		next.CurrentCount = cur.CurrentCount
-		next.ReadyCount = cur.ReadyCount
+		if errs := kinds.ValidateReplicaSetUpdate(&next, cur); len(errs) > 0 {
+			return invalid(kindReplicaSet, errs.ToAggregate())
+		}
 		*cur = next
 		return nil
 	}

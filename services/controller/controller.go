@@ -14,12 +14,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
 	"github.com/miniku/miniku/schemas"
+	"github.com/miniku/miniku/schemas/kinds"
 	"github.com/miniku/miniku/services/queue"
 )
 
@@ -356,17 +358,17 @@ func randomHex(n int) string {
 func (c *Controller) createPod(ctx context.Context, rs *schemas.ReplicaSet) error {
 	for attempt := 0; ; attempt++ {
 		pod := &schemas.Pod{
-			ObjectMeta: schemas.ObjectMeta{
-				Name:      rs.Name + "-" + randomHex(4),
-				UID:       randomHex(16),
-				CreatedAt: c.cfg.Now().UTC(),
-				Labels:    rs.PodLabels(),
-			},
+			ObjectMeta: schemas.ObjectMeta{Name: rs.Name + "-" + randomHex(4), Labels: rs.PodLabels(),
+				Annotations: maps.Clone(rs.Template.Annotations)},
 			ContainerName: rs.Template.Name,
 			PodSpec:       rs.Template.PodSpec,
 			Owner:         rs.Name,
 			OwnerUID:      rs.UID,
-			Status:        schemas.PodPending,
+		}
+		// The API's rules for a new pod hold for the controller's too.
+		kinds.PreparePodForCreate(pod, c.cfg.Now())
+		if errs := kinds.ValidatePod(pod); len(errs) > 0 {
+			return fmt.Errorf("create pod for replicaset %s: %w", rs.Name, errs.ToAggregate())
 		}
 		err := c.conn.Pods.Create(ctx, pod)
 		if errors.Is(err, bus.ErrAlreadyExists) && attempt < 5 {
