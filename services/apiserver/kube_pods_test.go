@@ -484,3 +484,33 @@ func TestKubeSubresources(t *testing.T) {
 		t.Errorf("stale scale: %v, want Conflict", err)
 	}
 }
+
+// The status subresource writes only the status; the main resource
+// keeps the status it has (the kubelet's).
+func TestKubeStatusSubresource(t *testing.T) {
+	e := startKube(t)
+	ctx := kctx(t)
+	pods := e.client.CoreV1().Pods("default")
+	p, err := pods.Create(ctx, kpod("st", nil), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Status.Phase = corev1.PodFailed
+	p.Labels = map[string]string{"ignored": "yes"}
+	got, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Phase != corev1.PodFailed || got.Labels["ignored"] != "" {
+		t.Errorf("after UpdateStatus: phase %q, labels %v", got.Status.Phase, got.Labels)
+	}
+	got.Status.Phase = corev1.PodPending
+	got.Labels = map[string]string{"kept": "yes"}
+	upd, err := pods.Update(ctx, got, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if upd.Status.Phase != corev1.PodFailed || upd.Labels["kept"] != "yes" {
+		t.Errorf("after Update: phase %q (status must not change), labels %v", upd.Status.Phase, upd.Labels)
+	}
+}
