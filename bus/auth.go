@@ -207,7 +207,7 @@ func serverUsers(dir string, kubelets []string) ([]*server.User, error) {
 // the leader-election bucket of the scheduler and controller. The secrets
 // bucket is not among them: only the apiserver's user may use it.
 var (
-	allBuckets   = []string{BucketPods, BucketReplicaSets, BucketNodes, "leases", BucketConfigMaps, BucketServiceAccounts}
+	allBuckets   = []string{BucketPods, BucketReplicaSets, BucketNodes, BucketNamespaces, "leases", BucketConfigMaps, BucketServiceAccounts}
 	allStreams   = append(kvStreams(allBuckets...), StreamEvents)
 	eventSubject = SubjEventPrefix + ".>"
 )
@@ -279,7 +279,7 @@ func jsAdmin(streams []string) []string {
 // compaction removes old delete markers, and a repair the unreadable
 // message of a key (compact.go, repair.go).
 func jsCompact(secrets bool) []string {
-	buckets := []string{BucketPods, BucketReplicaSets, BucketNodes, BucketConfigMaps, BucketServiceAccounts}
+	buckets := []string{BucketPods, BucketReplicaSets, BucketNodes, BucketNamespaces, BucketConfigMaps, BucketServiceAccounts}
 	if secrets {
 		buckets = append(buckets, BucketSecrets)
 	}

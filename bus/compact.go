@@ -167,7 +167,7 @@ func NewCompactor(c *Conn, delay time.Duration, log *slog.Logger) *Compactor {
 	if log == nil {
 		log = c.log
 	}
-	buckets := []compactable{c.Pods, c.ReplicaSets, c.Nodes, c.ConfigMaps, c.ServiceAccounts}
+	buckets := []compactable{c.Pods, c.ReplicaSets, c.Nodes, c.Namespaces, c.ConfigMaps, c.ServiceAccounts}
 	if c.Secrets != nil {
 		buckets = append(buckets, c.Secrets)
 	}

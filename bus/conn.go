@@ -79,7 +79,8 @@ type Conn struct {
 	ConfigMaps      *Bucket[schemas.ConfigMap, *schemas.ConfigMap]
 	ServiceAccounts *Bucket[schemas.ServiceAccount, *schemas.ServiceAccount]
 	// Secrets is nil unless Options.SecretsKey is set.
-	Secrets *Bucket[schemas.Secret, *schemas.Secret]
+	Secrets    *Bucket[schemas.Secret, *schemas.Secret]
+	Namespaces *Bucket[schemas.Namespace, *schemas.Namespace]
 }
 
 // Connect dials NATS, retrying until ctx ends, and makes sure the buckets
@@ -213,7 +214,7 @@ func (c *Conn) waitConnected(ctx context.Context) error {
 // objectBuckets are the buckets of objects this connection uses: the
 // secrets bucket only with a key.
 func (c *Conn) objectBuckets() []string {
-	b := []string{BucketPods, BucketReplicaSets, BucketNodes, BucketConfigMaps, BucketServiceAccounts}
+	b := []string{BucketPods, BucketReplicaSets, BucketNodes, BucketNamespaces, BucketConfigMaps, BucketServiceAccounts}
 	if c.secretsKey != nil {
 		b = append(b, BucketSecrets)
 	}
@@ -252,6 +253,7 @@ func (c *Conn) ensureBuckets(ctx context.Context, replicas int, secretsKey Seale
 	if secretsKey != nil {
 		c.Secrets = sealedBucket[schemas.Secret](kvs[BucketSecrets], c.js, secretsKey)
 	}
+	c.Namespaces = newBucket[schemas.Namespace](kvs[BucketNamespaces], c.js)
 	return nil
 }
 

@@ -34,4 +34,6 @@ const (
 	// BucketSecrets is readable by the apiserver's NATS user only, and
 	// its values are encrypted (Options.SecretsKey).
 	BucketSecrets = "secrets"
+	// BucketNamespaces holds the Namespace objects (Kubernetes API).
+	BucketNamespaces = "namespaces"
 )

@@ -1,0 +1,199 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// kubectl runs the machine's kubectl against a cluster's Kubernetes API.
+type kubectl struct {
+	bin, config string
+}
+
+func (k kubectl) run(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(k.bin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+filepath.Dir(k.config))
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// must runs kubectl and checks its output matches want.
+func (k kubectl) must(t *testing.T, want string, args ...string) string {
+	t.Helper()
+	out, err := k.run(t, "", args...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if !regexp.MustCompile(want).MatchString(out) {
+		t.Fatalf("kubectl %s: output does not match %q:\n%s", strings.Join(args, " "), want, out)
+	}
+	return out
+}
+
+const kubectlRS = `apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: kweb
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: kweb}}
+  template:
+    metadata: {labels: {app: kweb}}
+    spec:
+      containers:
+      - name: c
+        image: alpine
+        command: ["/bin/sh", "-c", "while true; do sleep 1; done"]
+`
+
+const kubectlPod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: kpod
+  labels: {app: kpod}
+spec:
+  containers:
+  - name: c
+    image: alpine
+    command: ["/bin/sh", "-c", "while true; do sleep 1; done"]
+`
+
+// TestKubectl drives a real `miniku up` with the machine's kubectl over
+// HTTPS with the token. --validate=false: /openapi is another change's.
+func TestKubectl(t *testing.T) {
+	bin, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl is not installed (looked in PATH): skipping the kubectl end-to-end test")
+	}
+	c := newCluster(t)
+	https := freeAddr(t)
+	c.upWith(t, "--https-addr", https)
+	waitReadyNodes(t, c.api, 2)
+	tok, err := os.ReadFile(filepath.Join(c.dataDir, "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `apiVersion: v1
+kind: Config
+clusters: [{name: miniku, cluster: {server: "https://%s", insecure-skip-tls-verify: true}}]
+users: [{name: admin, user: {token: %q}}]
+contexts: [{name: miniku, context: {cluster: miniku, user: admin}}]
+current-context: miniku
+`, https, strings.TrimSpace(string(tok))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rsFile, podFile := filepath.Join(dir, "rs.yaml"), filepath.Join(dir, "pod.yaml")
+	if err := os.WriteFile(rsFile, []byte(kubectlRS), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(podFile, []byte(kubectlPod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k := kubectl{bin: bin, config: cfg}
+
+	k.must(t, `Server Version: v1\.33\.0-miniku`, "version")
+	k.must(t, `(?m)^pods\s+po\s+v1\s+true\s+Pod$`, "api-resources")
+	k.must(t, `(?m)^replicasets\s+rs\s+apps/v1\s+true\s+ReplicaSet$`, "api-resources")
+	k.must(t, `(?m)^node-1\s+Ready\s`, "get", "nodes")
+	k.must(t, `(?s)default\s+Active.*kube-public\s+Active.*kube-system\s+Active`, "get", "ns")
+
+	// get -w: a Table watch over HTTPS (HTTP/2) shows the pod created next.
+	var wout syncBuffer
+	wcmd := exec.Command(k.bin, "get", "pods", "-w")
+	wcmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+filepath.Dir(k.config))
+	wcmd.Stdout, wcmd.Stderr = &wout, &wout
+	if err := wcmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = wcmd.Process.Kill(); _ = wcmd.Wait() })
+	k.must(t, `pod/kpod created`, "create", "--validate=false", "-f", podFile)
+	eventually(t, 20*time.Second, func() error {
+		if !regexp.MustCompile(`(?m)^kpod\s+0/1\s+`).MatchString(wout.String()) {
+			return fmt.Errorf("kubectl get pods -w shows %q", wout.String())
+		}
+		return nil
+	})
+	k.must(t, `replicaset.apps/kweb created`, "apply", "--validate=false", "-f", rsFile)
+	k.must(t, `replicaset.apps/kweb unchanged`, "apply", "--validate=false", "-f", rsFile)
+	k.must(t, `replicaset.apps/kweb configured`, "apply", "--validate=false", "--filename="+writeTemp(t, dir, strings.Replace(kubectlRS, "replicas: 2", "replicas: 3", 1)))
+	eventually(t, 60*time.Second, func() error {
+		out, err := k.run(t, "", "get", "rs", "kweb", "--no-headers")
+		if err != nil || !regexp.MustCompile(`^kweb\s+3\s+3\s+3\s`).MatchString(out) {
+			return fmt.Errorf("get rs: %v %q", err, out)
+		}
+		return nil
+	})
+	k.must(t, `replicaset.apps/kweb scaled`, "scale", "rs", "kweb", "--replicas=1")
+	k.must(t, `replicaset.apps/kweb patched`, "patch", "rs", "kweb", "--type=merge", "-p", `{"metadata":{"labels":{"tier":"web"}}}`)
+	k.must(t, `pod/kpod labeled`, "label", "pod", "kpod", "x=y")
+	k.must(t, `pod/kpod condition met`, "wait", "--for=condition=Ready", "pod/kpod", "--timeout=60s")
+	k.must(t, `(?m)^default\s+kpod\s+1/1\s+Running\s`, "get", "pods", "-A")
+	k.must(t, `(?m)^kpod\s+1/1\s+Running\s+0\s+\S+\s+\S+\s+node-\d`, "get", "pods", "-l", "x=y", "-o", "wide")
+	k.must(t, `^pod/kpod\n$`, "get", "pods", "--field-selector", "metadata.name=kpod", "-o", "name")
+	k.must(t, `"kind": "Pod"`, "get", "pod", "kpod", "-o", "json")
+	k.must(t, `^$`, "logs", "kpod", "--tail=5")
+	k.must(t, `No resources found in kube-system namespace`, "get", "pods", "-n", "kube-system")
+	if out, err := k.run(t, "", "get", "pods", "-n", "nope"); err == nil || !strings.Contains(out, `namespaces "nope" not found`) {
+		t.Errorf("get pods -n nope: %v %q", err, out)
+	}
+	k.must(t, `(?s)Name:\s+kpod.*Namespace:\s+default.*Status:\s+Running`, "describe", "pod", "kpod")
+	k.must(t, `namespace/kt created`, "create", "namespace", "kt")
+	k.must(t, `namespace "kt" deleted`, "delete", "namespace", "kt")
+	k.must(t, `node/node-2 cordoned`, "cordon", "node-2")
+	k.must(t, `(?m)^node-2\s+Ready,SchedulingDisabled\s`, "get", "nodes")
+	k.must(t, `node/node-1 drained`, "drain", "node-1", "--ignore-daemonsets", "--force", "--timeout=60s")
+	k.must(t, `replicaset.apps "kweb" deleted`, "delete", "-f", rsFile)
+	k.must(t, `^(pod "kpod" deleted\n)?$`, "delete", "pod", "kpod", "--grace-period=1", "--ignore-not-found") // drain may have evicted it
+	eventually(t, 60*time.Second, func() error {
+		out, err := k.run(t, "", "get", "pods", "-o", "name")
+		if err != nil || strings.TrimSpace(out) != "" && !strings.Contains(out, "No resources") {
+			return fmt.Errorf("pods left: %v %q", err, out)
+		}
+		return nil
+	})
+}
+
+func writeTemp(t *testing.T, dir, content string) string {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(content); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
+}
+
+// syncBuffer is a bytes.Buffer a process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
