@@ -5,3 +5,10 @@ func ResyncTicks[T any, P Object[T]](i *Informer[T, P]) int { return i.resyncTic
 
 // NotifySlice announces slice k of n of i's keys, as one resync tick does.
 func NotifySlice[T any, P Object[T]](i *Informer[T, P], k, n int) { i.notifySlice(k, n) }
+
+// Tombstones is how many deleted keys i remembers.
+func Tombstones[T any, P Object[T]](i *Informer[T, P]) int {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return len(i.tombstones)
+}
