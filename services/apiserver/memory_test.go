@@ -157,12 +157,16 @@ func TestMemoryReturnsAfterMassDeletion(t *testing.T) {
 	time.Sleep(2 * retention)
 	before := heapInuse()
 
+	phase := time.Now()
 	each(n, create)
 	list(n) // fills the JSON cache
 	peak := heapInuse()
+	t.Logf("%d pods created and listed in %s", n, time.Since(phase).Round(time.Millisecond))
+	phase = time.Now()
 	each(n, remove)
 	list(0)
 	compact()
+	t.Logf("and deleted in %s", time.Since(phase).Round(time.Millisecond))
 	// What went is forgotten after the retention, at a resync tick (0.1 s).
 	time.Sleep(2 * retention)
 	after := heapInuse()
