@@ -26,8 +26,11 @@ import (
 // delete markers are compacted as the Compactor does after its delay, so
 // what is left is the process's own.
 func TestMemoryReturnsAfterMassDeletion(t *testing.T) {
+	// 20,000 pods (under a minute on a loaded 2-core machine); under the
+	// race detector, which slows each request several times, 5,000: the
+	// old code failed the bounds with either.
 	n := 20000
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		n = 5000
 	}
 	ns := bustest.Server(t, "", "")
@@ -62,7 +65,7 @@ func TestMemoryReturnsAfterMassDeletion(t *testing.T) {
 	client := ts.Client()
 	t.Cleanup(client.CloseIdleConnections)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	call := func(method, path, body string, want int) error {
 		var rd io.Reader
@@ -84,13 +87,13 @@ func TestMemoryReturnsAfterMassDeletion(t *testing.T) {
 		}
 		return nil
 	}
-	// each runs fn for pods 0..count-1 on 16 connections.
+	// each runs fn for pods 0..count-1 on 32 connections.
 	each := func(count int, fn func(i int) error) {
 		t.Helper()
 		var wg sync.WaitGroup
-		errs := make(chan error, 16)
+		errs := make(chan error, 1)
 		next := make(chan int)
-		for range 16 {
+		for range 32 {
 			wg.Go(func() {
 				for i := range next {
 					if err := fn(i); err != nil {
@@ -117,24 +120,23 @@ func TestMemoryReturnsAfterMassDeletion(t *testing.T) {
 		return call("POST", "/pods", fmt.Sprintf(`{"name":"mass-%d","image":"busybox","command":["sleep","3600"],"labels":{"app":"mass","i":"%d"}}`, i, i), http.StatusCreated)
 	}
 	remove := func(i int) error { return call("DELETE", fmt.Sprintf("/pods/mass-%d", i), "", http.StatusOK) }
+	// list lists the pods once (a list reads the cache once it holds every
+	// write made before it) and checks their number.
 	list := func(want int) {
 		t.Helper()
-		bustest.Eventually(t, time.Minute, func() error {
-			req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/pods", nil)
-			resp, err := client.Do(req)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			var pods []json.RawMessage
-			if err := json.NewDecoder(resp.Body).Decode(&pods); err != nil {
-				return err
-			}
-			if len(pods) != want {
-				return fmt.Errorf("%d pods listed, want %d", len(pods), want)
-			}
-			return nil
-		})
+		req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/pods", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var pods []json.RawMessage
+		if err := json.NewDecoder(resp.Body).Decode(&pods); err != nil {
+			t.Fatal(err)
+		}
+		if len(pods) != want {
+			t.Fatalf("%d pods listed, want %d", len(pods), want)
+		}
 	}
 	compact := func() {
 		t.Helper()
@@ -179,12 +181,13 @@ func TestMemoryReturnsAfterMassDeletion(t *testing.T) {
 	}
 	// Before the fix, the maps of the peak, the history's last 8,192
 	// changes (deleted pods) and the tombstones kept 5.3× the heap before
-	// (31 MB of the 52 MB the pods took); now 1.4-1.6×: spans that a few
-	// live objects keep.
-	const bound = 2.0
-	if float64(after) > bound*float64(before) {
-		t.Fatalf("heap in use after deleting %d pods is %s, %.2f× the %s before (bound %.1f×); at the peak %s",
-			n, mb(after), float64(after)/float64(before), mb(before), bound, mb(peak))
+	// with 20,000 pods (54% of what the pods took), 2.4× with 5,000 (62%);
+	// now 1.2-1.6× (8-12%): spans that a few live objects keep.
+	const bound, keptBound = 2.0, 0.25
+	kept := (float64(after) - float64(before)) / float64(peak-before)
+	if float64(after) > bound*float64(before) || kept > keptBound {
+		t.Fatalf("heap in use after deleting %d pods is %s, %.2f× the %s before (bound %.1f×), %.0f%% of the %s the pods took (bound %.0f%%)",
+			n, mb(after), float64(after)/float64(before), mb(before), bound, 100*kept, mb(peak-before), 100*keptBound)
 	}
 }
 
