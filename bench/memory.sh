@@ -19,17 +19,18 @@ API=127.0.0.1:${API_PORT:-18480}
 MET=127.0.0.1:${METRICS_PORT:-18491}
 NATS=127.0.0.1:${NATS_PORT:-18422}
 "$BIN" up --nodes 0 --data-dir "$WORK/data" --api-addr "$API" --nats-addr "$NATS" \
-	--insecure-no-auth --nats-context "" --metrics-addr "$MET" --pprof --log-level warn \
+	--https-addr "" --insecure-no-auth --nats-context "" --metrics-addr "$MET" --pprof --log-level warn \
 	2>"$WORK/up.log" &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do curl -sf "http://$API/healthz" >/dev/null && break; sleep 0.2; done
 rss() { awk '/VmRSS/ {printf "%d", $2/1024}' /proc/$PID/status; }
-# pods is the number of pods the apiserver's cache holds (its miniku_pods
-# gauge): a list of 100,000 pods is 40 MB of JSON, which, every 2 s, would
-# be most of what is measured.
+# pods is the number of pods the controller's cache holds (its miniku_pods
+# gauge; -1 while the controller is not leading, as when a loaded machine
+# delays its lease renewal): a list of 100,000 pods is 40 MB of JSON,
+# which, every 2 s, would be most of what is measured.
 pods() {
-	curl -sf "http://$MET/metrics" | awk '/^miniku_pods\{/ {n += $2} END {printf "%d", n}' || echo -1
+	curl -sf "http://$MET/metrics" | awk '/^miniku_pods\{/ {n += $2; seen = 1} END {printf "%d", seen ? n : -1}' || echo -1
 }
 # list lists every pod once, as a user would (it fills the JSON cache).
 list() {
