@@ -14,8 +14,9 @@ import (
 // served from memory instead of a JetStream consumer each (every HTTP watch
 // cost the server a delivery and the apiserver a decode per write).
 
-// DefaultHistory is how many changes a watch cache remembers: a watch can
-// resume from there without reading the bucket.
+// DefaultHistory is how many changes a watch cache remembers, for at most
+// its retention (DefaultRetention): a watch can resume from there without
+// reading the bucket.
 const DefaultHistory = 8192
 
 // Change is one write to the bucket, as the informer's watch delivered it.
