@@ -3,6 +3,9 @@ package bus
 import (
 	"errors"
 	"sync"
+	"time"
+
+	"github.com/miniku/miniku/internal/shrink"
 )
 
 // An informer with history (WithHistory) is a watch cache, as Kubernetes'
@@ -11,8 +14,9 @@ import (
 // served from memory instead of a JetStream consumer each (every HTTP watch
 // cost the server a delivery and the apiserver a decode per write).
 
-// DefaultHistory is how many changes a watch cache remembers: a watch can
-// resume from there without reading the bucket.
+// DefaultHistory is how many changes a watch cache remembers, for at most
+// its retention (DefaultRetention): a watch can resume from there without
+// reading the bucket.
 const DefaultHistory = 8192
 
 // Change is one write to the bucket, as the informer's watch delivered it.
@@ -57,10 +61,20 @@ type history[P any] struct {
 	floor uint64
 	// watched is each key's latest version as the watch delivered it
 	// (never an Observe'd one): the state at the informer's revision.
-	watched    map[string]P
-	ring       []Change[P]
-	start, len int
-	feeds      map[*Feed[P]]struct{}
+	watched     map[string]P
+	watchedPeak shrink.Peak
+	ring        []Change[P]
+	start, len  int
+	feeds       map[*Feed[P]]struct{}
+	// marks are the informer's revision at each resync tick, oldest first:
+	// every change up to a mark's rev happened before its time, which is
+	// how changes past the retention are found without a time each.
+	marks []revMark
+}
+
+type revMark struct {
+	rev uint64
+	at  time.Time
 }
 
 // WithHistory makes the informer remember its last size changes for
@@ -131,6 +145,7 @@ func (i *Informer[T, P]) recordLocked(rev uint64, name string, obj P, inOrder bo
 	prev := h.watched[name]
 	if obj == nil {
 		delete(h.watched, name)
+		h.watched = shrink.Map(h.watched, &h.watchedPeak)
 	} else {
 		h.watched[name] = obj
 	}
@@ -156,8 +171,9 @@ func (i *Informer[T, P]) recordLocked(rev uint64, name string, obj P, inOrder bo
 
 // forgetLocked is the history's part of a key found gone at a snapshot.
 func (i *Informer[T, P]) forgetLocked(name string) {
-	if i.hist != nil {
-		delete(i.hist.watched, name)
+	if h := i.hist; h != nil {
+		delete(h.watched, name)
+		h.watched = shrink.Map(h.watched, &h.watchedPeak)
 	}
 }
 
@@ -170,6 +186,7 @@ func (i *Informer[T, P]) resetHistoryLocked() {
 	}
 	h.valid = false
 	h.start, h.len = 0, 0
+	h.marks = nil
 	clear(h.ring)
 	for f := range h.feeds {
 		i.dropFeedLocked(f)
@@ -180,5 +197,30 @@ func (i *Informer[T, P]) resetHistoryLocked() {
 func (i *Informer[T, P]) startHistoryLocked(rev uint64) {
 	if h := i.hist; h != nil {
 		h.valid, h.floor = true, rev
+	}
+}
+
+// expireHistoryLocked drops the changes made before cutoff (as far as the
+// marks tell) and records the informer's revision at now. A watch from a
+// revision no longer kept reads the bucket (ErrNoHistory), as one past the
+// ring's size always did.
+func (i *Informer[T, P]) expireHistoryLocked(now, cutoff time.Time) {
+	h := i.hist
+	if h == nil || !h.valid {
+		return
+	}
+	var upTo uint64
+	k := 0
+	for k < len(h.marks) && h.marks[k].at.Before(cutoff) {
+		upTo = h.marks[k].rev
+		k++
+	}
+	h.marks = append(h.marks[:0], h.marks[k:]...)
+	h.marks = append(h.marks, revMark{rev: i.rev, at: now})
+	for h.len > 0 && h.ring[h.start].Rev <= upTo {
+		h.floor = h.ring[h.start].Rev
+		h.ring[h.start] = Change[P]{} // its objects may go
+		h.start = (h.start + 1) % h.size
+		h.len--
 	}
 }

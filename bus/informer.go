@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/miniku/miniku/internal/shrink"
 )
 
 // Informer keeps an in-memory copy of a bucket, fed by a KV watch, and tells
@@ -34,10 +36,13 @@ type Informer[T any, P Object[T]] struct {
 	mu         sync.RWMutex
 	items      map[string]P
 	tombstones map[string]tombstone
-	handlers   []handler
-	nextID     int
-	synced     chan struct{}
-	syncOnce   sync.Once
+	// The maps are rebuilt once they emptied: a Go map keeps the table of
+	// its peak, 100,000 pods' worth after they were all deleted.
+	itemsPeak, tombstonesPeak shrink.Peak
+	handlers                  []handler
+	nextID                    int
+	synced                    chan struct{}
+	syncOnce                  sync.Once
 	// rev: every write to the bucket up to this revision is reflected in
 	// items (0: no complete snapshot yet). revWait is closed when rev
 	// moves, if someone waits.
@@ -45,6 +50,8 @@ type Informer[T any, P Object[T]] struct {
 	revWait chan struct{}
 	// hist, when kept (WithHistory), serves watches (history.go).
 	hist *history[P]
+	// retention is how long tombstones and history are kept.
+	retention time.Duration
 }
 
 type tombstone struct {
@@ -70,7 +77,27 @@ func NewInformer[T any, P Object[T]](conn *Conn, bucket *Bucket[T, P], resync ti
 		items:      map[string]P{},
 		tombstones: map[string]tombstone{},
 		synced:     make(chan struct{}),
+		retention:  DefaultRetention,
 	}
+}
+
+// DefaultRetention is how long an informer remembers what went: a deleted
+// key's tombstone (so that a late Observe of an older version does not
+// bring it back) and, with a history, each change (so that a watch can
+// resume from it without reading the bucket). Kubernetes' watch cache
+// keeps its events 75 s (eventFreshDuration) the same way. Without an age
+// bound, the history kept the last 8,192 changes for good: after a mass
+// deletion, 8,192 deleted objects.
+const DefaultRetention = 75 * time.Second
+
+// WithRetention sets how long tombstones and history are kept (see
+// DefaultRetention); they go at the first resync tick past that age. Call
+// it before Run.
+func (i *Informer[T, P]) WithRetention(d time.Duration) *Informer[T, P] {
+	if d > 0 {
+		i.retention = d
+	}
+	return i
 }
 
 type handler struct {
@@ -259,9 +286,15 @@ func (i *Informer[T, P]) ObserveDelete(name string, rev uint64) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if cur, ok := i.items[name]; ok && cur.GetMeta().ResourceVersion <= rev {
-		delete(i.items, name)
+		i.deleteItemLocked(name)
 		i.tombstones[name] = tombstone{rev: rev, at: time.Now()}
 	}
+}
+
+// deleteItemLocked drops name from the cache.
+func (i *Informer[T, P]) deleteItemLocked(name string) {
+	delete(i.items, name)
+	i.items = shrink.Map(i.items, &i.itemsPeak)
 }
 
 // resyncSlices is how many slices of the keys a resync period re-announces,
@@ -362,10 +395,11 @@ func (i *Informer[T, P]) watch(ctx context.Context, reconnected <-chan struct{},
 			i.log.Info("connection re-established, re-watching")
 			return errRestart
 		case <-resync:
+			// What went is forgotten a tick after it expires, not a whole
+			// period (5 minutes for the apiserver's caches) later: 100,000
+			// tombstones after a mass deletion are megabytes.
+			i.expire(time.Now())
 			n := i.resyncTicks()
-			if tick%n == 0 {
-				i.gcTombstones()
-			}
 			i.notifySlice(tick%n, n)
 			tick++
 		case e, ok := <-w.Updates():
@@ -404,7 +438,7 @@ func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 	switch e.Operation() {
 	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
 		i.mu.Lock()
-		delete(i.items, name)
+		i.deleteItemLocked(name)
 		i.tombstones[name] = tombstone{rev: e.Revision(), at: time.Now()}
 		if advance {
 			i.advanceLocked(e.Revision())
@@ -428,7 +462,10 @@ func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 			return
 		}
 		i.items[name] = obj
-		delete(i.tombstones, name)
+		if _, ok := i.tombstones[name]; ok {
+			delete(i.tombstones, name)
+			i.tombstones = shrink.Map(i.tombstones, &i.tombstonesPeak)
+		}
 		i.mu.Unlock()
 	}
 	i.notify(name)
@@ -446,6 +483,7 @@ func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64
 			gone = append(gone, name)
 		}
 	}
+	i.items = shrink.Map(i.items, &i.itemsPeak)
 	if i.hist != nil {
 		for name, obj := range i.hist.watched {
 			if !seen[name] && obj.GetMeta().ResourceVersion <= snapshotMax {
@@ -517,15 +555,18 @@ var sliceSeed = maphash.MakeSeed()
 // sliceOf is the resync slice, of n, that name belongs to.
 func sliceOf(name string, n int) int { return int(maphash.String(sliceSeed, name) % uint64(n)) }
 
-func (i *Informer[T, P]) gcTombstones() {
-	cutoff := time.Now().Add(-time.Minute)
+// expire drops the tombstones and history older than the retention.
+func (i *Informer[T, P]) expire(now time.Time) {
+	cutoff := now.Add(-i.retention)
 	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.expireHistoryLocked(now, cutoff)
 	for name, t := range i.tombstones {
 		if t.at.Before(cutoff) {
 			delete(i.tombstones, name)
 		}
 	}
-	i.mu.Unlock()
+	i.tombstones = shrink.Map(i.tombstones, &i.tombstonesPeak)
 }
 
 // Caches makes the caches a component runs itself, when it was not given

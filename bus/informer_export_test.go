@@ -11,3 +11,10 @@ func NotifySlice[T any, P Object[T]](i *Informer[T, P], k, n int) { i.notifySlic
 // SetInitialStall sets how long i's first values may pause before it
 // checks the bucket for unreadable records.
 func SetInitialStall[T any, P Object[T]](i *Informer[T, P], d time.Duration) { i.stall = d }
+
+// Tombstones is how many deleted keys i remembers.
+func Tombstones[T any, P Object[T]](i *Informer[T, P]) int {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	return len(i.tombstones)
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/internal/shrink"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -117,6 +118,8 @@ func cacheCaughtUp[T any, P bus.Object[T]](ctx context.Context, inf *bus.Informe
 type jsonCache struct {
 	mu sync.Mutex
 	m  map[string]cachedJSON
+	// peak: m is rebuilt once it emptied (a Go map keeps its peak's table).
+	peak shrink.Peak
 }
 
 type cachedJSON struct {
@@ -129,6 +132,7 @@ func newJSONCache() *jsonCache { return &jsonCache{m: map[string]cachedJSON{}} }
 func (c *jsonCache) forget(name string) {
 	c.mu.Lock()
 	delete(c.m, name)
+	c.m = shrink.Map(c.m, &c.peak)
 	c.mu.Unlock()
 }
 
@@ -176,6 +180,7 @@ func encodeList[T any, P bus.Object[T]](c *jsonCache, objs []P, all bool) (rawJS
 				delete(c.m, name)
 			}
 		}
+		c.m = shrink.Map(c.m, &c.peak)
 	}
 	return buf.Bytes(), nil
 }

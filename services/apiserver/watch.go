@@ -14,6 +14,7 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
+	"github.com/miniku/miniku/internal/shrink"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -158,6 +159,22 @@ type watchState struct {
 	ambiguousUpTo uint64
 	// snapshot: the initial ADDED events are still coming.
 	snapshot bool
+	// hasPeak: has is rebuilt once it emptied (shrink).
+	hasPeak shrink.Peak
+}
+
+// absent records that the client knows name, last changed at rev, is
+// absent. Past the ambiguous range that needs no entry: a watch open while
+// 100,000 pods were deleted kept a false for each, for its whole life.
+func (st *watchState) absent(name string, rev uint64) {
+	if rev > st.ambiguousUpTo {
+		if _, ok := st.has[name]; ok {
+			delete(st.has, name)
+			st.has = shrink.Map(st.has, &st.hasPeak)
+		}
+		return
+	}
+	st.has[name] = false
 }
 
 // event decides what, if anything, the client is told about e.
@@ -173,7 +190,7 @@ func (st *watchState) event(e jetstream.KeyValueEntry, obj any, matches bool) (s
 		if st.snapshot || (known && !had) {
 			return "", nil
 		}
-		st.has[name] = false
+		st.absent(name, e.Revision())
 		return watchDeleted, deletedObject{Name: name, ResourceVersion: e.Revision()}
 	}
 	if !matches {
@@ -183,7 +200,7 @@ func (st *watchState) event(e jetstream.KeyValueEntry, obj any, matches bool) (s
 		// Leaving the selection is a deletion for this client. Unknown
 		// (after a resume) errs on the side of telling: a DELETED for an
 		// object the client never had is harmless, a missed one is not.
-		st.has[name] = false
+		st.absent(name, e.Revision())
 		if st.snapshot {
 			return "", nil
 		}
@@ -339,6 +356,7 @@ func serveCachedWatch[T any, P bus.Object[T]](sctx context.Context, s *Server, w
 	sw := startStream(w, watchContentType)
 	// has: what the client holds, for a hand-over to a KV watcher.
 	has := map[string]bool{}
+	var hasPeak shrink.Peak
 	last := o.from
 	gone := func(err error) (int, any, error) {
 		s.log.Debug("watch ended", "watch", b.Name(), "last", last, "err", err)
@@ -388,7 +406,7 @@ func serveCachedWatch[T any, P bus.Object[T]](sctx context.Context, s *Server, w
 				// After a resume, a key not changed since is one the client
 				// may or may not hold: every later event about it is
 				// ambiguous, as on the KV watcher's own resume.
-				st := &watchState{has: has, unknown: map[string]bool{}, last: last}
+				st := &watchState{has: has, unknown: map[string]bool{}, last: last, hasPeak: hasPeak}
 				if o.from != 0 {
 					st.ambiguousUpTo = math.MaxUint64
 				}
@@ -400,7 +418,20 @@ func serveCachedWatch[T any, P bus.Object[T]](sctx context.Context, s *Server, w
 			last = c.Rev
 			was := c.Prev != nil && match(c.Prev)
 			now := c.Obj != nil && match(c.Obj)
-			has[c.Name] = now
+			switch {
+			case now:
+				has[c.Name] = true
+			case o.from == 0:
+				// A watch from the current state hands over with nothing
+				// ambiguous: a name not held needs no entry (a false for
+				// each of 100,000 deleted pods stayed for the watch's life).
+				if _, ok := has[c.Name]; ok {
+					delete(has, c.Name)
+					has = shrink.Map(has, &hasPeak)
+				}
+			default:
+				has[c.Name] = false
+			}
 			var ev watchEvent
 			switch {
 			case was && now:

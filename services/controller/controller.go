@@ -20,6 +20,7 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
+	"github.com/miniku/miniku/internal/shrink"
 	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/schemas/kinds"
 	"github.com/miniku/miniku/services/queue"
@@ -82,6 +83,9 @@ type Controller struct {
 	// podOwner remembers each pod's replicaset so a deleted pod (gone from
 	// the cache) still wakes its owner.
 	podOwner map[string]string
+	// podOwnerPeak: podOwner is rebuilt once it emptied (a Go map keeps
+	// its peak's table).
+	podOwnerPeak shrink.Peak
 	// heartbeats holds, per node, the last heartbeat value seen and when
 	// this controller first saw it, by its own clock.
 	heartbeats map[string]observedHeartbeat
@@ -173,6 +177,7 @@ func (c *Controller) podChanged(name string) {
 		owner = p.Owner
 	case !ok:
 		delete(c.podOwner, name)
+		c.podOwner = shrink.Map(c.podOwner, &c.podOwnerPeak)
 	}
 	c.mu.Unlock()
 	if owner != "" {

@@ -3,6 +3,7 @@ package controller
 import (
 	"sync"
 
+	"github.com/miniku/miniku/internal/shrink"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -24,6 +25,9 @@ type ownerIndex struct {
 	// kept as pods change: a sync with nothing to create or delete (most
 	// syncs while a big replicaset starts) reads them instead of its pods.
 	counts map[string]map[string]*podCounts
+	// ownerPeak: owner is rebuilt once it emptied (a Go map keeps its
+	// peak's table); an owner's pods go with the owner's last pod.
+	ownerPeak shrink.Peak
 }
 
 // podCounts classifies an owner's pods as DecideReplicaSet does.
@@ -114,6 +118,7 @@ func (x *ownerIndex) refresh(name string, get func(string) (*schemas.Pod, bool))
 			delete(x.pods, old)
 		}
 		delete(x.owner, name)
+		x.owner = shrink.Map(x.owner, &x.ownerPeak)
 	}
 	if now == "" {
 		return

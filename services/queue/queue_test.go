@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -121,5 +122,48 @@ func TestAddAfterCoalesces(t *testing.T) {
 	q.wg.Wait()
 	if n := q.Len(); n != 0 {
 		t.Fatalf("%d keys queued after the coalesced add ran, want 0", n)
+	}
+}
+
+// Delayed adds of many keys share one goroutine (a goroutine and a timer
+// per key cost 100,000 goroutines with 100,000 unschedulable pods), come
+// in due order, and leave no goroutine once all are added.
+func TestAddAfterManyKeysOneGoroutine(t *testing.T) {
+	q := New()
+	before := runtime.NumGoroutine()
+	const n = 10000
+	for i := range n {
+		// Later keys first, so the heap reorders them.
+		q.AddAfter(fmt.Sprint(i), time.Duration(n-i)*20*time.Microsecond+50*time.Millisecond)
+	}
+	if g := runtime.NumGoroutine() - before; g > 1 {
+		t.Fatalf("%d goroutines for %d delayed keys, want 1", g, n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for q.Len() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d delayed keys added", q.Len(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range n {
+		key, _ := q.get()
+		q.done(key, nil)
+	}
+	// Due order, with delays far apart enough for a slow machine.
+	for i, d := range []time.Duration{90, 30, 60} {
+		q.AddAfter(fmt.Sprint("o", i), d*time.Millisecond)
+	}
+	for _, want := range []string{"o1", "o2", "o0"} {
+		if key, _ := q.get(); key != want {
+			t.Fatalf("delayed key out = %s, want %s (due order)", key, want)
+		}
+		q.done(want, nil)
+	}
+	q.wg.Wait() // the timing goroutine ends with nothing left to wait for
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.waiting) != 0 || len(q.delayed) != 0 || q.timing {
+		t.Fatalf("after all came due: %d waiting, %d delayed, timing %v", len(q.waiting), len(q.delayed), q.timing)
 	}
 }

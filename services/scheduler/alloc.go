@@ -4,6 +4,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/miniku/miniku/internal/shrink"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -48,6 +49,9 @@ type allocIndex struct {
 	// held is what each pod currently contributes, to remove it exactly.
 	held    map[string]contribution
 	assumed map[string]bool
+	// The pod-keyed maps are rebuilt once they emptied (a Go map keeps its
+	// peak's table).
+	heldPeak, assumedPeak shrink.Peak
 }
 
 type slotUse struct {
@@ -164,6 +168,7 @@ func (x *allocIndex) add(name string, c contribution) {
 
 func (x *allocIndex) remove(name string, c contribution) {
 	delete(x.held, name)
+	x.held = shrink.Map(x.held, &x.heldPeak)
 	s, ok := x.slots[c.node]
 	if !ok {
 		return
@@ -313,6 +318,7 @@ func (x *allocIndex) forget(name string, get func(string) (*schemas.Pod, bool)) 
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	delete(x.assumed, name)
+	x.assumed = shrink.Map(x.assumed, &x.assumedPeak)
 	x.refreshLocked(name, get)
 }
 

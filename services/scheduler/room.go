@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/miniku/miniku/internal/shrink"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -15,6 +16,8 @@ type roomTracker struct {
 	mu      sync.Mutex
 	holding map[string]bool   // pods bound and not terminal
 	nodes   map[string]string // what Decide reads of each node
+	// holdingPeak: holding is rebuilt once it emptied.
+	holdingPeak shrink.Peak
 }
 
 func newRoomTracker() *roomTracker {
@@ -32,6 +35,7 @@ func (r *roomTracker) podChanged(name string, p *schemas.Pod, ok bool) bool {
 		r.holding[name] = true
 	} else {
 		delete(r.holding, name)
+		r.holding = shrink.Map(r.holding, &r.holdingPeak)
 	}
 	return held && !holds
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
+	"github.com/miniku/miniku/internal/shrink"
 	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/queue"
 )
@@ -63,6 +64,9 @@ type Scheduler struct {
 	// requeues them without a pass over every pod.
 	pendingMu sync.Mutex
 	pending   map[string]struct{}
+	// pendingPeak: pending is rebuilt once it emptied (a Go map keeps its
+	// peak's table: 100,000 unschedulable pods' worth after they went).
+	pendingPeak shrink.Peak
 	// rescan asks for every pending pod to be requeued. Requests coalesce:
 	// 5,000 nodes appearing at a new term's start, or a replicaset of
 	// 10,000 deleted, cost a pass or two rather than one per event (which
@@ -134,6 +138,7 @@ func (s *Scheduler) setPending(name string, waiting bool) {
 		s.pending[name] = struct{}{}
 	} else {
 		delete(s.pending, name)
+		s.pending = shrink.Map(s.pending, &s.pendingPeak)
 	}
 }
 
