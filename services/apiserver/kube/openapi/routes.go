@@ -23,12 +23,12 @@ type param struct {
 	required, multiple   bool
 }
 
-func (p param) Name() string                { return p.name }
-func (p param) Description() string         { return p.desc }
-func (p param) Required() bool              { return p.required }
-func (p param) Kind() common.ParameterKind  { return p.kind }
-func (p param) DataType() string            { return p.dataType }
-func (p param) AllowMultiple() bool         { return p.multiple }
+func (p param) Name() string                 { return p.name }
+func (p param) Description() string          { return p.desc }
+func (p param) Required() bool               { return p.required }
+func (p param) Kind() common.ParameterKind   { return p.kind }
+func (p param) DataType() string             { return p.dataType }
+func (p param) AllowMultiple() bool          { return p.multiple }
 func (p param) MarshalJSON() ([]byte, error) { return []byte(fmt.Sprintf("%q", p.name)), nil }
 
 var _ common.Parameter = param{}
@@ -227,12 +227,12 @@ func routesFor(r Resource, fieldValidation bool) ([]*route, error) {
 		case "list":
 			add(&route{method: "GET", path: coll, opID: "list" + op + scope + kind, action: "list",
 				desc: "list or watch objects of kind " + kind, params: join(nsParams, []param{pPretty}, listParams),
-				produces: append(append([]string{}, jsonTypes...), "application/json;stream=watch"),
+				produces:  append(append([]string{}, jsonTypes...), "application/json;stream=watch"),
 				responses: []response{{200, "OK", r.List}}})
 			if r.Namespaced {
 				add(&route{method: "GET", path: prefix + "/" + r.Resource, opID: "list" + op + kind + "ForAllNamespaces", action: "list",
 					desc: "list or watch objects of kind " + kind, params: join([]param{pPretty}, listParams),
-					produces: append(append([]string{}, jsonTypes...), "application/json;stream=watch"),
+					produces:  append(append([]string{}, jsonTypes...), "application/json;stream=watch"),
 					responses: []response{{200, "OK", r.List}}})
 			}
 		case "create":
