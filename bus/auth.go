@@ -206,7 +206,7 @@ func serverUsers(dir string, kubelets []string) ([]*server.User, error) {
 // Buckets and streams whose JetStream API the components use. "leases" is
 // the leader-election bucket of the scheduler and controller.
 var (
-	allBuckets   = []string{BucketPods, BucketReplicaSets, BucketNodes, "leases"}
+	allBuckets   = []string{BucketPods, BucketReplicaSets, BucketNodes, BucketNamespaces, "leases"}
 	allStreams   = append(kvStreams(allBuckets...), StreamEvents)
 	eventSubject = SubjEventPrefix + ".>"
 )
@@ -254,7 +254,7 @@ func jsAdmin() []string {
 // message of a key (compact.go, repair.go).
 func jsCompact() []string {
 	var out []string
-	for _, b := range []string{BucketPods, BucketReplicaSets, BucketNodes} {
+	for _, b := range []string{BucketPods, BucketReplicaSets, BucketNodes, BucketNamespaces} {
 		out = append(out, "$JS.API.STREAM.PURGE.KV_"+b)
 	}
 	return out

@@ -63,6 +63,7 @@ type Conn struct {
 	Pods        *Bucket[schemas.Pod, *schemas.Pod]
 	ReplicaSets *Bucket[schemas.ReplicaSet, *schemas.ReplicaSet]
 	Nodes       *Bucket[schemas.Node, *schemas.Node]
+	Namespaces  *Bucket[schemas.Namespace, *schemas.Namespace]
 }
 
 // Connect dials NATS, retrying until ctx ends, and makes sure the buckets
@@ -131,7 +132,7 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 		return nil, fmt.Errorf("create stream %s: %w", StreamEvents, err)
 	}
 	if !c.bind {
-		for _, s := range kvStreams(BucketPods, BucketReplicaSets, BucketNodes) {
+		for _, s := range kvStreams(BucketPods, BucketReplicaSets, BucketNodes, BucketNamespaces) {
 			if err := c.limitConsumers(ctx, s); err != nil {
 				nc.Close()
 				return nil, err
@@ -192,7 +193,7 @@ func (c *Conn) waitConnected(ctx context.Context) error {
 
 func (c *Conn) ensureBuckets(ctx context.Context, replicas int) error {
 	kvs := map[string]jetstream.KeyValue{}
-	for _, name := range []string{BucketPods, BucketReplicaSets, BucketNodes} {
+	for _, name := range []string{BucketPods, BucketReplicaSets, BucketNodes, BucketNamespaces} {
 		var kv jetstream.KeyValue
 		// The server may still be electing JetStream leaders right after a
 		// start; retry for as long as the caller lets us.
@@ -216,6 +217,7 @@ func (c *Conn) ensureBuckets(ctx context.Context, replicas int) error {
 	c.Pods = newBucket[schemas.Pod](kvs[BucketPods], c.js)
 	c.ReplicaSets = newBucket[schemas.ReplicaSet](kvs[BucketReplicaSets], c.js)
 	c.Nodes = newBucket[schemas.Node](kvs[BucketNodes], c.js)
+	c.Namespaces = newBucket[schemas.Namespace](kvs[BucketNamespaces], c.js)
 	return nil
 }
 

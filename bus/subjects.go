@@ -28,4 +28,6 @@ const (
 	BucketPods        = "pods"
 	BucketReplicaSets = "replicasets"
 	BucketNodes       = "nodes"
+	// BucketNamespaces holds the Namespace objects (Kubernetes API).
+	BucketNamespaces = "namespaces"
 )

@@ -16,6 +16,10 @@ import (
 // deepCopy returns an independent copy of m.
 func (m ObjectMeta) deepCopy() ObjectMeta {
 	m.Labels = maps.Clone(m.Labels)
+	m.Annotations = maps.Clone(m.Annotations)
+	m.Finalizers = slices.Clone(m.Finalizers)
+	m.OwnerReferences = slices.Clone(m.OwnerReferences) // OwnerReference holds only values
+	m.ManagedFields = slices.Clone(m.ManagedFields)
 	return m
 }
 
@@ -25,6 +29,7 @@ func (s PodSpec) deepCopy() PodSpec {
 	s.Env = slices.Clone(s.Env) // EnvVar holds only strings
 	s.NodeSelector = maps.Clone(s.NodeSelector)
 	s.TerminationGracePeriodSeconds = clonePtr(s.TerminationGracePeriodSeconds)
+	s.Ports = slices.Clone(s.Ports)
 	return s
 }
 
@@ -65,6 +70,16 @@ func (n *Node) DeepCopy() *Node {
 	out := *n
 	out.ObjectMeta = n.ObjectMeta.deepCopy()
 	out.Conditions = slices.Clone(n.Conditions)
+	return &out
+}
+
+// DeepCopy returns an independent copy of ns.
+func (ns *Namespace) DeepCopy() *Namespace {
+	if ns == nil {
+		return nil
+	}
+	out := *ns
+	out.ObjectMeta = ns.ObjectMeta.deepCopy()
 	return &out
 }
 

@@ -14,9 +14,9 @@ func fill(t *testing.T, v reflect.Value, seed *int) {
 	switch v.Kind() {
 	case reflect.String:
 		v.SetString("s" + string(rune('a'+*seed%26)))
-	case reflect.Int, reflect.Int64:
+	case reflect.Int, reflect.Int64, reflect.Int32:
 		v.SetInt(int64(*seed))
-	case reflect.Uint64:
+	case reflect.Uint64, reflect.Uint8:
 		v.SetUint(uint64(*seed))
 	case reflect.Bool:
 		v.SetBool(true)
@@ -84,6 +84,7 @@ func TestDeepCopy(t *testing.T) {
 		{&Pod{}, func(o any) any { return o.(*Pod).DeepCopy() }},
 		{&ReplicaSet{}, func(o any) any { return o.(*ReplicaSet).DeepCopy() }},
 		{&Node{}, func(o any) any { return o.(*Node).DeepCopy() }},
+		{&Namespace{}, func(o any) any { return o.(*Namespace).DeepCopy() }},
 	} {
 		seed := 0
 		fill(t, reflect.ValueOf(tc.obj).Elem(), &seed)

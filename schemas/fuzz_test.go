@@ -40,7 +40,7 @@ func FuzzUnmarshal(f *testing.F) {
 			t.Fatalf("pod decoded differently:\nmine   %+v\ntheirs %+v", mine, theirs)
 		}
 		_, _ = UnmarshalEvents(data) // must not panic
-		for _, v := range []any{&Event{}, &ObjectEvent{}, &Pod{}, &ReplicaSet{}, &Node{}, &LogRequest{}, &LogChunk{}, &LogAck{}} {
+		for _, v := range []any{&Event{}, &ObjectEvent{}, &Pod{}, &ReplicaSet{}, &Node{}, &Namespace{}, &LogRequest{}, &LogChunk{}, &LogAck{}} {
 			if err := Unmarshal(data, v); err != nil {
 				continue
 			}

@@ -26,7 +26,9 @@ func (p Pod) EncodeMsgpack(e *msgpack.Encoder) error {
 	var ew errWriter
 	// name, createdAt, image, resources, nodeName, status and containerId
 	// are always written.
-	n := 7 + count(p.UID != "", p.ResourceVersion != 0, len(p.Labels) > 0, p.ContainerName != "",
+	n := 7 + count(p.UID != "", p.ResourceVersion != 0, len(p.Labels) > 0,
+		len(p.Annotations) > 0, p.GenerateName != "", p.Generation != 0, len(p.Finalizers) > 0,
+		len(p.OwnerReferences) > 0, len(p.ManagedFields) > 0, len(p.Ports) > 0, p.ContainerName != "",
 		len(p.Command) > 0, len(p.Env) > 0, len(p.NodeSelector) > 0, p.RestartPolicy != "",
 		p.HostNetwork, p.TerminationGracePeriodSeconds != nil, p.Owner != "", p.OwnerUID != "",
 		!zeroTime(p.DeletionTimestamp), p.DeletionGracePeriodSeconds != nil, p.ExitCode != nil,
@@ -46,16 +48,38 @@ func (p Pod) EncodeMsgpack(e *msgpack.Encoder) error {
 		ew.key(e, "labels")
 		ew.stringMap(e, p.Labels)
 	}
+	if len(p.Annotations) > 0 {
+		ew.key(e, "annotations")
+		ew.stringMap(e, p.Annotations)
+	}
+	if p.GenerateName != "" {
+		ew.str(e, "generateName", p.GenerateName)
+	}
+	if p.Generation != 0 {
+		ew.key(e, "generation")
+		ew.do(e.EncodeInt64(p.Generation))
+	}
+	if len(p.Finalizers) > 0 {
+		ew.key(e, "finalizers")
+		ew.strings(e, p.Finalizers)
+	}
+	// Rare on the hot path (pods of a replicaset carry the owner in
+	// owner/ownerUid): msgpack's reflection writes these.
+	if len(p.OwnerReferences) > 0 {
+		ew.key(e, "ownerReferences")
+		ew.do(e.Encode(p.OwnerReferences))
+	}
+	if len(p.ManagedFields) > 0 {
+		ew.key(e, "managedFields")
+		ew.do(e.Encode(p.ManagedFields))
+	}
 	if p.ContainerName != "" {
 		ew.str(e, "containerName", p.ContainerName)
 	}
 	ew.str(e, "image", p.Image)
 	if len(p.Command) > 0 {
 		ew.key(e, "command")
-		ew.do(e.EncodeArrayLen(len(p.Command)))
-		for _, s := range p.Command {
-			ew.do(e.EncodeString(s))
-		}
+		ew.strings(e, p.Command)
 	}
 	if len(p.Env) > 0 {
 		ew.key(e, "env")
@@ -100,6 +124,10 @@ func (p Pod) EncodeMsgpack(e *msgpack.Encoder) error {
 	if p.TerminationGracePeriodSeconds != nil {
 		ew.key(e, "terminationGracePeriodSeconds")
 		ew.do(e.EncodeInt64(*p.TerminationGracePeriodSeconds))
+	}
+	if len(p.Ports) > 0 {
+		ew.key(e, "ports")
+		ew.do(e.Encode(p.Ports))
 	}
 	if p.Owner != "" {
 		ew.str(e, "owner", p.Owner)
@@ -169,6 +197,20 @@ func (p *Pod) DecodeMsgpack(d *msgpack.Decoder) error {
 			p.CreatedAt = r.time(d)
 		case "labels":
 			p.Labels = r.stringMap(d)
+		case "annotations":
+			p.Annotations = r.stringMap(d)
+		case "generateName":
+			p.GenerateName = r.str(d)
+		case "generation":
+			p.Generation, r.err = d.DecodeInt64()
+		case "finalizers":
+			p.Finalizers = r.strings(d)
+		case "ownerReferences":
+			r.err = d.Decode(&p.OwnerReferences)
+		case "managedFields":
+			r.err = d.Decode(&p.ManagedFields)
+		case "ports":
+			r.err = d.Decode(&p.Ports)
 		case "containerName":
 			p.ContainerName = r.str(d)
 		case "image":
@@ -255,6 +297,13 @@ func (w *errWriter) key(e *msgpack.Encoder, k string) { w.do(e.EncodeString(k)) 
 func (w *errWriter) str(e *msgpack.Encoder, k, v string) {
 	w.do(e.EncodeString(k))
 	w.do(e.EncodeString(v))
+}
+
+func (w *errWriter) strings(e *msgpack.Encoder, ss []string) {
+	w.do(e.EncodeArrayLen(len(ss)))
+	for _, s := range ss {
+		w.do(e.EncodeString(s))
+	}
 }
 
 func (w *errWriter) stringMap(e *msgpack.Encoder, m map[string]string) {

@@ -20,6 +20,7 @@ func podVariants(t *testing.T) []*Pod {
 	fill(t, reflect.ValueOf(full).Elem(), &seed)
 	full.Labels = map[string]string{"app": "web"}
 	full.NodeSelector = map[string]string{"disk": "ssd"}
+	full.Annotations = map[string]string{"note": "x"}
 	out := []*Pod{full, {}}
 	var zeroEach func(v reflect.Value, set func())
 	zeroEach = func(v reflect.Value, set func()) {

@@ -1,6 +1,9 @@
 package schemas
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // ObjectMeta is carried by every API object. Fields are flat on the object
 // (not nested under "metadata") to keep the original MiniKu JSON shape.
@@ -14,6 +17,35 @@ type ObjectMeta struct {
 	ResourceVersion uint64            `json:"resourceVersion,omitempty"`
 	CreatedAt       time.Time         `json:"createdAt,omitzero"`
 	Labels          map[string]string `json:"labels,omitempty"`
+
+	// The rest is what the Kubernetes API round-trips; the seed API shows
+	// it only when set, so its responses for seed objects do not change.
+	// Annotations hold, among others, kubectl apply's
+	// kubectl.kubernetes.io/last-applied-configuration: without them
+	// apply cannot compute its next patch.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	// GenerateName is the prefix a name was generated from.
+	GenerateName string `json:"generateName,omitempty"`
+	// Generation counts spec changes: 1 at creation, bumped by every
+	// update that changes the spec.
+	Generation int64 `json:"generation,omitempty"`
+	// Finalizers hold a deletion until each is removed.
+	Finalizers      []string         `json:"finalizers,omitempty"`
+	OwnerReferences []OwnerReference `json:"ownerReferences,omitempty"`
+	// ManagedFields is Kubernetes' metadata.managedFields as JSON, kept
+	// opaque so server-side apply can keep it without MiniKu modelling it.
+	ManagedFields json.RawMessage `json:"managedFields,omitempty"`
+}
+
+// OwnerReference points at an object this one belongs to, as in
+// Kubernetes' metadata.ownerReferences.
+type OwnerReference struct {
+	APIVersion         string `json:"apiVersion"`
+	Kind               string `json:"kind"`
+	Name               string `json:"name"`
+	UID                string `json:"uid"`
+	Controller         bool   `json:"controller,omitempty"`
+	BlockOwnerDeletion bool   `json:"blockOwnerDeletion,omitempty"`
 }
 
 // GetMeta lets generic code (the bus, the apiserver) reach the metadata.
@@ -82,6 +114,16 @@ type PodSpec struct {
 	// TerminationGracePeriodSeconds bounds how long a stopping container
 	// gets between SIGTERM and SIGKILL; nil means the 30 s default.
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
+	// Ports the container listens on: informational, as in Kubernetes
+	// (nothing is published), but kept and shown.
+	Ports []ContainerPort `json:"ports,omitempty"`
+}
+
+// ContainerPort is a port the container listens on.
+type ContainerPort struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort int32  `json:"containerPort"`
+	Protocol      string `json:"protocol,omitempty"` // TCP (default), UDP or SCTP
 }
 
 // Pod is one container scheduled onto one node.
@@ -183,6 +225,21 @@ func (rs *ReplicaSet) PodLabels() map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// NamespacePhase is a namespace's lifecycle state, as in Kubernetes.
+type NamespacePhase string
+
+const (
+	NamespaceActive      NamespacePhase = "Active"
+	NamespaceTerminating NamespacePhase = "Terminating"
+)
+
+// Namespace groups namespaced objects; deleting it marks it Terminating
+// until everything in it is gone.
+type Namespace struct {
+	ObjectMeta
+	Phase NamespacePhase `json:"phase"`
 }
 
 // NodeStatus is whether the scheduler may use a node.

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/miniku/miniku/bus/metrics"
+	"github.com/miniku/miniku/services/apiserver/kube"
 )
 
 // handlerFunc returns the status and body to send, or an error: an
@@ -66,6 +67,14 @@ func (s *Server) routes(segs []string) (eps []endpoint, kind string, ok bool) {
 // http.MaxBytesReader hook that closes connections after oversized bodies).
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	if kube.IsPath(r.URL.Path) {
+		s.kube.ServeHTTP(w, r)
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.EscapedPath()),
+			slog.Duration("duration", time.Since(start)))
+		return
+	}
 	status, body, err := s.dispatch(w, r)
 	var du *deletedUnreadable
 	if errors.As(err, &du) {

@@ -51,6 +51,13 @@ type Config struct {
 	// against its reserve, write failures): writes are refused with 507
 	// below the reserve and /readyz reports it (store.go).
 	Store StoreHealth
+	// OpenAPI serves the Kubernetes API's /openapi/v2 and /openapi/v3
+	// (nil: 404 Status).
+	OpenAPI http.Handler
+	// Build is the N in /version's gitVersion v1.33.0-miniku.N.
+	Build string
+	// Namespaces, like Pods, is a shared cache of the namespaces bucket.
+	Namespaces *bus.Informer[schemas.Namespace, *schemas.Namespace]
 }
 
 const (
@@ -85,6 +92,10 @@ type Server struct {
 	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
 	rss   *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
 	nodes *bus.Informer[schemas.Node, *schemas.Node]
+	// namespaces is the Kubernetes API's Namespace objects.
+	namespaces *bus.Informer[schemas.Namespace, *schemas.Namespace]
+	// kube serves the Kubernetes API paths (/api, /apis, /version, ...).
+	kube http.Handler
 	// ownCaches are the Runs of the caches made here (not shared ones).
 	ownCaches []func(context.Context) error
 	// podsJSON: pods as last encoded for a list (objects.go).
@@ -124,6 +135,7 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 	s.pods = bus.CacheOf(caches, cfg.Pods, conn.Pods, nil)
 	s.rss = bus.CacheOf(caches, cfg.ReplicaSets, conn.ReplicaSets, nil)
 	s.nodes = bus.CacheOf(caches, cfg.Nodes, conn.Nodes, nil)
+	s.namespaces = bus.CacheOf(caches, cfg.Namespaces, conn.Namespaces, nil)
 	s.ownCaches = caches.Own
 	s.podsJSON = newJSONCache()
 	// Entries are checked by revision when used; only a deleted pod's is
@@ -134,6 +146,7 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 		}
 	})
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
+	s.kube = s.newKube()
 	s.handler = s.withUI(s.authenticate(s.withMetrics(http.HandlerFunc(s.serve))))
 	return s, nil
 }
@@ -171,6 +184,10 @@ func (s *Server) Run(ctx context.Context) error {
 	s.started = true
 	s.mu.Unlock()
 
+	// The built-in namespaces exist before the first request is served.
+	if err := s.ensureNamespacesRetry(ctx); err != nil {
+		return err
+	}
 	lns, err := s.listeners()
 	if err != nil {
 		return err

@@ -1,0 +1,6 @@
+package kinds
+
+func init() {
+	Register(Node)
+	Register(Namespace)
+}
