@@ -101,6 +101,8 @@ func metaToKube(m *schemas.ObjectMeta, namespaced bool) (metav1.ObjectMeta, erro
 	return out, nil
 }
 
+func typesUID(s string) types.UID { return types.UID(s) }
+
 func kubeOwnerRef(r schemas.OwnerReference) metav1.OwnerReference {
 	k := metav1.OwnerReference{APIVersion: r.APIVersion, Kind: r.Kind, Name: r.Name, UID: types.UID(r.UID)}
 	if r.Controller {
@@ -285,4 +287,11 @@ func createMeta(m *schemas.ObjectMeta, now time.Time) {
 	m.UID = NewUID()
 	m.CreatedAt = now.UTC()
 	m.ResourceVersion = 0
+}
+
+func metaRV(rv uint64) string {
+	if rv == 0 {
+		return ""
+	}
+	return strconv.FormatUint(rv, 10)
 }

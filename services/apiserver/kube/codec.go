@@ -13,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	clientscheme "k8s.io/client-go/kubernetes/scheme"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -50,6 +52,16 @@ func decodeObject(w http.ResponseWriter, r *http.Request, data []byte, ct string
 			return badRequest("invalid YAML: %v", err)
 		}
 		data = j
+	case "application/vnd.kubernetes.protobuf":
+		// kubectl sends built-in kinds as protobuf; the rest of the
+		// handler reads JSON, so it is turned into that.
+		pobj, err := protoObject(data, obj)
+		if err != nil {
+			return badRequest("invalid protobuf body: %v", err)
+		}
+		if data, err = json.Marshal(pobj); err != nil {
+			return err
+		}
 	default:
 		return unsupportedMedia("the body's content type %q is not served: send application/json or application/yaml", ct)
 	}
@@ -74,6 +86,16 @@ func decodeObject(w http.ResponseWriter, r *http.Request, data []byte, ct string
 		w.Header().Add("Warning", fmt.Sprintf(`299 - %q`, e.Error()))
 	}
 	return nil
+}
+
+var protoSerializer = protobuf.NewSerializer(clientscheme.Scheme, clientscheme.Scheme)
+
+// protoObject decodes a Kubernetes protobuf envelope into a new object of
+// into's type.
+func protoObject(data []byte, into runtime.Object) (runtime.Object, error) {
+	fresh := into.DeepCopyObject()
+	out, _, err := protoSerializer.Decode(data, nil, fresh)
+	return out, err
 }
 
 // setGVK stamps the wire type's apiVersion and kind, which the k8s.io/api
