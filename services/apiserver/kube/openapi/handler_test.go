@@ -17,6 +17,7 @@ import (
 	"k8s.io/kube-openapi/pkg/spec3"
 	"k8s.io/kube-openapi/pkg/validation/spec"
 
+	"github.com/miniku/miniku/schemas/kinds"
 	"github.com/miniku/miniku/services/apiserver/kube/openapi"
 )
 
@@ -308,4 +309,46 @@ func TestNewRefusesBadResources(t *testing.T) {
 	if _, err := openapi.New(openapi.Config{}); err == nil {
 		t.Error("New accepted no resources")
 	}
+}
+
+// Every kind schemas/kinds declares gets documents: a new verb or
+// subresource this package does not know fails here, not at the first
+// kubectl explain.
+func TestDeclaredKinds(t *testing.T) {
+	rs := openapi.FromKinds(kinds.All())
+	if len(rs) == 0 {
+		t.Fatal("no kinds declared")
+	}
+	h, err := openapi.New(openapi.Config{Resources: rs, FieldValidation: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	var disc handler3.OpenAPIV3Discovery
+	if err := json.Unmarshal(get(t, srv.URL+"/openapi/v3", ""), &disc); err != nil {
+		t.Fatal(err)
+	}
+	docs := map[string]*spec3.OpenAPI{}
+	for path, gv := range disc.Paths {
+		var doc spec3.OpenAPI
+		if err := json.Unmarshal(get(t, srv.URL+gv.ServerRelativeURL, "application/json"), &doc); err != nil {
+			t.Fatal(err)
+		}
+		docs[path] = &doc
+	}
+	for _, r := range rs {
+		gv := r.GVK.GroupVersion()
+		path := "apis/" + gv.String()
+		if gv.Group == "" {
+			path = "api/" + gv.Version
+		}
+		doc := docs[path]
+		if doc == nil {
+			t.Errorf("%s: no /openapi/v3/%s", r.Resource, path)
+			continue
+		}
+		schemaByGVK(t, doc.Components.Schemas, r.GVK)
+	}
+	get(t, srv.URL+"/openapi/v2", "application/com.github.proto-openapi.spec.v2@v1.0+protobuf")
 }

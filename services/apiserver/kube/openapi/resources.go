@@ -23,7 +23,8 @@ type Resource struct {
 	// Verbs are Kubernetes' verbs (get list watch create update patch delete
 	// deletecollection); only these get operations.
 	Verbs []string
-	// Subresources by name: status, scale, binding, eviction, log, exec.
+	// Subresources by name: status, scale, binding, eviction, log, exec,
+	// attach, portforward, finalize.
 	Subresources []string
 	// Object and List are zero values of the k8s.io/api types (&corev1.Pod{},
 	// &corev1.PodList{}): their OpenAPI model names pick the schemas.
@@ -77,8 +78,10 @@ func subresourceOf(name string, parent Resource) (subresource, error) {
 		return subresource{body: &policyv1.Eviction{}, gvk: evictionGVK, methods: []string{"POST"}, actions: []string{"post"}}, nil
 	case "log":
 		return subresource{body: "", methods: []string{"GET"}, actions: []string{"get"}}, nil
-	case "exec":
+	case "exec", "attach", "portforward":
 		return subresource{body: "", methods: []string{"GET", "POST"}, actions: []string{"connect", "connect"}}, nil
+	case "finalize": // namespaces: the finalizers the namespace controller clears
+		return subresource{gvk: parent.GVK, methods: []string{"PUT"}, actions: []string{"put"}}, nil
 	}
 	return subresource{}, fmt.Errorf("openapi: %s/%s: unknown subresource %q", parent.GVK.GroupVersion(), parent.Resource, name)
 }

@@ -286,7 +286,15 @@ func routesFor(r Resource, fieldValidation bool) ([]*route, error) {
 			case sub.actions[i] == "connect":
 				rt.opID = "connect" + op + upperFirst(strings.ToLower(method)) + scope + kind + upperFirst(name)
 				rt.desc = "connect " + method + " requests to " + name + " of " + kind
-				rt.params = join(itemParams, execParams)
+				rt.params = itemParams
+				switch name {
+				case "exec":
+					rt.params = join(itemParams, execParams)
+				case "attach":
+					rt.params = join(itemParams, execParams[1:])
+				case "portforward":
+					rt.params = join(itemParams, []param{{name: "ports", desc: "List of ports to forward.", dataType: "integer", kind: common.QueryParameterKind, multiple: true}})
+				}
 				rt.produces = []string{"*/*"}
 			case name == "log":
 				rt.opID = "read" + opName
