@@ -102,6 +102,9 @@ func (f apiFlags) config(dataDir, addr string, log *slog.Logger) (apiserver.Conf
 		log.Warn("--pod-security privileged: any API client may create pods in the host's network namespace")
 	}
 	cfg := apiserver.Config{Addr: addr, HTTPSAddr: *f.httpsAddr, Logger: log, TLSCert: *f.tlsCert, TLSKey: *f.tlsKey, PodSecurity: level}
+	if cfg.OpenAPI, err = kubeOpenAPI(log); err != nil {
+		return cfg, err
+	}
 	if cfg.Addr == "" && cfg.HTTPSAddr == "" {
 		return cfg, errors.New("--api-addr and --https-addr are both empty: the API would listen nowhere")
 	}
