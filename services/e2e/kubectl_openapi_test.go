@@ -60,7 +60,7 @@ func runKubectl(t *testing.T, kubectl string, env []string, stdin string, args .
 	return out.String(), err
 }
 
-const kubectlPod = `apiVersion: v1
+const explainPod = `apiVersion: v1
 kind: Pod
 metadata:
   name: explained
@@ -102,7 +102,7 @@ func TestKubectlExplainAndFieldValidation(t *testing.T) {
 		t.Errorf("kubectl explain rs.spec.replicas: %v", err)
 	}
 
-	typo := strings.Replace(kubectlPod, "command:", "commnd:", 1)
+	typo := strings.Replace(explainPod, "command:", "commnd:", 1)
 	out, err = runKubectl(t, kubectl, env, typo, "apply", "--validate=strict", "-f", "-")
 	if err == nil {
 		t.Fatal("kubectl apply --validate=strict of a pod with a typo'd field succeeded")
@@ -114,12 +114,12 @@ func TestKubectlExplainAndFieldValidation(t *testing.T) {
 		t.Fatalf("the refused pod exists: %d %s", code, body)
 	}
 
-	if out, err := runKubectl(t, kubectl, env, kubectlPod, "apply", "--validate=strict", "-f", "-"); err != nil || !strings.Contains(out, "pod/explained created") {
+	if out, err := runKubectl(t, kubectl, env, explainPod, "apply", "--validate=strict", "-f", "-"); err != nil || !strings.Contains(out, "pod/explained created") {
 		t.Fatalf("kubectl apply of the valid pod: %v\n%s", err, out)
 	}
 	// Now apply patches the existing pod (strategic merge, from the
 	// documents' patch strategies): the typo is refused there too.
-	typo2 := strings.Replace(kubectlPod, "metadata:\n", "metadata:\n  labelz: {a: b}\n", 1)
+	typo2 := strings.Replace(explainPod, "metadata:\n", "metadata:\n  labelz: {a: b}\n", 1)
 	out, err = runKubectl(t, kubectl, env, typo2, "apply", "--validate=strict", "-f", "-")
 	if err == nil || !strings.Contains(out, "labelz") {
 		t.Errorf("kubectl apply of a typo onto the existing pod: want an error naming labelz, got %v:\n%s", err, out)

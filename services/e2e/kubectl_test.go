@@ -71,7 +71,7 @@ spec:
 `
 
 // TestKubectl drives a real `miniku up` with the machine's kubectl over
-// HTTPS with the token. --validate=false: /openapi is another change's.
+// HTTPS with the token; apply and create validate against /openapi.
 func TestKubectl(t *testing.T) {
 	bin, err := exec.LookPath("kubectl")
 	if err != nil {
@@ -120,16 +120,16 @@ current-context: miniku
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = wcmd.Process.Kill(); _ = wcmd.Wait() })
-	k.must(t, `pod/kpod created`, "create", "--validate=false", "-f", podFile)
+	k.must(t, `pod/kpod created`, "create", "-f", podFile)
 	eventually(t, 20*time.Second, func() error {
 		if !regexp.MustCompile(`(?m)^kpod\s+0/1\s+`).MatchString(wout.String()) {
 			return fmt.Errorf("kubectl get pods -w shows %q", wout.String())
 		}
 		return nil
 	})
-	k.must(t, `replicaset.apps/kweb created`, "apply", "--validate=false", "-f", rsFile)
-	k.must(t, `replicaset.apps/kweb unchanged`, "apply", "--validate=false", "-f", rsFile)
-	k.must(t, `replicaset.apps/kweb configured`, "apply", "--validate=false", "--filename="+writeTemp(t, dir, strings.Replace(kubectlRS, "replicas: 2", "replicas: 3", 1)))
+	k.must(t, `replicaset.apps/kweb created`, "apply", "-f", rsFile)
+	k.must(t, `replicaset.apps/kweb unchanged`, "apply", "-f", rsFile)
+	k.must(t, `replicaset.apps/kweb configured`, "apply", "--filename="+writeTemp(t, dir, strings.Replace(kubectlRS, "replicas: 2", "replicas: 3", 1)))
 	eventually(t, 60*time.Second, func() error {
 		out, err := k.run(t, "", "get", "rs", "kweb", "--no-headers")
 		if err != nil || !regexp.MustCompile(`^kweb\s+3\s+3\s+3\s`).MatchString(out) {
