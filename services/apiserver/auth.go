@@ -15,13 +15,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/schemas"
 )
 
 // Who may call the API: whoever presents the bearer token (Config.Token).
-// There is one token and it may do everything; /healthz is open so that
-// liveness probes need no secret (it reveals only "ok" or "not connected").
+// There is one token and it may do everything; /healthz and /readyz are
+// open so that probes need no secret (they reveal only "ok" or which check
+// fails). As on Kubernetes, where only a request without credentials is
+// anonymous, a wrong token is refused there too: a client with a stale
+// kubeconfig learns it at its first request, whatever the path.
 
 // constantTimeCompare is crypto/subtle's, in a variable so a test can prove
 // every token check goes through it.
@@ -90,8 +96,8 @@ func checkSecurity(cfg Config) error {
 	return nil
 }
 
-// authenticate wraps the API: every request but GET /healthz needs
-// "Authorization: Bearer <token>". Without a token configured it lets
+// authenticate wraps the API: every request but GET /healthz and /readyz
+// needs "Authorization: Bearer <token>". Without a token configured it lets
 // everything through and says so in the log.
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	if s.cfg.Token == "" {
@@ -110,11 +116,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	// of the presented token as well.
 	want := sha256.Sum256([]byte(s.cfg.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+		auth := r.Header.Get("Authorization")
+		if auth == "" && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
 			next.ServeHTTP(w, r)
 			return
 		}
-		auth := r.Header.Get("Authorization")
 		scheme, tok, ok := strings.Cut(auth, " ")
 		if ok && strings.EqualFold(scheme, "Bearer") {
 			got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
@@ -129,8 +135,18 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		}
 		s.log.Info("unauthorized request", "method", r.Method, "path", r.URL.EscapedPath(), "remote", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="miniku"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": msg})
+		writeJSON(w, http.StatusUnauthorized, unauthorized(msg))
 	})
+}
+
+// unauthorized is the 401 body on every path, the seed API's as well as
+// the Kubernetes API's: Kubernetes' Status, which client-go turns into an
+// error that apierrors.IsUnauthorized recognises, and whose message the
+// miniku CLI prints (client.errorMessage).
+func unauthorized(msg string) *metav1.Status {
+	st := apierrors.NewUnauthorized(msg).ErrStatus
+	st.TypeMeta = metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}
+	return &st
 }
 
 // apiListener is one bound listener; tls marks the HTTPS one.

@@ -78,9 +78,14 @@ func TestBearerToken(t *testing.T) {
 			if h.Get("WWW-Authenticate") == "" || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
 				t.Fatalf("WWW-Authenticate %q", h.Get("WWW-Authenticate"))
 			}
-			var e struct{ Error string }
-			if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
-				t.Fatalf("401 body is not a JSON error: %q", body)
+			// Kubernetes' Status, on the seed API's paths too.
+			var st struct {
+				Kind, APIVersion, Status, Reason, Message string
+				Code                                      int
+			}
+			if err := json.Unmarshal(body, &st); err != nil || st.Kind != "Status" || st.APIVersion != "v1" ||
+				st.Status != "Failure" || st.Reason != "Unauthorized" || st.Code != 401 || st.Message == "" {
+				t.Fatalf("401 body is not a v1 Status Failure Unauthorized 401 with a message: %q", body)
 			}
 		})
 	}
@@ -91,6 +96,18 @@ func TestBearerToken(t *testing.T) {
 	// Liveness probes need no token; nothing else is open.
 	if code, _, body := get(t, http.DefaultClient, url+"/healthz", ""); code != 200 {
 		t.Fatalf("/healthz without token: %d %s", code, body)
+	}
+	// Only a request without credentials is anonymous: a wrong token is
+	// refused on the open paths too, as Kubernetes does, so a stale
+	// kubeconfig shows at its first request.
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, _, body := get(t, http.DefaultClient, url+p, "Bearer wrong"); code != 401 {
+			t.Fatalf("%s with a wrong token: %d %s, want 401", p, code, body)
+		}
+		// (Readiness itself may be 503 here: what matters is the token.)
+		if code, _, body := get(t, http.DefaultClient, url+p, "Bearer "+testToken); code == 401 {
+			t.Fatalf("%s with the token: %d %s", p, code, body)
+		}
 	}
 	if code, _, _ := get(t, http.DefaultClient, url+"/healthz/", ""); code != 401 {
 		t.Fatalf("/healthz/ without token: %d, want 401", code)

@@ -200,6 +200,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 			log.Warn("the CLI may not find this apiserver: pass it --server", "err", err)
 		}
 	}
+	upKubeconfig(c.dataDir, apiCfg, *sec.tlsCert, log)
 	// Each component logs in as its own user, in process too, so that
 	// their permissions are the ones every run exercises.
 	var conns []*bus.Conn

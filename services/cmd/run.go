@@ -26,7 +26,8 @@ commands (the node half: Linux only):
   images      the node's image store: images import FILE (docker save / OCI tarball), images ls, images rm
 
 client commands (talk to the apiserver; see 'miniku get -h'):
-` + cli.Usage + `  version     print the version of this binary
+` + cli.Usage + `  kubeconfig  print the kubeconfig up wrote for kubectl, client-go and Helm (<data-dir>/kubeconfig)
+  version     print the version of this binary
 
 Run 'miniku <command> -h' for its flags.
 `
@@ -43,6 +44,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmds := nodeCommands()
 	cmds["version"] = cmdVersion
+	cmds["kubeconfig"] = cmdKubeconfig
 	for name, c := range cli.Commands {
 		cmds[name] = c
 	}

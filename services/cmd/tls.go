@@ -4,12 +4,15 @@ package cmd
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/pki"
+	"github.com/miniku/miniku/services/apiserver"
 )
 
 // TLS by default: `up`, `nats` and `apiserver` serve NATS and the HTTPS
@@ -67,4 +70,34 @@ func urlOf(scheme, addr string) string {
 		return ""
 	}
 	return scheme + "://" + addr
+}
+
+// upKubeconfig writes <data-dir>/kubeconfig for up's HTTPS API, trusting
+// the data dir's CA (or a --tls-cert, right when self-signed), or removes
+// a stale one when up serves no HTTPS: kubectl sends no token over plain
+// HTTP. A port only known once bound (":0") gets none. Failing to write it
+// is logged, not fatal: the API and the miniku CLI work without it.
+func upKubeconfig(dataDir string, cfg apiserver.Config, tlsCert string, log *slog.Logger) {
+	path := filepath.Join(dataDir, KubeconfigName)
+	server, _ := cliTarget(dataDir, "", cfg.HTTPSAddr, tlsCert)
+	if cfg.HTTPSAddr == "" || server == "" {
+		if err := os.Remove(path); err == nil {
+			log.Info("removed the kubeconfig of an earlier start: no HTTPS address to put in it", "path", path)
+		}
+		return
+	}
+	caFile := tlsCert
+	if caFile == "" {
+		caFile = pki.CAPath(dataDir)
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		log.Warn("no kubeconfig written", "err", err)
+		return
+	}
+	if path, err = writeKubeconfig(dataDir, server, caPEM, cfg.Token); err != nil {
+		log.Warn("no kubeconfig written", "err", err)
+		return
+	}
+	log.Info("kubeconfig for kubectl, client-go and Helm", "path", path, "example", "KUBECONFIG="+path+" kubectl get --raw /readyz")
 }

@@ -146,17 +146,31 @@ func (c *Client) sendOnce(ctx context.Context, method, path string, in any) (*ht
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	var eb struct {
-		Error string `json:"error"`
-	}
-	msg := strings.TrimSpace(string(data))
-	if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
-		msg = eb.Error
-	}
+	msg := errorMessage(data)
 	if resp.StatusCode == http.StatusUnauthorized {
 		return nil, &APIError{Status: resp.StatusCode, Msg: c.unauthorized(msg)}
 	}
 	return nil, &APIError{Status: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, msg), RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
+}
+
+// errorMessage is what an error response says: the seed API's "error",
+// else a Kubernetes Status's "message" (the apiserver's 401 on every path,
+// and every error of the Kubernetes API), else the body itself.
+func errorMessage(data []byte) string {
+	var eb struct {
+		Error   string `json:"error"`
+		Kind    string `json:"kind"`
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(data, &eb) == nil {
+		switch {
+		case eb.Error != "":
+			return eb.Error
+		case eb.Kind == "Status" && eb.Message != "":
+			return eb.Message
+		}
+	}
+	return strings.TrimSpace(string(data))
 }
 
 func (c *Client) unauthorized(msg string) string {

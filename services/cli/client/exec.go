@@ -3,14 +3,12 @@ package client
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 )
 
 // Frame types of an exec response (the apiserver's ExecContentType): a
@@ -57,13 +55,7 @@ func (c *Client) Exec(ctx context.Context, pod string, command []string, stdin i
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var eb struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(data))
-		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
-			msg = eb.Error
-		}
+		msg := errorMessage(data)
 		if resp.StatusCode == http.StatusUnauthorized {
 			msg = c.unauthorized(msg)
 		}
