@@ -269,8 +269,12 @@ func TestWatchResumeFromResourceVersion(t *testing.T) {
 		switch {
 		case !cached && events != len(want):
 			t.Errorf("%d events from the bucket, want %d", events, len(want))
-		case cached && cacheAfter > cacheBefore && handovers == 0 && events != 24:
-			t.Errorf("%d events from the cache, want 24", events)
+		case cached && cacheAfter > cacheBefore && handovers == 0 && (events < len(want) || events > 24):
+			// The cache's history holds the changes its KV watch saw: in
+			// order, but a loaded machine may see only the last of a key's
+			// quick rewrites (the bucket keeps one version a key; see
+			// bus.Change), so fewer than all 24 but never fewer than one a pod.
+			t.Errorf("%d events from the cache, want %d to 24", events, len(want))
 		}
 		for name, img := range want {
 			l := got[name]
