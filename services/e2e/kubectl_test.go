@@ -81,21 +81,10 @@ func TestKubectl(t *testing.T) {
 	https := freeAddr(t)
 	c.upWith(t, "--https-addr", https)
 	waitReadyNodes(t, c.api, 2)
-	tok, err := os.ReadFile(filepath.Join(c.dataDir, "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The kubeconfig up wrote: its CA verifies the serving certificate,
+	// as a user's kubectl would.
 	dir := t.TempDir()
-	cfg := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `apiVersion: v1
-kind: Config
-clusters: [{name: miniku, cluster: {server: "https://%s", insecure-skip-tls-verify: true}}]
-users: [{name: admin, user: {token: %q}}]
-contexts: [{name: miniku, context: {cluster: miniku, user: admin}}]
-current-context: miniku
-`, https, strings.TrimSpace(string(tok))), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := filepath.Join(c.dataDir, "kubeconfig")
 	rsFile, podFile := filepath.Join(dir, "rs.yaml"), filepath.Join(dir, "pod.yaml")
 	if err := os.WriteFile(rsFile, []byte(kubectlRS), 0o644); err != nil {
 		t.Fatal(err)
