@@ -73,29 +73,7 @@ spec:
 // TestKubectl drives a real `miniku up` with the machine's kubectl over
 // HTTPS with the token; apply and create validate against /openapi.
 func TestKubectl(t *testing.T) {
-	bin, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("kubectl is not installed (looked in PATH): skipping the kubectl end-to-end test")
-	}
-	c := newCluster(t)
-	https := freeAddr(t)
-	c.upWith(t, "--https-addr", https)
-	waitReadyNodes(t, c.api, 2)
-	tok, err := os.ReadFile(filepath.Join(c.dataDir, "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `apiVersion: v1
-kind: Config
-clusters: [{name: miniku, cluster: {server: "https://%s", insecure-skip-tls-verify: true}}]
-users: [{name: admin, user: {token: %q}}]
-contexts: [{name: miniku, context: {cluster: miniku, user: admin}}]
-current-context: miniku
-`, https, strings.TrimSpace(string(tok))), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	k, dir := kubectlCluster(t)
 	rsFile, podFile := filepath.Join(dir, "rs.yaml"), filepath.Join(dir, "pod.yaml")
 	if err := os.WriteFile(rsFile, []byte(kubectlRS), 0o644); err != nil {
 		t.Fatal(err)
@@ -103,7 +81,6 @@ current-context: miniku
 	if err := os.WriteFile(podFile, []byte(kubectlPod), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	k := kubectl{bin: bin, config: cfg}
 
 	k.must(t, `Server Version: v1\.33\.0-miniku`, "version")
 	k.must(t, `(?m)^pods\s+po\s+v1\s+true\s+Pod$`, "api-resources")
@@ -165,6 +142,37 @@ current-context: miniku
 		}
 		return nil
 	})
+}
+
+// kubectlCluster starts a real `miniku up` with two ready nodes and an
+// HTTPS listener, and returns the machine's kubectl configured for it
+// with the admin token, and the directory of its kubeconfig.
+func kubectlCluster(t *testing.T) (kubectl, string) {
+	t.Helper()
+	bin, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl is not installed (looked in PATH): skipping the kubectl end-to-end test")
+	}
+	c := newCluster(t)
+	https := freeAddr(t)
+	c.upWith(t, "--https-addr", https)
+	waitReadyNodes(t, c.api, 2)
+	tok, err := os.ReadFile(filepath.Join(c.dataDir, "token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `apiVersion: v1
+kind: Config
+clusters: [{name: miniku, cluster: {server: "https://%s", insecure-skip-tls-verify: true}}]
+users: [{name: admin, user: {token: %q}}]
+contexts: [{name: miniku, context: {cluster: miniku, user: admin}}]
+current-context: miniku
+`, https, strings.TrimSpace(string(tok))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return kubectl{bin: bin, config: cfg}, dir
 }
 
 func writeTemp(t *testing.T, dir, content string) string {
