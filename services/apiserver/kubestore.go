@@ -188,7 +188,7 @@ type noSecretsKey struct{}
 
 func (noSecretsKey) err() error {
 	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,
-		Reason: metav1.StatusReasonServiceUnavailable,
+		Reason:  metav1.StatusReasonServiceUnavailable,
 		Message: "secrets are not served: this apiserver has no secrets key (its NATS connection was opened without one), so it cannot read or write the encrypted secrets bucket"}}
 }
 
