@@ -36,11 +36,17 @@ func startKubeAfter(t *testing.T, before func(*bus.Conn)) *kubeEnv {
 func startKubeAfterTB(t testing.TB, before func(*bus.Conn)) *kubeEnv {
 	t.Helper()
 	ns := bustest.Server(t, "", "")
-	log := bustest.Logger(t)
-	conn := bustest.Conn(t, ns.ClientURL(), log)
+	conn := bustest.Conn(t, ns.ClientURL(), bustest.Logger(t))
 	if before != nil {
 		before(conn)
 	}
+	return startKubeOn(t, conn)
+}
+
+// startKubeOn is startKube on a connection the caller opened.
+func startKubeOn(t testing.TB, conn *bus.Conn) *kubeEnv {
+	t.Helper()
+	log := bustest.Logger(t)
 	srv, err := apiserver.New(apiserver.Config{Addr: "127.0.0.1:0", Logger: log}, conn)
 	if err != nil {
 		t.Fatal(err)

@@ -166,13 +166,42 @@ func (t typedBucket[T, P]) watch(ctx context.Context, from uint64) (*kube.Watch,
 }
 
 func (s *Server) newKubeStore() *kubeStore {
-	return &kubeStore{s: s, buckets: map[string]kubeBucket{
-		"pods":        typedBucket[schemas.Pod, *schemas.Pod]{s.conn.Pods, s.pods},
-		"replicasets": typedBucket[schemas.ReplicaSet, *schemas.ReplicaSet]{s.conn.ReplicaSets, s.rss},
-		"nodes":       typedBucket[schemas.Node, *schemas.Node]{s.conn.Nodes, s.nodes},
-		"namespaces":  typedBucket[schemas.Namespace, *schemas.Namespace]{s.conn.Namespaces, s.namespaces},
+	k := &kubeStore{s: s, buckets: map[string]kubeBucket{
+		"pods":            typedBucket[schemas.Pod, *schemas.Pod]{s.conn.Pods, s.pods},
+		"replicasets":     typedBucket[schemas.ReplicaSet, *schemas.ReplicaSet]{s.conn.ReplicaSets, s.rss},
+		"nodes":           typedBucket[schemas.Node, *schemas.Node]{s.conn.Nodes, s.nodes},
+		"namespaces":      typedBucket[schemas.Namespace, *schemas.Namespace]{s.conn.Namespaces, s.namespaces},
+		"configmaps":      typedBucket[schemas.ConfigMap, *schemas.ConfigMap]{s.conn.ConfigMaps, s.configMaps},
+		"serviceaccounts": typedBucket[schemas.ServiceAccount, *schemas.ServiceAccount]{s.conn.ServiceAccounts, s.serviceAccounts},
+		"secrets":         noSecretsKey{},
 	}}
+	if s.conn.Secrets != nil {
+		k.buckets["secrets"] = typedBucket[schemas.Secret, *schemas.Secret]{s.conn.Secrets, s.secrets}
+	}
+	return k
 }
+
+// noSecretsKey stands for the secrets bucket on a connection opened
+// without the key that encrypts it: every request is refused with a 503
+// that says why, rather than a store error or a panic on the nil bucket.
+type noSecretsKey struct{}
+
+func (noSecretsKey) err() error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable,
+		Reason:  metav1.StatusReasonServiceUnavailable,
+		Message: "secrets are not served: this apiserver has no secrets key (its NATS connection was opened without one), so it cannot read or write the encrypted secrets bucket"}}
+}
+
+func (n noSecretsKey) get(context.Context, string) (kube.Object, error) { return nil, n.err() }
+func (n noSecretsKey) list(context.Context) ([]kube.Object, uint64, error) {
+	return nil, 0, n.err()
+}
+func (n noSecretsKey) create(context.Context, kube.Object) error { return n.err() }
+func (n noSecretsKey) update(context.Context, kube.Object) error { return n.err() }
+func (n noSecretsKey) remove(context.Context, string, uint64) (kube.Object, error) {
+	return nil, n.err()
+}
+func (n noSecretsKey) watch(context.Context, uint64) (*kube.Watch, error) { return nil, n.err() }
 
 func (k *kubeStore) bucket(resource string) (kubeBucket, error) {
 	b, ok := k.buckets[resource]

@@ -94,6 +94,12 @@ type Server struct {
 	nodes *bus.Informer[schemas.Node, *schemas.Node]
 	// namespaces is the Kubernetes API's Namespace objects.
 	namespaces *bus.Informer[schemas.Namespace, *schemas.Namespace]
+	// configMaps, serviceAccounts and secrets back the Kubernetes API's
+	// lists and watches of those kinds; secrets is nil when the
+	// connection has no secrets key (Conn.Secrets nil).
+	configMaps      *bus.Informer[schemas.ConfigMap, *schemas.ConfigMap]
+	serviceAccounts *bus.Informer[schemas.ServiceAccount, *schemas.ServiceAccount]
+	secrets         *bus.Informer[schemas.Secret, *schemas.Secret]
 	// kube serves the Kubernetes API paths (/api, /apis, /version, ...).
 	kube http.Handler
 	// ownCaches are the Runs of the caches made here (not shared ones).
@@ -136,6 +142,11 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 	s.rss = bus.CacheOf(caches, cfg.ReplicaSets, conn.ReplicaSets, nil)
 	s.nodes = bus.CacheOf(caches, cfg.Nodes, conn.Nodes, nil)
 	s.namespaces = bus.CacheOf(caches, cfg.Namespaces, conn.Namespaces, nil)
+	s.configMaps = bus.CacheOf(caches, nil, conn.ConfigMaps, nil)
+	s.serviceAccounts = bus.CacheOf(caches, nil, conn.ServiceAccounts, nil)
+	if conn.Secrets != nil {
+		s.secrets = bus.CacheOf(caches, nil, conn.Secrets, nil)
+	}
 	s.ownCaches = caches.Own
 	s.podsJSON = newJSONCache()
 	// Entries are checked by revision when used; only a deleted pod's is

@@ -15,13 +15,14 @@ import (
 
 // kubectl runs the machine's kubectl against a cluster's Kubernetes API.
 type kubectl struct {
-	bin, config string
+	// home is kubectl's HOME, for its discovery cache: a test's own.
+	bin, config, home string
 }
 
 func (k kubectl) run(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(k.bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+filepath.Dir(k.config))
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+k.home)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -73,18 +74,7 @@ spec:
 // TestKubectl drives a real `miniku up` with the machine's kubectl over
 // HTTPS with the token; apply and create validate against /openapi.
 func TestKubectl(t *testing.T) {
-	bin, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("kubectl is not installed (looked in PATH): skipping the kubectl end-to-end test")
-	}
-	c := newCluster(t)
-	https := freeAddr(t)
-	c.upWith(t, "--https-addr", https)
-	waitReadyNodes(t, c.api, 2)
-	// The kubeconfig up wrote: its CA verifies the serving certificate,
-	// as a user's kubectl would.
-	dir := t.TempDir()
-	cfg := filepath.Join(c.dataDir, "kubeconfig")
+	k, dir := kubectlCluster(t)
 	rsFile, podFile := filepath.Join(dir, "rs.yaml"), filepath.Join(dir, "pod.yaml")
 	if err := os.WriteFile(rsFile, []byte(kubectlRS), 0o644); err != nil {
 		t.Fatal(err)
@@ -92,7 +82,6 @@ func TestKubectl(t *testing.T) {
 	if err := os.WriteFile(podFile, []byte(kubectlPod), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	k := kubectl{bin: bin, config: cfg}
 
 	k.must(t, `Server Version: v1\.33\.0-miniku`, "version")
 	k.must(t, `(?m)^pods\s+po\s+v1\s+true\s+Pod$`, "api-resources")
@@ -103,7 +92,7 @@ func TestKubectl(t *testing.T) {
 	// get -w: a Table watch over HTTPS (HTTP/2) shows the pod created next.
 	var wout syncBuffer
 	wcmd := exec.Command(k.bin, "get", "pods", "-w")
-	wcmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+filepath.Dir(k.config))
+	wcmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+k.home)
 	wcmd.Stdout, wcmd.Stderr = &wout, &wout
 	if err := wcmd.Start(); err != nil {
 		t.Fatal(err)
@@ -154,6 +143,25 @@ func TestKubectl(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// kubectlCluster starts a real `miniku up` with two ready nodes and an
+// HTTPS listener, and returns the machine's kubectl configured for it
+// with the admin token, and the directory of its kubeconfig.
+func kubectlCluster(t *testing.T) (kubectl, string) {
+	t.Helper()
+	bin, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl is not installed (looked in PATH): skipping the kubectl end-to-end test")
+	}
+	c := newCluster(t)
+	https := freeAddr(t)
+	c.upWith(t, "--https-addr", https)
+	waitReadyNodes(t, c.api, 2)
+	// The kubeconfig up wrote: its CA verifies the serving certificate,
+	// as a user's kubectl would.
+	dir := t.TempDir()
+	return kubectl{bin: bin, config: filepath.Join(c.dataDir, "kubeconfig"), home: dir}, dir
 }
 
 func writeTemp(t *testing.T, dir, content string) string {
