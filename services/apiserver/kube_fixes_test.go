@@ -3,13 +3,19 @@ package apiserver_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/miniku/miniku/schemas"
 )
 
 // smp is the strategic merge patch from old to new, as kubectl builds
@@ -101,3 +107,98 @@ func TestKubeSetImage(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestKubeEvents lists, gets, watches and tabulates the EVENTS stream's
+// records as v1 Events, with the field selector kubectl describe sends.
+func TestKubeEvents(t *testing.T) {
+	e := startKube(t)
+	ctx := kctx(t)
+	pod, err := e.client.CoreV1().Pods("default").Create(ctx, kpod("ev", nil), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the scheduler and a kubelet emit: one event, then three in
+	// one message.
+	e.conn.Emit(schemas.ObjectEvent{Reason: "Scheduled", Kind: schemas.KindPod, Name: "ev", Node: "n1", Component: "default-scheduler"})
+	e.conn.EmitAll([]schemas.ObjectEvent{
+		{Reason: "Pulled", Kind: schemas.KindPod, Name: "ev", Node: "n1", Component: "kubelet"},
+		{Reason: "Created", Kind: schemas.KindPod, Name: "ev", Node: "n1", Component: "kubelet"},
+		{Reason: "Started", Kind: schemas.KindPod, Name: "ev", Node: "n1", Component: "kubelet"},
+	})
+	e.conn.Emit(schemas.ObjectEvent{Reason: "Scheduled", Kind: schemas.KindPod, Name: "other", Node: "n1", Component: "default-scheduler"})
+	e.conn.Emit(schemas.ObjectEvent{Type: schemas.EventWarning, Reason: "NodeNotReady", Kind: schemas.KindNode, Name: "n1", Node: "n1"})
+
+	events := e.client.CoreV1().Events("default")
+	kind, uid := "Pod", string(pod.UID)
+	sel := events.GetFieldSelector(&pod.Name, &pod.Namespace, &kind, &uid).String()
+	var list *corev1.EventList
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err = events.List(ctx, metav1.ListOptions{FieldSelector: sel, Limit: 500})
+		if err != nil {
+			t.Fatalf("list %s: %v", sel, err)
+		}
+		if len(list.Items) >= 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var reasons []string
+	seen := map[string]bool{}
+	for _, ev := range list.Items {
+		reasons = append(reasons, ev.Reason)
+		if seen[ev.Name] {
+			t.Errorf("two events named %s", ev.Name)
+		}
+		seen[ev.Name] = true
+		if ev.InvolvedObject.Name != "ev" || ev.InvolvedObject.Kind != "Pod" || ev.Namespace != "default" {
+			t.Errorf("event %s is about %+v in %q", ev.Name, ev.InvolvedObject, ev.Namespace)
+		}
+	}
+	if got := strings.Join(reasons, ","); got != "Scheduled,Pulled,Created,Started" {
+		t.Errorf("events of pod ev (%s): %s", sel, got)
+	}
+	all, err := e.client.CoreV1().Events("").List(ctx, metav1.ListOptions{})
+	if err != nil || len(all.Items) != 6 {
+		t.Fatalf("all events: %d, %v", len(all.Items), err)
+	}
+	warn, err := events.List(ctx, metav1.ListOptions{FieldSelector: "type=Warning,involvedObject.kind=Node"})
+	if err != nil || len(warn.Items) != 1 || warn.Items[0].Reason != "NodeNotReady" {
+		t.Errorf("warnings about nodes: %+v, %v", warn, err)
+	}
+	for _, ev := range list.Items {
+		got, err := events.Get(ctx, ev.Name, metav1.GetOptions{})
+		if err != nil || got.Reason != ev.Reason || got.ResourceVersion != ev.ResourceVersion {
+			t.Errorf("get %s: %+v, %v", ev.Name, got, err)
+		}
+	}
+	if _, err := events.Get(ctx, "ev.ffff", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("get a missing event: %v, want NotFound", err)
+	}
+	if _, err := events.Create(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "x"}}, metav1.CreateOptions{}); !apierrors.IsMethodNotSupported(err) {
+		t.Errorf("create an event: %v, want MethodNotAllowed", err)
+	}
+	const asTable = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+	code, _, data := e.raw(t, "GET", "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dother", "", asTable, "")
+	var tab metav1.Table
+	if err := json.Unmarshal(data, &tab); code != http.StatusOK || err != nil || len(tab.Rows) != 1 || tab.Rows[0].Cells[2] != "Scheduled" {
+		t.Errorf("events as Table: %d %s", code, data)
+	}
+
+	w, err := events.Watch(ctx, metav1.ListOptions{ResourceVersion: all.ResourceVersion, FieldSelector: "involvedObject.name=ev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	e.conn.Emit(schemas.ObjectEvent{Reason: "Other", Kind: schemas.KindPod, Name: "other"})
+	e.conn.Emit(schemas.ObjectEvent{Reason: "Killing", Kind: schemas.KindPod, Name: "ev", Component: "kubelet"})
+	select {
+	case got := <-w.ResultChan():
+		ev, ok := got.Object.(*corev1.Event)
+		if got.Type != watch.Added || !ok || ev.Reason != "Killing" {
+			t.Errorf("watch: %s %+v", got.Type, got.Object)
+		}
+	case <-ctx.Done():
+		t.Fatal("no event on the watch")
+	}
+}

@@ -171,15 +171,16 @@ func (s *Server) newKubeStore() *kubeStore {
 		"replicasets": typedBucket[schemas.ReplicaSet, *schemas.ReplicaSet]{s.conn.ReplicaSets, s.rss},
 		"nodes":       typedBucket[schemas.Node, *schemas.Node]{s.conn.Nodes, s.nodes},
 		"namespaces":  typedBucket[schemas.Namespace, *schemas.Namespace]{s.conn.Namespaces, s.namespaces},
+		"events":      eventsBucket{s},
 	}}
 }
 
 func (k *kubeStore) bucket(resource string) (kubeBucket, error) {
 	b, ok := k.buckets[resource]
 	if !ok {
-		// Declared but kept elsewhere (events live in the EVENTS stream).
+		// Declared but not served yet.
 		return nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusNotImplemented,
-			Reason: metav1.StatusReasonMethodNotAllowed, Message: resource + " are not served on the Kubernetes API by MiniKu yet (miniku events shows them)"}}
+			Reason: metav1.StatusReasonMethodNotAllowed, Message: resource + " are not served on the Kubernetes API by MiniKu yet"}}
 	}
 	return b, nil
 }
