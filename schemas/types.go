@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -340,4 +341,24 @@ type ObjectEvent struct {
 	Message   string    `json:"message,omitempty"`
 	// Seq is the event's position in the stream, filled in on read.
 	Seq uint64 `json:"seq,omitempty"`
+	// Index is the event's place among those sent in one message (which
+	// share Seq), filled in on read; it keeps their names apart.
+	Index int `json:"-" msgpack:"-"`
+}
+
+// GetMeta is the metadata the Kubernetes API shows for ev, derived: the
+// object's name and the stream position (events have no metadata of
+// their own), the position as resource version, the time as creation.
+func (ev *ObjectEvent) GetMeta() *ObjectMeta {
+	return &ObjectMeta{Name: ev.MetaName(), ResourceVersion: ev.Seq, CreatedAt: ev.Time}
+}
+
+// MetaName is ev's name on the Kubernetes API: <object>.<seq in hex>,
+// with -<index> for the second and later events of one message.
+func (ev *ObjectEvent) MetaName() string {
+	name := ev.Name + "." + strconv.FormatUint(ev.Seq, 16)
+	if ev.Index > 0 {
+		name += "-" + strconv.Itoa(ev.Index)
+	}
+	return name
 }

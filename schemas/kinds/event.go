@@ -57,9 +57,7 @@ func involvedAPIVersion(kind string) (apiVersion string, namespaced bool) {
 
 // EventName is an event's name: its object and its position in the
 // stream, stable across reads.
-func EventName(ev *schemas.ObjectEvent) string {
-	return fmt.Sprintf("%s.%x", ev.Name, ev.Seq)
-}
+func EventName(ev *schemas.ObjectEvent) string { return ev.MetaName() }
 
 // EventToKube is ev as a core/v1 Event, in namespace default (as
 // Kubernetes records node events there too).
@@ -103,9 +101,12 @@ func EventFromKube(k *corev1.Event) (*schemas.ObjectEvent, field.ErrorList) {
 	var errs field.ErrorList
 	errs = append(errs, checkNamespace(k.Namespace, true)...)
 	if i := strings.LastIndexByte(k.Name, '.'); i >= 0 {
-		seq, err := strconv.ParseUint(k.Name[i+1:], 16, 64)
-		if err == nil {
+		seqS, indexS, hasIndex := strings.Cut(k.Name[i+1:], "-")
+		if seq, err := strconv.ParseUint(seqS, 16, 64); err == nil {
 			ev.Seq = seq
+		}
+		if index, err := strconv.Atoi(indexS); hasIndex && err == nil {
+			ev.Index = index
 		}
 	}
 	return ev, errs

@@ -136,7 +136,13 @@ func TestPodFromKubeRefuses(t *testing.T) {
 		{"init", func(p *corev1.Pod) { p.Spec.InitContainers = []corev1.Container{{}} }, "spec.initContainers"},
 		{"affinity", func(p *corev1.Pod) { p.Spec.Affinity = &corev1.Affinity{} }, "spec.affinity"},
 		{"dns policy", func(p *corev1.Pod) { p.Spec.DNSPolicy = corev1.DNSNone }, "spec.dnsPolicy"},
-		{"pull policy", func(p *corev1.Pod) { p.Spec.Containers[0].ImagePullPolicy = corev1.PullNever }, "spec.containers[0].imagePullPolicy"},
+		{"pull policy Never", func(p *corev1.Pod) { p.Spec.Containers[0].ImagePullPolicy = corev1.PullNever }, "spec.containers[0].imagePullPolicy"},
+		{"Always carried to a tagged image", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Image, p.Spec.Containers[0].ImagePullPolicy = "busybox:1.36", corev1.PullAlways
+		}, ""},
+		{"IfNotPresent carried to an untagged image", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Image, p.Spec.Containers[0].ImagePullPolicy = "busybox", corev1.PullIfNotPresent
+		}, ""},
 		{"gpu", func(p *corev1.Pod) {
 			p.Spec.Containers[0].Resources.Limits = corev1.ResourceList{"nvidia.com/gpu": q("1")}
 		}, "spec.containers[0].resources.limits[nvidia.com/gpu]"},

@@ -26,8 +26,21 @@ import (
 // containerPort, protocol}}, spec.{nodeName, nodeSelector,
 // restartPolicy, hostNetwork, terminationGracePeriodSeconds}.
 //
-// Accepted at their default only: imagePullPolicy (Always for :latest or
-// no tag, else IfNotPresent), terminationMessagePath
+// Accepted, not stored: imagePullPolicy Always or IfNotPresent. MiniKu's
+// kubelet pulls by the image reference, which is Kubernetes' default
+// policy: :latest or no tag is resolved at the registry at every start
+// (Always), any other tag or a digest is pulled only if not present
+// (IfNotPresent), and ToKube shows that default. Either value is taken
+// for any image because a patch that changes only the image (kubectl
+// set image, on a pod or a replicaset template) carries the old image's
+// default over, as Kubernetes does (it never re-defaults a set field),
+// and FromKube cannot tell a carried value from a chosen one. So Always
+// on a tagged image means here "pull if not present": a tag pushed again
+// at the registry is not fetched by a node that has it; IfNotPresent on
+// :latest still asks the registry. Never is refused: the kubelet cannot
+// decline to pull.
+//
+// Accepted at their default only: terminationMessagePath
 // (/dev/termination-log), terminationMessagePolicy (File), dnsPolicy
 // (ClusterFirst), schedulerName (default-scheduler), securityContext
 // ({}), enableServiceLinks (true), serviceAccountName and
@@ -243,11 +256,9 @@ func containerFromKube(c *corev1.Container, spec *schemas.PodSpec, p *field.Path
 		spec.Ports = append(spec.Ports, schemas.ContainerPort{Name: kp.Name, ContainerPort: kp.ContainerPort, Protocol: proto})
 	}
 	c.Ports = nil
-	switch def := defaultPullPolicy(spec.Image); c.ImagePullPolicy {
-	case "", def:
-	default:
-		errs = append(errs, notSupported(p.Child("imagePullPolicy"), fmt.Sprintf(
-			"MiniKu pulls by Kubernetes' default policy: Always for :latest or no tag, else IfNotPresent (here %s)", def)))
+	if c.ImagePullPolicy == corev1.PullNever {
+		errs = append(errs, notSupported(p.Child("imagePullPolicy"),
+			"MiniKu's kubelet pulls an image it does not have; use IfNotPresent (or leave it out)"))
 	}
 	c.ImagePullPolicy = ""
 	if c.TerminationMessagePath == defaultTerminationMessagePath {

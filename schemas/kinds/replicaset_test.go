@@ -161,6 +161,15 @@ func TestReplicaSetAndEventTables(t *testing.T) {
 	if back := roundTrip(t, Event, ev); !reflect.DeepEqual(back, ev) {
 		t.Errorf("event round trip %+v", back)
 	}
+	// The third event of one message: its name says which.
+	third := *ev
+	third.Index = 2
+	if ke, _ := EventToKube(&third); ke.Name != "web-1.1a-2" {
+		t.Errorf("third event of a message named %s", ke.Name)
+	}
+	if back := roundTrip(t, Event, &third); !reflect.DeepEqual(back, &third) {
+		t.Errorf("event round trip %+v", back)
+	}
 	node, _ := EventToKube(&schemas.ObjectEvent{Kind: schemas.KindNode, Name: "node-1"})
 	if node.InvolvedObject.Namespace != "" {
 		t.Errorf("node event involves namespace %q", node.InvolvedObject.Namespace)

@@ -106,37 +106,49 @@ func (s *Server) listEvents(ctx context.Context, w http.ResponseWriter, r *http.
 	if eq.watch {
 		return s.watchEvents(ctx, w, r, stream, eq)
 	}
+	out, _, err := readEvents(ctx, stream, eq.filter, eq.limit, s.decodeEvents)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, out, nil
+}
+
+// readEvents is the newest limit events on subjects filter, oldest
+// first, and the stream's last sequence when the read began (what the
+// list reflects).
+func readEvents(ctx context.Context, stream jetstream.Stream, filter string, limit int,
+	decode func(jetstream.Msg, *jetstream.MsgMetadata) []schemas.ObjectEvent) ([]schemas.ObjectEvent, uint64, error) {
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return 0, nil, fmt.Errorf("read events: %w", err)
+		return nil, 0, fmt.Errorf("read events: %w", err)
 	}
 	out := make([]schemas.ObjectEvent, 0)
 	st := info.State
 	if st.Msgs == 0 {
-		return http.StatusOK, out, nil
+		return out, st.LastSeq, nil
 	}
 	start := st.FirstSeq
-	if eq.filter == bus.SubjEventPrefix+".*.*" && st.LastSeq >= uint64(eq.limit) {
+	if filter == bus.SubjEventPrefix+".*.*" && st.LastSeq >= uint64(limit) {
 		// Unfiltered, the newest N are simply the last N sequences.
-		start = max(start, st.LastSeq-uint64(eq.limit)+1)
+		start = max(start, st.LastSeq-uint64(limit)+1)
 	}
 	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{eq.filter},
+		FilterSubjects:    []string{filter},
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       start,
 		InactiveThreshold: eventConsumerIdle,
 	})
 	if err != nil {
-		return 0, nil, fmt.Errorf("read events: %w", err)
+		return nil, 0, fmt.Errorf("read events: %w", err)
 	}
 	// A ring of the newest limit events seen so far, read oldest first up
 	// to the end of the stream as it was when the request came in.
-	ring := make([]schemas.ObjectEvent, 0, min(eq.limit, 1024))
+	ring := make([]schemas.ObjectEvent, 0, min(limit, 1024))
 	next := 0
 	for done := false; !done; {
 		batch, err := cons.FetchNoWait(eventFetchBatch)
 		if err != nil {
-			return 0, nil, fmt.Errorf("read events: %w", err)
+			return nil, 0, fmt.Errorf("read events: %w", err)
 		}
 		n := 0
 		for msg := range batch.Messages() {
@@ -145,12 +157,12 @@ func (s *Server) listEvents(ctx context.Context, w http.ResponseWriter, r *http.
 			if err != nil {
 				continue
 			}
-			for _, ev := range s.decodeEvents(msg, meta) {
-				if len(ring) < eq.limit {
+			for _, ev := range decode(msg, meta) {
+				if len(ring) < limit {
 					ring = append(ring, ev)
 				} else {
 					ring[next] = ev
-					next = (next + 1) % eq.limit
+					next = (next + 1) % limit
 				}
 			}
 			if meta.NumPending == 0 || meta.Sequence.Stream >= st.LastSeq {
@@ -158,7 +170,7 @@ func (s *Server) listEvents(ctx context.Context, w http.ResponseWriter, r *http.
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return 0, nil, fmt.Errorf("read events: %w", err)
+			return nil, 0, fmt.Errorf("read events: %w", err)
 		}
 		if n == 0 {
 			done = true
@@ -170,7 +182,7 @@ func (s *Server) listEvents(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	out = append(out, ring[next:]...)
 	out = append(out, ring[:next]...)
-	return http.StatusOK, out, nil
+	return out, st.LastSeq, nil
 }
 
 // decodeEvents decodes one message of the stream: one event or several
@@ -183,7 +195,7 @@ func (s *Server) decodeEvents(msg jetstream.Msg, meta *jetstream.MsgMetadata) []
 		return nil
 	}
 	for i := range evs {
-		evs[i].Seq = meta.Sequence.Stream
+		evs[i].Seq, evs[i].Index = meta.Sequence.Stream, i
 	}
 	return evs
 }

@@ -174,6 +174,7 @@ func (s *Server) newKubeStore() *kubeStore {
 		"configmaps":      typedBucket[schemas.ConfigMap, *schemas.ConfigMap]{s.conn.ConfigMaps, s.configMaps},
 		"serviceaccounts": typedBucket[schemas.ServiceAccount, *schemas.ServiceAccount]{s.conn.ServiceAccounts, s.serviceAccounts},
 		"secrets":         noSecretsKey{},
+		"events":          eventsBucket{s},
 	}}
 	if s.conn.Secrets != nil {
 		k.buckets["secrets"] = typedBucket[schemas.Secret, *schemas.Secret]{s.conn.Secrets, s.secrets}
@@ -206,9 +207,9 @@ func (n noSecretsKey) watch(context.Context, uint64) (*kube.Watch, error) { retu
 func (k *kubeStore) bucket(resource string) (kubeBucket, error) {
 	b, ok := k.buckets[resource]
 	if !ok {
-		// Declared but kept elsewhere (events live in the EVENTS stream).
+		// Declared but not served yet.
 		return nil, &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusNotImplemented,
-			Reason: metav1.StatusReasonMethodNotAllowed, Message: resource + " are not served on the Kubernetes API by MiniKu yet (miniku events shows them)"}}
+			Reason: metav1.StatusReasonMethodNotAllowed, Message: resource + " are not served on the Kubernetes API by MiniKu yet"}}
 	}
 	return b, nil
 }

@@ -25,7 +25,22 @@ var selectableFields = map[string][]string{
 	"metadata.namespace": {"metadata", "namespace"},
 	"spec.nodeName":      {"spec", "nodeName"},
 	"status.phase":       {"status", "phase"},
+	// Events' (kubectl describe lists an object's events by these).
+	"involvedObject.kind":       {"involvedObject", "kind"},
+	"involvedObject.name":       {"involvedObject", "name"},
+	"involvedObject.namespace":  {"involvedObject", "namespace"},
+	"involvedObject.uid":        {"involvedObject", "uid"},
+	"involvedObject.apiVersion": {"involvedObject", "apiVersion"},
+	"involvedObject.fieldPath":  {"involvedObject", "fieldPath"},
+	"reason":                    {"reason"},
+	"type":                      {"type"},
+	"source":                    {"source", "component"},
 }
+
+// unrecordedFields match any value when the object does not record
+// them: MiniKu's events name their object but do not keep its uid, and
+// kubectl describe asks for the uid of the object it shows.
+var unrecordedFields = map[string]bool{"involvedObject.uid": true}
 
 // selectors are a list's or watch's label and field selectors.
 type selectors struct {
@@ -83,6 +98,11 @@ func (s *selectors) matches(h *Handler, q *request, obj Object) (bool, error) {
 			set[name] = v
 		} else {
 			set[name] = ""
+		}
+		if set[name] == "" && unrecordedFields[name] {
+			if v, ok := s.field.RequiresExactMatch(name); ok {
+				set[name] = v
+			}
 		}
 	}
 	return s.field.Matches(set), nil
