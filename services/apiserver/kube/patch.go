@@ -19,11 +19,8 @@ import (
 const maxPatchAttempts = 5
 
 func (h *Handler) patch(ctx context.Context, w http.ResponseWriter, r *http.Request, q *request, _ bool) error {
-	if err := h.checkNamespace(ctx, q); err != nil {
+	if err := h.checkNamed(ctx, q, q.name); err != nil {
 		return err
-	}
-	if q.elsewhere() {
-		return apierrors.NewNotFound(q.gr(), q.name)
 	}
 	data, ct, err := readBody(r)
 	if err != nil {

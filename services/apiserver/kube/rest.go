@@ -76,6 +76,18 @@ func (h *Handler) checkNamespace(ctx context.Context, q *request) error {
 	return nil
 }
 
+// checkNamed checks the namespace of a request for the object name: it
+// must exist, and in one MiniKu keeps nothing in the object is NotFound.
+func (h *Handler) checkNamed(ctx context.Context, q *request, name string) error {
+	if err := h.checkNamespace(ctx, q); err != nil {
+		return err
+	}
+	if q.elsewhere() {
+		return apierrors.NewNotFound(q.gr(), name)
+	}
+	return nil
+}
+
 // elsewhere says the request is for a namespace MiniKu keeps nothing in.
 func (q *request) elsewhere() bool {
 	return q.info.Namespaced && q.namespace != "" && q.namespace != DefaultNamespace
@@ -98,11 +110,8 @@ func (h *Handler) toKube(q *request, obj Object) (runtime.Object, error) {
 }
 
 func (h *Handler) get(ctx context.Context, w http.ResponseWriter, r *http.Request, q *request) error {
-	if err := h.checkNamespace(ctx, q); err != nil {
+	if err := h.checkNamed(ctx, q, q.name); err != nil {
 		return err
-	}
-	if q.elsewhere() {
-		return apierrors.NewNotFound(q.gr(), q.name)
 	}
 	obj, err := h.cfg.Store.Get(ctx, q.info.Resource, q.name)
 	if err != nil {
@@ -227,11 +236,8 @@ func randSuffix() string {
 }
 
 func (h *Handler) update(ctx context.Context, w http.ResponseWriter, r *http.Request, q *request, _ bool) error {
-	if err := h.checkNamespace(ctx, q); err != nil {
+	if err := h.checkNamed(ctx, q, q.name); err != nil {
 		return err
-	}
-	if q.elsewhere() {
-		return apierrors.NewNotFound(q.gr(), q.name)
 	}
 	k, m, err := h.decodeFor(w, r, q)
 	if err != nil {
@@ -404,11 +410,8 @@ func (h *Handler) delete(ctx context.Context, w http.ResponseWriter, r *http.Req
 }
 
 func (h *Handler) deleteOne(ctx context.Context, r *http.Request, q *request, name string, opts *metav1.DeleteOptions) (runtime.Object, error) {
-	if err := h.checkNamespace(ctx, q); err != nil {
+	if err := h.checkNamed(ctx, q, name); err != nil {
 		return nil, err
-	}
-	if q.elsewhere() {
-		return nil, apierrors.NewNotFound(q.gr(), name)
 	}
 	cur, err := h.cfg.Store.Get(ctx, q.info.Resource, name)
 	if err != nil {

@@ -95,11 +95,8 @@ func (h *Handler) scaleOf(q *request, obj Object) (*autoscalingv1.Scale, error) 
 }
 
 func (h *Handler) getScale(ctx context.Context, w http.ResponseWriter, q *request) error {
-	if err := h.checkNamespace(ctx, q); err != nil {
+	if err := h.checkNamed(ctx, q, q.name); err != nil {
 		return err
-	}
-	if q.elsewhere() {
-		return apierrors.NewNotFound(q.gr(), q.name)
 	}
 	obj, err := h.cfg.Store.Get(ctx, q.info.Resource, q.name)
 	if err != nil {
@@ -114,11 +111,8 @@ func (h *Handler) getScale(ctx context.Context, w http.ResponseWriter, q *reques
 }
 
 func (h *Handler) putScale(ctx context.Context, w http.ResponseWriter, r *http.Request, q *request) error {
-	if err := h.checkNamespace(ctx, q); err != nil {
+	if err := h.checkNamed(ctx, q, q.name); err != nil {
 		return err
-	}
-	if q.elsewhere() {
-		return apierrors.NewNotFound(q.gr(), q.name)
 	}
 	data, ct, err := readBody(r)
 	if err != nil {
