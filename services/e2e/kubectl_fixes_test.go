@@ -2,52 +2,19 @@ package e2e
 
 import (
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
 
-// startKubectl is a running `miniku up` (two nodes ready) and the
-// machine's kubectl configured for its Kubernetes API over HTTPS with
-// the token; the test is skipped without kubectl.
-func startKubectl(t *testing.T) kubectl {
-	t.Helper()
-	bin, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("kubectl is not installed (looked in PATH): skipping the kubectl end-to-end test")
-	}
-	c := newCluster(t)
-	https := freeAddr(t)
-	c.upWith(t, "--https-addr", https)
-	waitReadyNodes(t, c.api, 2)
-	tok, err := os.ReadFile(filepath.Join(c.dataDir, "token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, `apiVersion: v1
-kind: Config
-clusters: [{name: miniku, cluster: {server: "https://%s", insecure-skip-tls-verify: true}}]
-users: [{name: admin, user: {token: %q}}]
-contexts: [{name: miniku, context: {cluster: miniku, user: admin}}]
-current-context: miniku
-`, https, strings.TrimSpace(string(tok))), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return kubectl{bin: bin, config: cfg}
-}
-
 // TestKubectlEventsUncordon: describe shows a pod's events (the list
 // kubectl sends with an involvedObject field selector), get events
 // lists them, uncordon undoes cordon, set image changes a replicaset's
 // template from an untagged image.
 func TestKubectlEventsUncordon(t *testing.T) {
-	k := startKubectl(t)
-	podFile := writeTemp(t, t.TempDir(), kubectlPod)
+	k, dir := kubectlCluster(t)
+	podFile := writeTemp(t, dir, kubectlPod)
 	k.must(t, `pod/kpod created`, "create", "-f", podFile)
 	k.must(t, `pod/kpod condition met`, "wait", "--for=condition=Ready", "pod/kpod", "--timeout=60s")
 	eventually(t, 20*time.Second, func() error {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,14 +20,23 @@ type kubectl struct {
 	bin, config, home string
 }
 
+// run runs kubectl with stdin, bounded so a hung kubectl fails the test
+// instead of stalling it, and logs what it said.
 func (k kubectl) run(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(k.bin, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, k.bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+k.home)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
+	logged := out.String()
+	if len(logged) > 1500 {
+		logged = logged[:1500] + "\n[...]"
+	}
+	t.Logf("kubectl %s: err=%v\n%s", strings.Join(args, " "), err, logged)
 	return out.String(), err
 }
 
