@@ -115,6 +115,9 @@ func TestKubectl(t *testing.T) {
 		}
 		return nil
 	})
+	// README's kubectl run (args alone would be refused: MiniKu needs the command).
+	k.must(t, `pod/krun created`, "run", "krun", "--image=alpine", "--command", "--", "/bin/sh", "-c", "while true; do sleep 1; done")
+	k.must(t, `pod "krun" deleted`, "delete", "pod", "krun", "--grace-period=1")
 	k.must(t, `replicaset.apps/kweb created`, "apply", "-f", rsFile)
 	k.must(t, `replicaset.apps/kweb unchanged`, "apply", "-f", rsFile)
 	k.must(t, `replicaset.apps/kweb configured`, "apply", "--filename="+writeTemp(t, dir, strings.Replace(kubectlRS, "replicas: 2", "replicas: 3", 1)))
