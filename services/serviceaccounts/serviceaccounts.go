@@ -114,6 +114,13 @@ func (c *Controller) Run(ctx context.Context) error {
 			return nil
 		case err := <-done:
 			stopped = true
+			if ctx.Err() != nil {
+				// Both were ready at shutdown; select chose this one.
+				return nil
+			}
+			if err == nil {
+				err = errors.New("ended without an error")
+			}
 			return fmt.Errorf("serviceaccounts informer stopped: %w", err)
 		case <-changed:
 		case <-t.C:
