@@ -18,6 +18,8 @@ import (
 type kubectl struct {
 	// home is kubectl's HOME, for its discovery cache: a test's own.
 	bin, config, home string
+	// env is added to kubectl's environment (KUBE_EDITOR, say).
+	env []string
 }
 
 // run runs kubectl with stdin, bounded so a hung kubectl fails the test
@@ -27,7 +29,7 @@ func (k kubectl) run(t *testing.T, stdin string, args ...string) (string, error)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, k.bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+k.home)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+k.home), k.env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -163,6 +165,14 @@ func TestKubectl(t *testing.T) {
 // with the admin token, and the directory of its kubeconfig.
 func kubectlCluster(t *testing.T) (kubectl, string) {
 	t.Helper()
+	k, dir, _ := kubectlClusterSeed(t)
+	return k, dir
+}
+
+// kubectlClusterSeed is kubectlCluster that also returns the cluster, for
+// tests that drive the seed API and the miniku CLI beside kubectl.
+func kubectlClusterSeed(t *testing.T) (kubectl, string, *cluster) {
+	t.Helper()
 	bin, err := exec.LookPath("kubectl")
 	if err != nil {
 		t.Skip("kubectl is not installed (looked in PATH): skipping the kubectl end-to-end test")
@@ -174,7 +184,7 @@ func kubectlCluster(t *testing.T) (kubectl, string) {
 	// The kubeconfig up wrote: its CA verifies the serving certificate,
 	// as a user's kubectl would.
 	dir := t.TempDir()
-	return kubectl{bin: bin, config: filepath.Join(c.dataDir, "kubeconfig"), home: dir}, dir
+	return kubectl{bin: bin, config: filepath.Join(c.dataDir, "kubeconfig"), home: dir}, dir, c
 }
 
 func writeTemp(t *testing.T, dir, content string) string {
