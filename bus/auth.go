@@ -417,10 +417,11 @@ func Permissions(user string) (*server.Permissions, error) {
 				// carries the node (StreamInbox).
 				"kubelet." + node + ".logs",
 				StreamInbox(InboxPrefix(UserAPIServer)+".*", node) + ".ctl",
-				// Exec requests, and the stdin (<reply>.stdin) of the
-				// command they run.
+				// Exec requests, and the stdin (<reply>.stdin) and
+				// terminal sizes (<reply>.resize) of the command they run.
 				"kubelet." + node + ".exec",
 				StreamInbox(InboxPrefix(UserAPIServer)+".*", node) + ".stdin",
+				StreamInbox(InboxPrefix(UserAPIServer)+".*", node) + ".resize",
 			},
 		)
 		p.Publish.Deny = []string{SubjPodAssigned + ".>"}

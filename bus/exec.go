@@ -21,6 +21,9 @@ import (
 // command's stdin, when asked for, goes as ExecStdin requests to
 // R.stdin, each answered once the command has read it: flow control with
 // a window of one chunk, enough for typing and for piping a file in.
+// With a terminal (ExecRequest.TTY), the requester sets its size with
+// TerminalSize requests to R.resize, each answered once applied: one in
+// flight, and never queued behind stdin the command does not read.
 
 // KubeletExecSubject is where node's kubelet takes exec requests.
 func KubeletExecSubject(node string) string { return "kubelet." + node + ".exec" }
@@ -28,6 +31,10 @@ func KubeletExecSubject(node string) string { return "kubelet." + node + ".exec"
 // ExecStdinSubject is where the requester of an exec replying to reply
 // sends the command's stdin.
 func ExecStdinSubject(reply string) string { return reply + ".stdin" }
+
+// ExecResizeSubject is where the requester of an exec replying to reply
+// sends the sizes of the command's terminal.
+func ExecResizeSubject(reply string) string { return reply + ".resize" }
 
 // ExecOutput is a piece of an exec'd command's output.
 type ExecOutput struct {
@@ -114,7 +121,17 @@ func (e *ExecStream) CloseStdin(ctx context.Context) error {
 }
 
 func (e *ExecStream) stdin(ctx context.Context, in schemas.ExecStdin) error {
-	data, err := schemas.Marshal(&in)
+	return e.request(ctx, ExecStdinSubject(e.s.reply), &in, "exec stdin")
+}
+
+// Resize sets the size of the command's terminal (an exec with TTY) and
+// returns once the kubelet has set it.
+func (e *ExecStream) Resize(ctx context.Context, size schemas.TerminalSize) error {
+	return e.request(ctx, ExecResizeSubject(e.s.reply), &size, "exec resize")
+}
+
+func (e *ExecStream) request(ctx context.Context, subject string, v any, what string) error {
+	data, err := schemas.Marshal(v)
 	if err != nil {
 		return err
 	}
@@ -122,8 +139,8 @@ func (e *ExecStream) stdin(ctx context.Context, in schemas.ExecStdin) error {
 	// reads nothing for that long while we have input gets no more.
 	ctx, cancel := context.WithTimeout(ctx, logAckTimeout)
 	defer cancel()
-	if _, err := e.s.nc.RequestWithContext(ctx, ExecStdinSubject(e.s.reply), data); err != nil {
-		return fmt.Errorf("exec stdin: %w", err)
+	if _, err := e.s.nc.RequestWithContext(ctx, subject, data); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
@@ -132,15 +149,23 @@ func (e *ExecStream) stdin(ctx context.Context, in schemas.ExecStdin) error {
 // not exited.
 func (e *ExecStream) Close() { e.s.Close() }
 
-// ExecFunc runs a command with the given stdin (nil: none), stdout and
-// stderr, and returns its exit code.
-type ExecFunc func(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+// ExecIO is how an ExecFunc's command is connected.
+type ExecIO struct {
+	Stdin          io.Reader // nil: none
+	Stdout, Stderr io.Writer
+	// Resize has the sizes of the command's terminal, with TTY; nil without.
+	Resize <-chan schemas.TerminalSize
+}
+
+// ExecFunc runs a command connected as io says and returns its exit code.
+type ExecFunc func(ctx context.Context, io ExecIO) (int, error)
 
 // ServeExec is the kubelet's end of an exec: it runs run with stdout and
 // stderr going to reply as chunks, with the log streams' flow control,
-// and stdin (when withStdin) coming from the requester; then it sends the
-// exit code. run's context ends when the requester cancels or is gone.
-func ServeExec(ctx context.Context, nc *nats.Conn, reply string, withStdin bool, run ExecFunc) error {
+// stdin (when req.Stdin) coming from the requester and, with req.TTY, the
+// terminal's sizes; then it sends the exit code. run's context ends when
+// the requester cancels or is gone.
+func ServeExec(ctx context.Context, nc *nats.Conn, reply string, req schemas.ExecRequest, run ExecFunc) error {
 	ls, err := newLogSender(ctx, nc, reply, "exec stream")
 	if err != nil {
 		return err
@@ -149,8 +174,8 @@ func ServeExec(ctx context.Context, nc *nats.Conn, reply string, withStdin bool,
 	ctx, cancel := ls.ctx, ls.cancel
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	var stdin io.Reader
-	if withStdin {
+	eio := ExecIO{Stdout: ls, Stderr: execStderr{ls}}
+	if req.Stdin {
 		pr, pw := io.Pipe()
 		// Unblocks a write in progress and ends the pump below when run
 		// returns: the command reads no more.
@@ -161,21 +186,55 @@ func ServeExec(ctx context.Context, nc *nats.Conn, reply string, withStdin bool,
 			return fmt.Errorf("exec stream: subscribe: %w", err)
 		}
 		defer sub.Unsubscribe()
-		stdin = pr
+		eio.Stdin = pr
 		wg.Go(func() { pumpStdin(ctx, msgs, pw) })
+	}
+	if req.TTY {
+		msgs := make(chan *nats.Msg, 4)
+		sub, err := nc.ChanSubscribe(ExecResizeSubject(reply), msgs)
+		if err != nil {
+			return fmt.Errorf("exec stream: subscribe: %w", err)
+		}
+		defer sub.Unsubscribe()
+		sizes := make(chan schemas.TerminalSize)
+		eio.Resize = sizes
+		wg.Go(func() { pumpResize(ctx, msgs, sizes) })
 	}
 	if err := ls.send(ctx, schemas.LogChunk{}); err != nil {
 		return err
 	}
 	wg.Go(func() { ls.keepalive(ctx) })
-	defer cancel() // stops keepalive and the stdin pump before the wait above
+	defer cancel() // stops keepalive and the pumps before the wait above
 
-	code, rerr := run(ctx, stdin, ls, execStderr{ls})
+	code, rerr := run(ctx, eio)
 	var last schemas.LogChunk
 	if rerr == nil {
 		last.ExitCode = &code
 	}
 	return ls.finish(last, rerr, "exec stopped: the kubelet is shutting down")
+}
+
+// pumpResize hands the requester's terminal sizes to the command's runner
+// in order, answering each once taken. It never closes out: the runner
+// stops reading when the command has exited, and ctx ends then.
+func pumpResize(ctx context.Context, msgs <-chan *nats.Msg, out chan<- schemas.TerminalSize) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-msgs:
+			var size schemas.TerminalSize
+			if err := schemas.Unmarshal(m.Data, &size); err != nil {
+				continue // the requester waits for its answer and gives up
+			}
+			select {
+			case out <- size:
+			case <-ctx.Done():
+				return
+			}
+			_ = m.Respond(nil)
+		}
+	}
 }
 
 // pumpStdin writes the requester's stdin into w in order, answering each

@@ -211,8 +211,8 @@ func TestExecStreamScopedToNode(t *testing.T) {
 		k := bustest.ConnAs(t, url, authDir, bus.KubeletUser(node), true)
 		_, err := k.NATS().Subscribe(bus.KubeletExecSubject(node), func(m *nats.Msg) {
 			go func() {
-				_ = bus.ServeExec(ctx, k.NATS(), m.Reply, true, func(_ context.Context, stdin io.Reader, stdout, _ io.Writer) (int, error) {
-					_, err := io.Copy(stdout, stdin) // cat
+				_ = bus.ServeExec(ctx, k.NATS(), m.Reply, schemas.ExecRequest{Stdin: true}, func(_ context.Context, eio bus.ExecIO) (int, error) {
+					_, err := io.Copy(eio.Stdout, eio.Stdin) // cat
 					return 0, err
 				})
 			}()

@@ -40,14 +40,40 @@ const execWaitDelay = 2 * time.Second
 // read to its end: a Read of stdin that blocks is the caller's to end, by
 // closing it. Cancelling ctx kills the command.
 func (r *Runtime) Exec(ctx context.Context, id string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	code, err := r.exec(ctx, id, args, stdin, stdout, stderr)
+	code, err := r.exec(ctx, id, args, execIO{stdin: stdin, stdout: stdout, stderr: stderr})
 	if err != nil {
 		return -1, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	return code, nil
 }
 
-func (r *Runtime) exec(ctx context.Context, id string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+// TerminalSize is a terminal's size in characters.
+type TerminalSize struct{ Width, Height uint16 }
+
+// ExecTerminal runs args in the running container id as Exec does, on a
+// terminal of its own (a new pty, its controlling terminal, as kubectl
+// exec -t asks): what stdin (nil: nothing) has is typed on it, out gets
+// all the command writes to it, and each size from resize is set on it
+// (TIOCSWINSZ: the command gets SIGWINCH). It returns once the command has
+// exited and the terminal's output is read to its end, bounded as Exec's
+// pipes are.
+func (r *Runtime) ExecTerminal(ctx context.Context, id string, args []string, stdin io.Reader, out io.Writer, resize <-chan TerminalSize) (int, error) {
+	code, err := r.exec(ctx, id, args, execIO{stdin: stdin, stdout: out, tty: true, resize: resize})
+	if err != nil {
+		return -1, fmt.Errorf("exec on a terminal in container %s: %w", id, err)
+	}
+	return code, nil
+}
+
+// execIO is how exec connects its command.
+type execIO struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	tty            bool
+	resize         <-chan TerminalSize
+}
+
+func (r *Runtime) exec(ctx context.Context, id string, args []string, eio execIO) (int, error) {
 	if !haveNsexec {
 		return -1, errors.New("built without cgo; exec needs it (install gcc, CGO_ENABLED=1)")
 	}
@@ -85,14 +111,22 @@ func (r *Runtime) exec(ctx context.Context, id string, args []string, stdin io.R
 	cmd := exec.CommandContext(ctx, "/proc/self/exe", ExecArg, id)
 	cmd.Env = []string{}
 	cmd.ExtraFiles = []*os.File{cfgR, resW} // fds 3 and 4
-	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.WaitDelay = execWaitDelay
 	// Its own session: terminal signals aimed at the caller stay away.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	var term *terminal
+	if eio.tty {
+		if term, err = openTerminal(cmd); err != nil {
+			return -1, err
+		}
+		defer term.close()
+	} else {
+		cmd.Stdout, cmd.Stderr = eio.stdout, eio.stderr
+	}
 	// stdin through a pipe of our own rather than os/exec's, whose Wait
 	// would wait for stdin to reach EOF even after the command has exited.
 	var stdinW *os.File
-	if stdin != nil {
+	if eio.stdin != nil && term == nil {
 		pr, pw, err := os.Pipe()
 		if err != nil {
 			return -1, err
@@ -111,9 +145,12 @@ func (r *Runtime) exec(ctx context.Context, id string, args []string, stdin io.R
 		// Ends when stdin does (EOF or error), or at the first write after
 		// the command has exited and stdinW is closed.
 		go func() {
-			io.Copy(stdinW, stdin)
+			io.Copy(stdinW, eio.stdin)
 			stdinW.Close()
 		}()
+	}
+	if term != nil {
+		term.start(eio.stdin, eio.stdout, eio.resize)
 	}
 	serr := sendConfig(ctx, cfgW, execConfig(st, args))
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -123,6 +160,9 @@ func (r *Runtime) exec(ctx context.Context, id string, args []string, stdin io.R
 		cmd.Process.Kill()
 	}
 	werr := cmd.Wait()
+	if term != nil {
+		term.drain()
+	}
 	switch {
 	case res != "":
 		msg := strings.TrimSpace(strings.TrimPrefix(res, "E"))

@@ -269,3 +269,57 @@ func TestExecForwardsSignals(t *testing.T) {
 		t.Errorf("after SIGTERM: %d %v %q", res.code, res.err, rest)
 	}
 }
+
+// TestExecTerminal: the command runs on a terminal of its own, with the
+// size it was given, reads what is typed and leaves nothing behind.
+func TestExecTerminal(t *testing.T) {
+	t.Parallel()
+	r := mustRuntime(t, "")
+	mustStart(t, r, Spec{ID: "execterm", Rootfs: fullRootfs(t), Args: []string{"sleep", "1000"}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stdinR, stdinW := io.Pipe()
+	defer stdinW.Close()
+	resize := make(chan TerminalSize)
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	var code int
+	go func() {
+		var err error
+		code, err = r.ExecTerminal(ctx, "execterm", []string{"sh", "-c",
+			`test -t 0 && test -t 1 && test -t 2 && echo on-a-tty; read x; stty size; echo "got $x"; exit 5`}, stdinR, &out, resize)
+		done <- err
+	}()
+	// The second size is taken once the first is set: then it is there
+	// before the command reads its line and asks for it.
+	for range 2 {
+		select {
+		case resize <- TerminalSize{Width: 101, Height: 33}:
+		case err := <-done:
+			t.Fatalf("exec ended before the resize: %v", err)
+		}
+	}
+	if _, err := io.WriteString(stdinW, "hello\n"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("exec on a terminal did not return")
+	}
+	got := out.String()
+	for _, want := range []string{"on-a-tty\r\n", "33 101\r\n", "got hello\r\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output %q lacks %q", got, want)
+		}
+	}
+	if code != 5 {
+		t.Errorf("exit code %d, want 5", code)
+	}
+	if n := countProcs(ExecArg + "\x00execterm\x00"); n != 0 {
+		t.Errorf("%d runtime-exec processes left", n)
+	}
+}

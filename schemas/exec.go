@@ -12,13 +12,25 @@ const MaxExecCommandBytes = 64 << 10
 // (msgpack on kubelet.<node>.exec). The reply subject receives LogChunks:
 // the command's stdout and stderr (Stderr set), then a last chunk with EOF
 // and ExitCode, or Error. With Stdin, the requester sends ExecStdin
-// requests to <reply>.stdin.
+// requests to <reply>.stdin. With TTY the command runs on a terminal of
+// its own: its output, stdout and stderr alike, comes as stdout chunks,
+// and the requester sets the terminal's size with TerminalSize requests
+// to <reply>.resize.
 type ExecRequest struct {
 	Pod string `json:"pod"`
 	// UID, when set, must be the pod's (as in LogRequest).
 	UID     string   `json:"uid,omitempty"`
 	Command []string `json:"command"`
 	Stdin   bool     `json:"stdin,omitempty"`
+	TTY     bool     `json:"tty,omitempty"`
+}
+
+// TerminalSize is the size of an exec's terminal, in characters, sent as a
+// request to <reply>.resize; the kubelet answers once it has been set (or
+// cannot be: the command is gone), so one is in flight at a time.
+type TerminalSize struct {
+	Width  uint16 `json:"width"`
+	Height uint16 `json:"height"`
 }
 
 // Validate checks the request.

@@ -115,6 +115,10 @@ func ValidatePodUpdate(p, old *schemas.Pod) field.ErrorList {
 	return append(errs, ValidatePod(p)...)
 }
 
+// ContainerName is the name of the pod's one container on the Kubernetes
+// API (pods/exec, pods/log take it).
+func ContainerName(p *schemas.Pod) string { return containerNameOf(p) }
+
 // containerNameOf is the pod's container name: the kubelet's default is
 // the pod's name.
 func containerNameOf(p *schemas.Pod) string {

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,8 +21,9 @@ import (
 )
 
 // fakeExecKubelet runs exec requests for node: "cat" echoes stdin line by
-// line, "fail" writes to both streams and exits 3; "nocontainer" pods
-// get a refusal.
+// line, "fail" writes to both streams and exits 3, "exit N" exits N,
+// "block" writes "started" and waits to be stopped, "term" (tty) writes the terminal's first size and echoes stdin;
+// "nocontainer" pods get a refusal.
 func fakeExecKubelet(t *testing.T, e *env, node string) (cancelled <-chan struct{}) {
 	t.Helper()
 	stopped := make(chan struct{}, 1)
@@ -35,7 +38,8 @@ func fakeExecKubelet(t *testing.T, e *env, node string) (cancelled <-chan struct
 			_ = bus.RespondLogError(e.conn.NATS(), m.Reply, schemas.LogCodeNoContainer, "pod nocontainer is not running")
 			return
 		}
-		go bus.ServeExec(ctx, e.conn.NATS(), m.Reply, req.Stdin, func(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+		go bus.ServeExec(ctx, e.conn.NATS(), m.Reply, req, func(ctx context.Context, eio bus.ExecIO) (int, error) {
+			stdin, stdout, stderr := eio.Stdin, eio.Stdout, eio.Stderr
 			switch req.Command[0] {
 			case "cat":
 				if stdin == nil {
@@ -47,9 +51,26 @@ func fakeExecKubelet(t *testing.T, e *env, node string) (cancelled <-chan struct
 				}
 				return 0, sc.Err()
 			case "block":
+				fmt.Fprintln(stdout, "started")
 				<-ctx.Done()
 				stopped <- struct{}{}
 				return -1, ctx.Err()
+			case "exit":
+				code, err := strconv.Atoi(req.Command[1])
+				return code, err
+			case "term":
+				// A terminal's first size, then what is typed.
+				if eio.Resize == nil {
+					return 1, errors.New("no terminal")
+				}
+				select {
+				case sz := <-eio.Resize:
+					fmt.Fprintf(stdout, "%dx%d\n", sz.Width, sz.Height)
+				case <-ctx.Done():
+					return -1, ctx.Err()
+				}
+				_, err := io.Copy(stdout, stdin)
+				return 0, err
 			case "fail":
 				fmt.Fprint(stdout, strings.Join(req.Command[1:], " "))
 				fmt.Fprint(stderr, "oops")

@@ -23,7 +23,7 @@ func (s *Server) newKube() *kube.Handler {
 		StreamContext: s.streamContext,
 		Now:           func() time.Time { return s.now() },
 		Timeout:       s.timeout,
-		Streams:       map[string]http.Handler{"log": s.kubePodLogs()},
+		Streams:       map[string]http.Handler{"log": s.kubePodLogs(), "exec": s.kubePodExec()},
 	})
 }
 

@@ -17,7 +17,16 @@ type Execer interface {
 	Exec(ctx context.Context, id string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
 }
 
-var _ Execer = (*ctr.Runtime)(nil)
+// TerminalExecer is the part of a runtime that runs a command on a
+// terminal of its own (exec with TTY).
+type TerminalExecer interface {
+	ExecTerminal(ctx context.Context, id string, args []string, stdin io.Reader, out io.Writer, resize <-chan ctr.TerminalSize) (int, error)
+}
+
+var (
+	_ Execer         = (*ctr.Runtime)(nil)
+	_ TerminalExecer = (*ctr.Runtime)(nil)
+)
 
 // maxExecStreams bounds the commands one kubelet runs for exec at once.
 const maxExecStreams = 32
@@ -43,6 +52,11 @@ func (k *Kubelet) exec(ctx context.Context, reply string, req schemas.ExecReques
 		k.respondLogError(reply, schemas.LogCodeNoContainer, fmt.Sprintf("the runtime of node %s cannot exec", k.cfg.NodeName))
 		return
 	}
+	tex, _ := k.rt.(TerminalExecer)
+	if req.TTY && tex == nil {
+		k.respondLogError(reply, schemas.LogCodeBadRequest, fmt.Sprintf("the runtime of node %s has no terminals: exec without tty", k.cfg.NodeName))
+		return
+	}
 	c, err := k.logContainer(schemas.LogRequest{Pod: req.Pod, UID: req.UID})
 	if err == nil && c.Status != ctr.StatusRunning {
 		err = fmt.Errorf("pod %s is not running: its container exited", req.Pod)
@@ -52,9 +66,15 @@ func (k *Kubelet) exec(ctx context.Context, reply string, req schemas.ExecReques
 		return
 	}
 	log := k.log.With("pod", req.Pod, "container", c.ID)
-	log.Info("exec", "command", req.Command, "stdin", req.Stdin)
-	err = bus.ServeExec(ctx, k.conn.NATS(), reply, req.Stdin, func(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-		code, err := ex.Exec(ctx, c.ID, req.Command, stdin, stdout, stderr)
+	log.Info("exec", "command", req.Command, "stdin", req.Stdin, "tty", req.TTY)
+	err = bus.ServeExec(ctx, k.conn.NATS(), reply, req, func(ctx context.Context, eio bus.ExecIO) (int, error) {
+		var code int
+		var err error
+		if req.TTY {
+			code, err = tex.ExecTerminal(ctx, c.ID, req.Command, eio.Stdin, eio.Stdout, terminalSizes(ctx, eio.Resize))
+		} else {
+			code, err = ex.Exec(ctx, c.ID, req.Command, eio.Stdin, eio.Stdout, eio.Stderr)
+		}
 		if errors.Is(err, ctr.ErrNotRunning) || errors.Is(err, ctr.ErrNotFound) {
 			return code, &bus.LogError{Code: schemas.LogCodeNoContainer, Msg: fmt.Sprintf("pod %s is not running: its container exited", req.Pod)}
 		}
@@ -65,4 +85,25 @@ func (k *Kubelet) exec(ctx context.Context, reply string, req schemas.ExecReques
 		return
 	}
 	log.Debug("exec ended")
+}
+
+// terminalSizes passes the requester's terminal sizes on to the runtime
+// until ctx ends (the command has exited).
+func terminalSizes(ctx context.Context, in <-chan schemas.TerminalSize) <-chan ctr.TerminalSize {
+	out := make(chan ctr.TerminalSize)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sz := <-in:
+				select {
+				case out <- ctr.TerminalSize{Width: sz.Width, Height: sz.Height}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
 }

@@ -51,6 +51,22 @@ func (f *execRuntime) Exec(ctx context.Context, id string, args []string, stdin 
 	return 127, nil
 }
 
+// ExecTerminal types stdin back, as a terminal echoes, after the first
+// size it is given.
+func (f *execRuntime) ExecTerminal(ctx context.Context, id string, args []string, stdin io.Reader, out io.Writer, resize <-chan ctr.TerminalSize) (int, error) {
+	if id != "c1" {
+		return -1, fmt.Errorf("exec in %s: %w", id, ctr.ErrNotFound)
+	}
+	select {
+	case sz := <-resize:
+		fmt.Fprintf(out, "%dx%d:", sz.Width, sz.Height)
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+	_, err := io.Copy(out, stdin)
+	return 4, err
+}
+
 func mustExecEnv(t *testing.T) (*logEnv, *execRuntime) {
 	t.Helper()
 	e := mustLogEnv(t)
@@ -159,5 +175,41 @@ func TestExecNoKubelet(t *testing.T) {
 	_, err := e.conn.RequestExec(context.Background(), "n2", schemas.ExecRequest{Pod: "p", Command: []string{"cat"}})
 	if !errors.Is(err, bus.ErrNoKubelet) {
 		t.Errorf("node without kubelet: %v", err)
+	}
+}
+
+// TestExecTerminal: with tty the kubelet runs the command on the runtime's
+// terminal, with the requester's size and stdin.
+func TestExecTerminal(t *testing.T) {
+	e, _ := mustExecEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := e.conn.RequestExec(ctx, "n1", schemas.ExecRequest{Pod: "p", Command: []string{"sh"}, Stdin: true, TTY: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Resize(ctx, schemas.TerminalSize{Width: 90, Height: 20}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteStdin(ctx, []byte("typed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CloseStdin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	for {
+		o, err := s.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Write(o.Data)
+	}
+	if out.String() != "90x20:typed" || s.ExitCode() != 4 {
+		t.Errorf("terminal exec: %q, exit %d", out.String(), s.ExitCode())
 	}
 }
