@@ -180,6 +180,10 @@ func TestInformerSurvivesServerRestart(t *testing.T) {
 	var mu sync.Mutex
 	notified := map[string]int{}
 	inf.AddHandler(func(name string) { mu.Lock(); notified[name]++; mu.Unlock() })
+	// Event handlers and indexes follow the re-watch too.
+	inf.AddIndex(bus.PodsByNode, bus.PodNode)
+	m := newMirror()
+	inf.AddEventHandler(m)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = inf.Run(ctx) }()
 	defer func() { cancel(); <-done }()
@@ -227,6 +231,9 @@ func TestInformerSurvivesServerRestart(t *testing.T) {
 	defer mu.Unlock()
 	if notified["a"] == 0 || notified["c"] == 0 {
 		t.Fatalf("handlers not told: %v", notified)
+	}
+	if err := m.check(inf); err != nil {
+		t.Fatal(err)
 	}
 }
 

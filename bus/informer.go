@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,8 +15,9 @@ import (
 	"github.com/miniku/miniku/internal/shrink"
 )
 
-// Informer keeps an in-memory copy of a bucket, fed by a KV watch, and tells
-// handlers which keys changed. It re-creates the watch whenever the NATS
+// Informer keeps an in-memory copy of a bucket, fed by a KV watch, tells
+// handlers how it changed (Handler: the objects before and after) and keeps
+// named indexes of it (AddIndex). It re-creates the watch whenever the NATS
 // connection comes back (the client's own recovery takes 10-20 s) and on any
 // watch error, and re-announces every key each resync period, so handlers
 // are level-triggered: a missed change is always revisited. The keys are
@@ -33,8 +35,15 @@ type Informer[T any, P Object[T]] struct {
 	// bucket is checked for unreadable records (storecheck.go).
 	stall time.Duration
 
-	mu         sync.RWMutex
-	items      map[string]P
+	// deliver is held from a change of the cache to the end of its
+	// delivery to handlers (taken before mu): handlers hear changes one at
+	// a time in the order the cache made them, and may read the cache.
+	deliver sync.Mutex
+	mu      sync.RWMutex
+	items   map[string]P
+	// indexes are kept with items, under mu, on every change.
+	indexes    map[string]*index[P]
+	events     []eventHandler[P]
 	tombstones map[string]tombstone
 	// The maps are rebuilt once they emptied: a Go map keeps the table of
 	// its peak, 100,000 pods' worth after they were all deleted.
@@ -75,6 +84,7 @@ func NewInformer[T any, P Object[T]](conn *Conn, bucket *Bucket[T, P], resync ti
 		resync:     resync,
 		stall:      DefaultInitialStall,
 		items:      map[string]P{},
+		indexes:    map[string]*index[P]{},
 		tombstones: map[string]tombstone{},
 		synced:     make(chan struct{}),
 		retention:  DefaultRetention,
@@ -103,6 +113,118 @@ func (i *Informer[T, P]) WithRetention(d time.Duration) *Informer[T, P] {
 type handler struct {
 	id int
 	fn func(name string)
+}
+
+type eventHandler[P any] struct {
+	id int
+	h  Handler[P]
+}
+
+// AddEventHandler registers h and, before any later change, calls its
+// OnAdd with every object cached now (none before Run: h then hears the
+// first snapshot as it loads), as client-go's AddEventHandler does; from
+// then on h hears every change of the cache: the watch's, this process's
+// own writes (Observe, ObserveDelete), keys found gone by a fresh snapshot,
+// and an OnUpdate(obj, obj) of every object at each resync. remove
+// unregisters h (a delivery under way may still reach it).
+func (i *Informer[T, P]) AddEventHandler(h Handler[P]) (remove func()) {
+	i.deliver.Lock()
+	defer i.deliver.Unlock()
+	i.mu.Lock()
+	i.nextID++
+	id := i.nextID
+	// Copy on write: deliveries iterate a snapshot without the lock.
+	i.events = append(i.events[:len(i.events):len(i.events)], eventHandler[P]{id: id, h: h})
+	objs := make([]P, 0, len(i.items))
+	for _, o := range i.items {
+		objs = append(objs, o)
+	}
+	i.mu.Unlock()
+	for _, o := range objs {
+		h.OnAdd(o)
+	}
+	return func() {
+		i.mu.Lock()
+		defer i.mu.Unlock()
+		i.events = slices.DeleteFunc(slices.Clone(i.events), func(e eventHandler[P]) bool { return e.id == id })
+	}
+}
+
+// JoinEventHandler attaches h to an informer someone else runs (one cache
+// shared by several components of a process): once the cache reflects
+// every write made to the bucket before the call, it registers h as
+// AddEventHandler does, so h hears every cached object once, then every
+// change. Call remove when done.
+func (i *Informer[T, P]) JoinEventHandler(ctx context.Context, h Handler[P]) (remove func(), err error) {
+	if err := i.WaitSynced(ctx); err != nil {
+		return nil, err
+	}
+	if err := i.waitCurrentRetrying(ctx); err != nil {
+		return nil, fmt.Errorf("join the %s cache: %w", i.bucket.Name(), err)
+	}
+	return i.AddEventHandler(h), nil
+}
+
+// waitCurrentRetrying is WaitCurrent retrying the revision read, which
+// fails only while NATS is away, until it is back or ctx ends.
+func (i *Informer[T, P]) waitCurrentRetrying(ctx context.Context) error {
+	for {
+		rev, err := i.bucket.Revision(ctx)
+		if err == nil {
+			return i.WaitRevision(ctx, rev)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// AddIndex keeps, from now on, the cached objects by the values fn gives
+// each (ByIndex, IndexValues), updated with the cache on every change. A
+// name stands for one function: adding a name already indexed keeps the
+// first, so components sharing a cache can each declare the indexes they
+// use from one declaration (PodsByNode, PodsByOwner, PodsByOwnerUID).
+// fn must not modify the object and must return the same values for the
+// same object.
+func (i *Informer[T, P]) AddIndex(name string, fn func(P) []string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if _, ok := i.indexes[name]; ok {
+		return
+	}
+	x := newIndex(fn)
+	for key, o := range i.items {
+		x.add(key, o, fn(o))
+	}
+	i.indexes[name] = x
+}
+
+// ByIndex returns the cached objects index name holds under value, in no
+// particular order; none if the index was never added.
+func (i *Informer[T, P]) ByIndex(name, value string) []P {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	if x := i.indexes[name]; x != nil {
+		return x.values(value)
+	}
+	return nil
+}
+
+// IndexValues returns the values index name holds objects under.
+func (i *Informer[T, P]) IndexValues(name string) []string {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	x := i.indexes[name]
+	if x == nil {
+		return nil
+	}
+	out := make([]string, 0, len(x.m))
+	for v := range x.m {
+		out = append(out, v)
+	}
+	return out
 }
 
 // AddHandler registers fn to be called with the name of every key that
@@ -155,21 +277,7 @@ func (i *Informer[T, P]) Join(ctx context.Context, fn func(name string)) (remove
 		remove()
 		return nil, err
 	}
-	// The revision read fails only while NATS is away: retry until it is
-	// back or ctx ends.
-	var rev uint64
-	for {
-		if rev, err = i.bucket.Revision(ctx); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			remove()
-			return nil, fmt.Errorf("join the %s cache: %w", i.bucket.Name(), err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-	if err := i.WaitRevision(ctx, rev); err != nil {
+	if err := i.waitCurrentRetrying(ctx); err != nil {
 		remove()
 		return nil, fmt.Errorf("join the %s cache: %w", i.bucket.Name(), err)
 	}
@@ -270,31 +378,82 @@ func (i *Informer[T, P]) List() []P {
 func (i *Informer[T, P]) Observe(obj P) {
 	name := obj.GetMeta().Name
 	rev := obj.GetMeta().ResourceVersion
+	i.deliver.Lock()
+	defer i.deliver.Unlock()
 	i.mu.Lock()
-	defer i.mu.Unlock()
 	if t, ok := i.tombstones[name]; ok && t.rev >= rev {
+		i.mu.Unlock()
 		return
 	}
 	if cur, ok := i.items[name]; ok && cur.GetMeta().ResourceVersion >= rev {
+		i.mu.Unlock()
 		return
 	}
-	i.items[name] = obj
+	c := i.putLocked(name, obj)
+	hs := i.events
+	i.mu.Unlock()
+	c.deliver(hs)
 }
 
 // ObserveDelete records a deletion this process just made.
 func (i *Informer[T, P]) ObserveDelete(name string, rev uint64) {
+	i.deliver.Lock()
+	defer i.deliver.Unlock()
 	i.mu.Lock()
-	defer i.mu.Unlock()
-	if cur, ok := i.items[name]; ok && cur.GetMeta().ResourceVersion <= rev {
-		i.deleteItemLocked(name)
-		i.tombstones[name] = tombstone{rev: rev, at: time.Now()}
+	cur, ok := i.items[name]
+	if !ok || cur.GetMeta().ResourceVersion > rev {
+		i.mu.Unlock()
+		return
+	}
+	c := i.deleteItemLocked(name)
+	i.tombstones[name] = tombstone{rev: rev, at: time.Now()}
+	hs := i.events
+	i.mu.Unlock()
+	c.deliver(hs)
+}
+
+// change is one change of the cache, for its handlers: key was old (had)
+// and is now obj (has).
+type change[P any] struct {
+	old, obj P
+	had, has bool
+}
+
+func (c change[P]) deliver(hs []eventHandler[P]) {
+	for _, e := range hs {
+		switch {
+		case c.had && c.has:
+			e.h.OnUpdate(c.old, c.obj)
+		case c.has:
+			e.h.OnAdd(c.obj)
+		case c.had:
+			e.h.OnDelete(c.old)
+		}
 	}
 }
 
-// deleteItemLocked drops name from the cache.
-func (i *Informer[T, P]) deleteItemLocked(name string) {
-	delete(i.items, name)
+// putLocked caches obj under key, indexes included.
+func (i *Informer[T, P]) putLocked(key string, obj P) change[P] {
+	old, had := i.items[key]
+	i.items[key] = obj
+	for _, x := range i.indexes {
+		x.update(key, old, had, obj)
+	}
+	return change[P]{old: old, had: had, obj: obj, has: true}
+}
+
+// deleteItemLocked drops key from the cache, indexes included.
+func (i *Informer[T, P]) deleteItemLocked(key string) change[P] {
+	old, had := i.items[key]
+	if !had {
+		return change[P]{}
+	}
+	delete(i.items, key)
 	i.items = shrink.Map(i.items, &i.itemsPeak)
+	for _, x := range i.indexes {
+		x.remove(key, x.fn(old))
+	}
+	return change[P]{old: old, had: true}
 }
 
 // resyncSlices is how many slices of the keys a resync period re-announces,
@@ -435,18 +594,22 @@ const errWatchClosed = watchError("watcher closed")
 
 func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 	name := e.Key()
+	var c change[P]
 	switch e.Operation() {
 	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
+		i.deliver.Lock()
+		defer i.deliver.Unlock()
 		i.mu.Lock()
-		i.deleteItemLocked(name)
+		c = i.deleteItemLocked(name)
 		i.tombstones[name] = tombstone{rev: e.Revision(), at: time.Now()}
 		if advance {
 			i.advanceLocked(e.Revision())
 		}
 		i.recordLocked(e.Revision(), name, nil, advance)
-		i.mu.Unlock()
 	default:
 		obj, err := i.bucket.decode(e)
+		i.deliver.Lock()
+		defer i.deliver.Unlock()
 		i.mu.Lock()
 		if advance {
 			i.advanceLocked(e.Revision())
@@ -461,14 +624,18 @@ func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 			i.mu.Unlock()
 			return
 		}
-		i.items[name] = obj
+		c = i.putLocked(name, obj)
 		if _, ok := i.tombstones[name]; ok {
 			delete(i.tombstones, name)
 			i.tombstones = shrink.Map(i.tombstones, &i.tombstonesPeak)
 		}
-		i.mu.Unlock()
 	}
-	i.notify(name)
+	names, hs := i.handlers, i.events
+	i.mu.Unlock()
+	c.deliver(hs)
+	for _, h := range names {
+		h.fn(name)
+	}
 }
 
 // finishSnapshot drops cached keys the new snapshot no longer has: they were
@@ -476,14 +643,17 @@ func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 // taken (revision above its maximum) are kept.
 func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64) {
 	var gone []string
+	var changes []change[P]
+	i.deliver.Lock()
 	i.mu.Lock()
 	for name, obj := range i.items {
 		if !seen[name] && obj.GetMeta().ResourceVersion <= snapshotMax {
-			delete(i.items, name)
 			gone = append(gone, name)
 		}
 	}
-	i.items = shrink.Map(i.items, &i.itemsPeak)
+	for _, name := range gone {
+		changes = append(changes, i.deleteItemLocked(name))
+	}
 	if i.hist != nil {
 		for name, obj := range i.hist.watched {
 			if !seen[name] && obj.GetMeta().ResourceVersion <= snapshotMax {
@@ -493,35 +663,30 @@ func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64
 	}
 	i.advanceLocked(snapshotMax)
 	i.startHistoryLocked(i.rev)
+	names, hs := i.handlers, i.events
 	i.mu.Unlock()
-	for _, name := range gone {
-		i.notify(name)
+	for k, name := range gone {
+		changes[k].deliver(hs)
+		for _, h := range names {
+			h.fn(name)
+		}
 	}
-	i.notifyAll()
+	i.deliver.Unlock()
+	// Event handlers heard every key of the snapshot as it was applied.
+	i.notifyKeys(nil, false)
 	// Synced only after that first announcement: a handler added once
 	// Synced is closed hears changes and resyncs, never half of it.
 	i.syncOnce.Do(func() { close(i.synced) })
 }
 
-func (i *Informer[T, P]) notify(name string) {
-	i.mu.RLock()
-	hs := i.handlers
-	i.mu.RUnlock()
-	for _, h := range hs {
-		h.fn(name)
-	}
-}
-
-func (i *Informer[T, P]) notifyAll() { i.notifyKeys(nil) }
-
 // notifySlice announces the keys in slice k of n (by a hash of the name,
 // so every key is in exactly one).
 func (i *Informer[T, P]) notifySlice(k, n int) {
 	if n == 1 {
-		i.notifyAll()
+		i.notifyKeys(nil, true)
 		return
 	}
-	i.notifyKeys(func(name string) bool { return sliceOf(name, n) == k })
+	i.notifyKeys(func(name string) bool { return sliceOf(name, n) == k }, true)
 }
 
 // keys returns the cached keys that keep accepts (nil: all) and the
@@ -538,13 +703,38 @@ func (i *Informer[T, P]) keys(keep func(name string) bool) ([]string, []handler)
 	return names, i.handlers
 }
 
-// notifyKeys announces every cached key that keep accepts (nil: all),
-// outside the lock: handlers may read the cache.
-func (i *Informer[T, P]) notifyKeys(keep func(name string) bool) {
-	names, hs := i.keys(keep)
-	for _, name := range names {
-		for _, h := range hs {
-			h.fn(name)
+// notifyKeys announces every cached key that keep accepts (nil: all) to
+// the name handlers and, if resync, as OnUpdate(obj, obj) to the event
+// handlers, outside the cache's lock: handlers may read the cache.
+func (i *Informer[T, P]) notifyKeys(keep func(name string) bool, resync bool) {
+	i.deliver.Lock()
+	defer i.deliver.Unlock()
+	i.mu.RLock()
+	names, hs := i.handlers, i.events
+	if !resync {
+		hs = nil
+	}
+	if len(names) == 0 && len(hs) == 0 {
+		i.mu.RUnlock()
+		return
+	}
+	keys := make([]string, 0, len(i.items))
+	var objs []P
+	for key, o := range i.items {
+		if keep == nil || keep(key) {
+			keys = append(keys, key)
+			if len(hs) > 0 {
+				objs = append(objs, o)
+			}
+		}
+	}
+	i.mu.RUnlock()
+	for k, key := range keys {
+		for _, h := range names {
+			h.fn(key)
+		}
+		for _, e := range hs {
+			e.h.OnUpdate(objs[k], objs[k])
 		}
 	}
 }
