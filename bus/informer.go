@@ -48,7 +48,6 @@ type Informer[T any, P Object[T]] struct {
 	// The maps are rebuilt once they emptied: a Go map keeps the table of
 	// its peak, 100,000 pods' worth after they were all deleted.
 	itemsPeak, tombstonesPeak shrink.Peak
-	handlers                  []handler
 	nextID                    int
 	synced                    chan struct{}
 	syncOnce                  sync.Once
@@ -108,11 +107,6 @@ func (i *Informer[T, P]) WithRetention(d time.Duration) *Informer[T, P] {
 		i.retention = d
 	}
 	return i
-}
-
-type handler struct {
-	id int
-	fn func(name string)
 }
 
 type eventHandler[P any] struct {
@@ -227,32 +221,6 @@ func (i *Informer[T, P]) IndexValues(name string) []string {
 	return out
 }
 
-// AddHandler registers fn to be called with the name of every key that
-// changed (including deletions) and of every key at each resync; remove
-// unregisters it. Registered before Run, fn also hears every key of the
-// first snapshot; registered later (a component joining a shared, running
-// informer), it hears only later changes, and the component goes over
-// List itself. fn must not block for long: hand work to a queue.
-func (i *Informer[T, P]) AddHandler(fn func(name string)) (remove func()) {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	i.nextID++
-	id := i.nextID
-	// Copy on write: notify iterates a snapshot without the lock.
-	i.handlers = append(i.handlers[:len(i.handlers):len(i.handlers)], handler{id: id, fn: fn})
-	return func() {
-		i.mu.Lock()
-		defer i.mu.Unlock()
-		kept := make([]handler, 0, len(i.handlers))
-		for _, h := range i.handlers {
-			if h.id != id {
-				kept = append(kept, h)
-			}
-		}
-		i.handlers = kept
-	}
-}
-
 // Synced is closed once the first full snapshot is loaded.
 func (i *Informer[T, P]) Synced() <-chan struct{} { return i.synced }
 
@@ -264,28 +232,6 @@ func (i *Informer[T, P]) WaitSynced(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// Join attaches fn to an informer someone else runs (one cache shared by
-// several components of a process): it registers fn, waits until the cache
-// reflects every write made to the bucket before the call, and then calls
-// fn with every cached key, as a fresh informer's first snapshot would. A
-// key changed meanwhile may be announced twice. Call remove when done.
-func (i *Informer[T, P]) Join(ctx context.Context, fn func(name string)) (remove func(), err error) {
-	remove = i.AddHandler(fn)
-	if err := i.WaitSynced(ctx); err != nil {
-		remove()
-		return nil, err
-	}
-	if err := i.waitCurrentRetrying(ctx); err != nil {
-		remove()
-		return nil, fmt.Errorf("join the %s cache: %w", i.bucket.Name(), err)
-	}
-	names, _ := i.keys(nil)
-	for _, name := range names {
-		fn(name)
-	}
-	return remove, nil
 }
 
 // Revision is the bucket revision up to which the cache reflects every
@@ -630,12 +576,9 @@ func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 			i.tombstones = shrink.Map(i.tombstones, &i.tombstonesPeak)
 		}
 	}
-	names, hs := i.handlers, i.events
+	hs := i.events
 	i.mu.Unlock()
 	c.deliver(hs)
-	for _, h := range names {
-		h.fn(name)
-	}
 }
 
 // finishSnapshot drops cached keys the new snapshot no longer has: they were
@@ -643,7 +586,6 @@ func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 // taken (revision above its maximum) are kept.
 func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64) {
 	var gone []string
-	var changes []change[P]
 	i.deliver.Lock()
 	i.mu.Lock()
 	for name, obj := range i.items {
@@ -651,6 +593,7 @@ func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64
 			gone = append(gone, name)
 		}
 	}
+	changes := make([]change[P], 0, len(gone))
 	for _, name := range gone {
 		changes = append(changes, i.deleteItemLocked(name))
 	}
@@ -663,19 +606,14 @@ func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64
 	}
 	i.advanceLocked(snapshotMax)
 	i.startHistoryLocked(i.rev)
-	names, hs := i.handlers, i.events
+	hs := i.events
 	i.mu.Unlock()
-	for k, name := range gone {
-		changes[k].deliver(hs)
-		for _, h := range names {
-			h.fn(name)
-		}
+	for _, c := range changes {
+		c.deliver(hs)
 	}
 	i.deliver.Unlock()
-	// Event handlers heard every key of the snapshot as it was applied.
-	i.notifyKeys(nil, false)
-	// Synced only after that first announcement: a handler added once
-	// Synced is closed hears changes and resyncs, never half of it.
+	// Synced only once the snapshot's changes were delivered: a handler
+	// added once Synced is closed hears the whole cache, then changes.
 	i.syncOnce.Do(func() { close(i.synced) })
 }
 
@@ -683,58 +621,34 @@ func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64
 // so every key is in exactly one).
 func (i *Informer[T, P]) notifySlice(k, n int) {
 	if n == 1 {
-		i.notifyKeys(nil, true)
+		i.notifyKeys(nil)
 		return
 	}
-	i.notifyKeys(func(name string) bool { return sliceOf(name, n) == k }, true)
+	i.notifyKeys(func(name string) bool { return sliceOf(name, n) == k })
 }
 
-// keys returns the cached keys that keep accepts (nil: all) and the
-// handlers, read together.
-func (i *Informer[T, P]) keys(keep func(name string) bool) ([]string, []handler) {
-	i.mu.RLock()
-	defer i.mu.RUnlock()
-	names := make([]string, 0, len(i.items))
-	for name := range i.items {
-		if keep == nil || keep(name) {
-			names = append(names, name)
-		}
-	}
-	return names, i.handlers
-}
-
-// notifyKeys announces every cached key that keep accepts (nil: all) to
-// the name handlers and, if resync, as OnUpdate(obj, obj) to the event
-// handlers, outside the cache's lock: handlers may read the cache.
-func (i *Informer[T, P]) notifyKeys(keep func(name string) bool, resync bool) {
+// notifyKeys hands every cached object whose key keep accepts (nil: all)
+// to the handlers' OnUpdate as both old and new, outside the cache's lock:
+// handlers may read the cache.
+func (i *Informer[T, P]) notifyKeys(keep func(key string) bool) {
 	i.deliver.Lock()
 	defer i.deliver.Unlock()
 	i.mu.RLock()
-	names, hs := i.handlers, i.events
-	if !resync {
-		hs = nil
-	}
-	if len(names) == 0 && len(hs) == 0 {
+	hs := i.events
+	if len(hs) == 0 {
 		i.mu.RUnlock()
 		return
 	}
-	keys := make([]string, 0, len(i.items))
 	var objs []P
 	for key, o := range i.items {
 		if keep == nil || keep(key) {
-			keys = append(keys, key)
-			if len(hs) > 0 {
-				objs = append(objs, o)
-			}
+			objs = append(objs, o)
 		}
 	}
 	i.mu.RUnlock()
-	for k, key := range keys {
-		for _, h := range names {
-			h.fn(key)
-		}
+	for _, o := range objs {
 		for _, e := range hs {
-			e.h.OnUpdate(objs[k], objs[k])
+			e.h.OnUpdate(o, o)
 		}
 	}
 }
@@ -772,10 +686,10 @@ type Caches struct {
 	Own []func(context.Context) error
 }
 
-// CacheOf returns shared when set (its handlers are the caller's to Join
-// when it starts); else a new cache of bucket with fn as its handler (nil:
-// none), whose Run joins c.Own.
-func CacheOf[T any, P Object[T]](c *Caches, shared *Informer[T, P], bucket *Bucket[T, P], fn func(name string)) *Informer[T, P] {
+// CacheOf returns shared when set (its handlers are the caller's to join,
+// JoinEventHandler, when it starts); else a new cache of bucket with h as
+// its handler (nil: none), whose Run joins c.Own.
+func CacheOf[T any, P Object[T]](c *Caches, shared *Informer[T, P], bucket *Bucket[T, P], h Handler[P]) *Informer[T, P] {
 	if shared != nil {
 		return shared
 	}
@@ -783,8 +697,8 @@ func CacheOf[T any, P Object[T]](c *Caches, shared *Informer[T, P], bucket *Buck
 	if c.History > 0 {
 		inf.WithHistory(c.History)
 	}
-	if fn != nil {
-		inf.AddHandler(fn)
+	if h != nil {
+		inf.AddEventHandler(h)
 	}
 	c.Own = append(c.Own, inf.Run)
 	return inf
