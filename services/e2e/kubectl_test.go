@@ -18,6 +18,7 @@ import (
 type kubectl struct {
 	// home is kubectl's HOME, for its discovery cache: a test's own.
 	bin, config, home string
+	env               []string // more of kubectl's environment
 }
 
 // run runs kubectl with stdin, bounded so a hung kubectl fails the test
@@ -27,7 +28,7 @@ func (k kubectl) run(t *testing.T, stdin string, args ...string) (string, error)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, k.bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+k.home)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+k.home), k.env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
