@@ -217,7 +217,9 @@ func TestUsageIsWorkingSet(t *testing.T) {
 	if ms.UsageBytes < 64<<20 {
 		t.Skipf("the kernel charged only %d bytes for 64 MiB written and 8 MiB in tmpfs: nothing to tell apart", ms.UsageBytes)
 	}
-	if !u.MemoryKnown || u.MemoryBytes < 8<<20 || u.MemoryBytes > 32<<20 || u.MemoryBytes != ms.WorkingSetBytes {
+	if !u.MemoryKnown || u.MemoryBytes < 8<<20 || u.MemoryBytes > 32<<20 ||
+		// Read apart in time: a few pages may have moved between the two.
+		max(u.MemoryBytes, ms.WorkingSetBytes)-min(u.MemoryBytes, ms.WorkingSetBytes) > 1<<20 {
 		t.Errorf("Usage counts %d bytes (known %v) for 8 MiB in tmpfs and 64 MiB written to disk, want the working set %d",
 			u.MemoryBytes, u.MemoryKnown, ms.WorkingSetBytes)
 	}
