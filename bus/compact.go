@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -171,8 +170,12 @@ func NewCompactor(c *Conn, delay time.Duration, log *slog.Logger) *Compactor {
 	if log == nil {
 		log = c.log
 	}
+	buckets := []compactable{c.Pods, c.ReplicaSets, c.Nodes, c.Namespaces, c.ConfigMaps, c.ServiceAccounts}
+	if c.Secrets != nil {
+		buckets = append(buckets, c.Secrets)
+	}
 	return &Compactor{Delay: delay, Log: log.With("component", "compactor"),
-		buckets: slices.Clone(c.compactables), samples: map[string][]revSample{}}
+		buckets: buckets, samples: map[string][]revSample{}}
 }
 
 // Run compacts until ctx ends. Failures are logged and retried at the

@@ -1,7 +1,5 @@
 package bus
 
-import "github.com/miniku/miniku/schemas"
-
 // Subjects of the events MiniKu publishes. Payloads are msgpack-encoded
 // schemas.Event. They are hints for speed; nothing depends on receiving them.
 const (
@@ -25,16 +23,17 @@ const (
 // NodeSubject appends a node name token to a per-node subject.
 func NodeSubject(base, node string) string { return base + "." + node }
 
-// Bucket names, declared with who may use them in schemas.Stores.
+// Bucket names.
 const (
-	BucketPods            = schemas.BucketPods
-	BucketReplicaSets     = schemas.BucketReplicaSets
-	BucketNodes           = schemas.BucketNodes
-	BucketConfigMaps      = schemas.BucketConfigMaps
-	BucketServiceAccounts = schemas.BucketServiceAccounts
+	BucketPods        = "pods"
+	BucketReplicaSets = "replicasets"
+	BucketNodes       = "nodes"
+
+	BucketConfigMaps      = "configmaps"
+	BucketServiceAccounts = "serviceaccounts"
 	// BucketSecrets is readable by the apiserver's NATS user only, and
 	// its values are encrypted (Options.SecretsKey).
-	BucketSecrets = schemas.BucketSecrets
+	BucketSecrets = "secrets"
 	// BucketNamespaces holds the Namespace objects (Kubernetes API).
-	BucketNamespaces = schemas.BucketNamespaces
+	BucketNamespaces = "namespaces"
 )
