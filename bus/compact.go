@@ -113,10 +113,7 @@ func (b *Bucket[T, P]) Compact(ctx context.Context, rev uint64) (removed int, er
 				if e == nil {
 					return
 				}
-				// The marker at the last revision stays: a bucket always
-				// holding its last revision is how Check tells a tail lost
-				// on disk (storecheck.go).
-				if op := e.Operation(); (op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge) && e.Revision() <= rev && e.Revision() != info.State.LastSeq {
+				if op := e.Operation(); (op == jetstream.KeyValueDelete || op == jetstream.KeyValuePurge) && e.Revision() <= rev {
 					markers = append(markers, e)
 				}
 			}

@@ -243,10 +243,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// A damaged store would leave every cache waiting for its first
 	// values: say so and stop before anything starts.
-	// Lost last writes leave a consistent store: say so loudly, go on.
-	if err := conn.CheckStore(ctx, bus.DefaultCheckQuiet); bus.OnlyLostWrites(err) {
-		log.Error("the store lost writes while stopped", "err", err)
-	} else if err != nil {
+	if err := conn.CheckStore(ctx, bus.DefaultCheckQuiet); err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
 	schedConn, err := connectAs(bus.UserScheduler)
