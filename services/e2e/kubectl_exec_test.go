@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -70,7 +69,7 @@ func kubectlShell(t *testing.T, k kubectl) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, k.bin, "exec", "-it", "kpod", "--", "sh")
-	cmd.Env = append(os.Environ(), append([]string{"KUBECONFIG=" + k.config, "HOME=" + k.home, "TERM=dumb"}, k.env...)...)
+	cmd.Env = append(k.environ(), "TERM=dumb")
 	term, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ func (k kubectl) run(t *testing.T, stdin string, args ...string) (string, error)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, k.bin, args...)
-	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+k.home), k.env...)
+	cmd.Env = k.environ()
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -40,6 +40,11 @@ func (k kubectl) run(t *testing.T, stdin string, args ...string) (string, error)
 	}
 	t.Logf("kubectl %s: err=%v\n%s", strings.Join(args, " "), err, logged)
 	return out.String(), err
+}
+
+// environ is kubectl's environment: the test's kubeconfig and HOME, and env.
+func (k kubectl) environ() []string {
+	return append(append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+k.home), k.env...)
 }
 
 // must runs kubectl and checks its output matches want.
@@ -104,7 +109,7 @@ func TestKubectl(t *testing.T) {
 	// get -w: a Table watch over HTTPS (HTTP/2) shows the pod created next.
 	var wout syncBuffer
 	wcmd := exec.Command(k.bin, "get", "pods", "-w")
-	wcmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+k.home)
+	wcmd.Env = k.environ()
 	wcmd.Stdout, wcmd.Stderr = &wout, &wout
 	if err := wcmd.Start(); err != nil {
 		t.Fatal(err)

@@ -58,7 +58,7 @@ func TestKubectlVerbs(t *testing.T) {
 	k.must(t, `pod/klog condition met`, "wait", "--for=condition=Ready", "pod/klog", "--timeout=60s")
 	var follow syncBuffer
 	fcmd := exec.Command(k.bin, "logs", "-f", "klog")
-	fcmd.Env = append(os.Environ(), "KUBECONFIG="+k.config, "HOME="+k.home)
+	fcmd.Env = k.environ()
 	fcmd.Stdout, fcmd.Stderr = &follow, &follow
 	if err := fcmd.Start(); err != nil {
 		t.Fatal(err)
