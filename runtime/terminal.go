@@ -20,7 +20,11 @@ type terminal struct {
 	stop            chan struct{} // closed to end the resize loop
 	wg              sync.WaitGroup
 	closeOnce       sync.Once
-	started         bool
+	// sizeMu orders a resize's use of the master's fd before its Close:
+	// os.File's Fd is not safe against a concurrent Close.
+	sizeMu  sync.Mutex
+	closed  bool
+	started bool
 }
 
 // openTerminal opens a pty and makes it cmd's terminal. The replica is
@@ -70,7 +74,11 @@ func (t *terminal) start(stdin io.Reader, out io.Writer, resize <-chan TerminalS
 					}
 					// The size only matters while the command runs; one
 					// that failed leaves the previous one.
-					_ = pty.Setsize(t.master, &pty.Winsize{Rows: sz.Height, Cols: sz.Width})
+					t.sizeMu.Lock()
+					if !t.closed {
+						_ = pty.Setsize(t.master, &pty.Winsize{Rows: sz.Height, Cols: sz.Width})
+					}
+					t.sizeMu.Unlock()
 				}
 			}
 		})
@@ -93,7 +101,10 @@ func (t *terminal) close() {
 	t.closeOnce.Do(func() {
 		close(t.stop)
 		t.replica.Close()
+		t.sizeMu.Lock()
+		t.closed = true
 		t.master.Close() // ends a Read in progress: the master is pollable
+		t.sizeMu.Unlock()
 	})
 	t.wg.Wait()
 	if t.started {
