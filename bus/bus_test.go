@@ -179,7 +179,11 @@ func TestInformerSurvivesServerRestart(t *testing.T) {
 	inf := bus.NewInformer(c, c.Pods, time.Hour, bustest.Logger(t))
 	var mu sync.Mutex
 	notified := map[string]int{}
-	inf.AddHandler(func(name string) { mu.Lock(); notified[name]++; mu.Unlock() })
+	inf.AddEventHandler(bus.KeyHandler[schemas.Pod](func(name string) { mu.Lock(); notified[name]++; mu.Unlock() }))
+	// Event handlers and indexes follow the re-watch too.
+	inf.AddIndex(bus.PodsByNode, bus.PodNode)
+	m := newMirror()
+	inf.AddEventHandler(m)
 	done := make(chan struct{})
 	go func() { defer close(done); _ = inf.Run(ctx) }()
 	defer func() { cancel(); <-done }()
@@ -227,6 +231,9 @@ func TestInformerSurvivesServerRestart(t *testing.T) {
 	defer mu.Unlock()
 	if notified["a"] == 0 || notified["c"] == 0 {
 		t.Fatalf("handlers not told: %v", notified)
+	}
+	if err := m.check(inf); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -360,7 +367,7 @@ func TestInformerJoinAndRemove(t *testing.T) {
 	}
 	var mu sync.Mutex
 	heard := map[string]int{}
-	remove, err := inf.Join(ctx, func(name string) { mu.Lock(); heard[name]++; mu.Unlock() })
+	remove, err := inf.JoinEventHandler(ctx, bus.KeyHandler[schemas.Pod](func(name string) { mu.Lock(); heard[name]++; mu.Unlock() }))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,11 +393,11 @@ func TestInformerJoinAndRemove(t *testing.T) {
 	// have heard it already.
 	witnessed := make(chan struct{})
 	var once sync.Once
-	defer inf.AddHandler(func(name string) {
+	defer inf.AddEventHandler(bus.KeyHandler[schemas.Pod](func(name string) {
 		if name == "after" {
 			once.Do(func() { close(witnessed) })
 		}
-	})()
+	}))()
 	if err := c.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "after"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +449,7 @@ func TestInformerResyncIsSpread(t *testing.T) {
 	}
 	var mu sync.Mutex
 	seen := map[string]int{}
-	remove := inf.AddHandler(func(name string) { mu.Lock(); seen[name]++; mu.Unlock() })
+	remove := inf.AddEventHandler(resyncs(func(name string) { mu.Lock(); seen[name]++; mu.Unlock() }))
 	for k := range 30 {
 		before := len(seen)
 		bus.NotifySlice(inf, k, 30)
@@ -461,7 +468,7 @@ func TestInformerResyncIsSpread(t *testing.T) {
 	}
 
 	fastSeen := map[string]bool{}
-	defer fast.AddHandler(func(name string) { mu.Lock(); fastSeen[name] = true; mu.Unlock() })()
+	defer fast.AddEventHandler(resyncs(func(name string) { mu.Lock(); fastSeen[name] = true; mu.Unlock() }))()
 	bustest.Eventually(t, 10*time.Second, func() error {
 		mu.Lock()
 		defer mu.Unlock()
@@ -470,6 +477,16 @@ func TestInformerResyncIsSpread(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// resyncs calls fn with the key of every object a resync hands over (old
+// and new the same object).
+func resyncs(fn func(name string)) bus.Handler[*schemas.Pod] {
+	return bus.HandlerFuncs[*schemas.Pod]{Update: func(old, p *schemas.Pod) {
+		if old == p {
+			fn(p.Name)
+		}
+	}}
 }
 
 // An informer with a history serves watches: a snapshot and the changes

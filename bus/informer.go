@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,8 +15,9 @@ import (
 	"github.com/miniku/miniku/internal/shrink"
 )
 
-// Informer keeps an in-memory copy of a bucket, fed by a KV watch, and tells
-// handlers which keys changed. It re-creates the watch whenever the NATS
+// Informer keeps an in-memory copy of a bucket, fed by a KV watch, tells
+// handlers how it changed (Handler: the objects before and after) and keeps
+// named indexes of it (AddIndex). It re-creates the watch whenever the NATS
 // connection comes back (the client's own recovery takes 10-20 s) and on any
 // watch error, and re-announces every key each resync period, so handlers
 // are level-triggered: a missed change is always revisited. The keys are
@@ -33,13 +35,19 @@ type Informer[T any, P Object[T]] struct {
 	// bucket is checked for unreadable records (storecheck.go).
 	stall time.Duration
 
-	mu         sync.RWMutex
-	items      map[string]P
+	// deliver is held from a change of the cache to the end of its
+	// delivery to handlers (taken before mu): handlers hear changes one at
+	// a time in the order the cache made them, and may read the cache.
+	deliver sync.Mutex
+	mu      sync.RWMutex
+	items   map[string]P
+	// indexes are kept with items, under mu, on every change.
+	indexes    map[string]*index[P]
+	events     []eventHandler[P]
 	tombstones map[string]tombstone
 	// The maps are rebuilt once they emptied: a Go map keeps the table of
 	// its peak, 100,000 pods' worth after they were all deleted.
 	itemsPeak, tombstonesPeak shrink.Peak
-	handlers                  []handler
 	nextID                    int
 	synced                    chan struct{}
 	syncOnce                  sync.Once
@@ -75,6 +83,7 @@ func NewInformer[T any, P Object[T]](conn *Conn, bucket *Bucket[T, P], resync ti
 		resync:     resync,
 		stall:      DefaultInitialStall,
 		items:      map[string]P{},
+		indexes:    map[string]*index[P]{},
 		tombstones: map[string]tombstone{},
 		synced:     make(chan struct{}),
 		retention:  DefaultRetention,
@@ -100,35 +109,116 @@ func (i *Informer[T, P]) WithRetention(d time.Duration) *Informer[T, P] {
 	return i
 }
 
-type handler struct {
+type eventHandler[P any] struct {
 	id int
-	fn func(name string)
+	h  Handler[P]
 }
 
-// AddHandler registers fn to be called with the name of every key that
-// changed (including deletions) and of every key at each resync; remove
-// unregisters it. Registered before Run, fn also hears every key of the
-// first snapshot; registered later (a component joining a shared, running
-// informer), it hears only later changes, and the component goes over
-// List itself. fn must not block for long: hand work to a queue.
-func (i *Informer[T, P]) AddHandler(fn func(name string)) (remove func()) {
+// AddEventHandler registers h and, before any later change, calls its
+// OnAdd with every object cached now (none before Run: h then hears the
+// first snapshot as it loads), as client-go's AddEventHandler does; from
+// then on h hears every change of the cache: the watch's, this process's
+// own writes (Observe, ObserveDelete), keys found gone by a fresh snapshot,
+// and an OnUpdate(obj, obj) of every object at each resync. remove
+// unregisters h (a delivery under way may still reach it).
+func (i *Informer[T, P]) AddEventHandler(h Handler[P]) (remove func()) {
+	i.deliver.Lock()
+	defer i.deliver.Unlock()
 	i.mu.Lock()
-	defer i.mu.Unlock()
 	i.nextID++
 	id := i.nextID
-	// Copy on write: notify iterates a snapshot without the lock.
-	i.handlers = append(i.handlers[:len(i.handlers):len(i.handlers)], handler{id: id, fn: fn})
+	// Copy on write: deliveries iterate a snapshot without the lock.
+	i.events = append(i.events[:len(i.events):len(i.events)], eventHandler[P]{id: id, h: h})
+	objs := make([]P, 0, len(i.items))
+	for _, o := range i.items {
+		objs = append(objs, o)
+	}
+	i.mu.Unlock()
+	for _, o := range objs {
+		h.OnAdd(o)
+	}
 	return func() {
 		i.mu.Lock()
 		defer i.mu.Unlock()
-		kept := make([]handler, 0, len(i.handlers))
-		for _, h := range i.handlers {
-			if h.id != id {
-				kept = append(kept, h)
-			}
-		}
-		i.handlers = kept
+		i.events = slices.DeleteFunc(slices.Clone(i.events), func(e eventHandler[P]) bool { return e.id == id })
 	}
+}
+
+// JoinEventHandler attaches h to an informer someone else runs (one cache
+// shared by several components of a process): once the cache reflects
+// every write made to the bucket before the call, it registers h as
+// AddEventHandler does, so h hears every cached object once, then every
+// change. Call remove when done.
+func (i *Informer[T, P]) JoinEventHandler(ctx context.Context, h Handler[P]) (remove func(), err error) {
+	if err := i.WaitSynced(ctx); err != nil {
+		return nil, err
+	}
+	if err := i.waitCurrentRetrying(ctx); err != nil {
+		return nil, fmt.Errorf("join the %s cache: %w", i.bucket.Name(), err)
+	}
+	return i.AddEventHandler(h), nil
+}
+
+// waitCurrentRetrying is WaitCurrent retrying the revision read, which
+// fails only while NATS is away, until it is back or ctx ends.
+func (i *Informer[T, P]) waitCurrentRetrying(ctx context.Context) error {
+	for {
+		rev, err := i.bucket.Revision(ctx)
+		if err == nil {
+			return i.WaitRevision(ctx, rev)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// AddIndex keeps, from now on, the cached objects by the values fn gives
+// each (ByIndex, IndexValues), updated with the cache on every change. A
+// name stands for one function: adding a name already indexed keeps the
+// first, so components sharing a cache can each declare the indexes they
+// use from one declaration (PodsByNode, PodsByOwner, PodsByOwnerUID).
+// fn must not modify the object and must return the same values for the
+// same object.
+func (i *Informer[T, P]) AddIndex(name string, fn func(P) []string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if _, ok := i.indexes[name]; ok {
+		return
+	}
+	x := newIndex(fn)
+	for key, o := range i.items {
+		x.add(key, o, fn(o))
+	}
+	i.indexes[name] = x
+}
+
+// ByIndex returns the cached objects index name holds under value, in no
+// particular order; none if the index was never added.
+func (i *Informer[T, P]) ByIndex(name, value string) []P {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	if x := i.indexes[name]; x != nil {
+		return x.values(value)
+	}
+	return nil
+}
+
+// IndexValues returns the values index name holds objects under.
+func (i *Informer[T, P]) IndexValues(name string) []string {
+	i.mu.RLock()
+	defer i.mu.RUnlock()
+	x := i.indexes[name]
+	if x == nil {
+		return nil
+	}
+	out := make([]string, 0, len(x.m))
+	for v := range x.m {
+		out = append(out, v)
+	}
+	return out
 }
 
 // Synced is closed once the first full snapshot is loaded.
@@ -142,42 +232,6 @@ func (i *Informer[T, P]) WaitSynced(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// Join attaches fn to an informer someone else runs (one cache shared by
-// several components of a process): it registers fn, waits until the cache
-// reflects every write made to the bucket before the call, and then calls
-// fn with every cached key, as a fresh informer's first snapshot would. A
-// key changed meanwhile may be announced twice. Call remove when done.
-func (i *Informer[T, P]) Join(ctx context.Context, fn func(name string)) (remove func(), err error) {
-	remove = i.AddHandler(fn)
-	if err := i.WaitSynced(ctx); err != nil {
-		remove()
-		return nil, err
-	}
-	// The revision read fails only while NATS is away: retry until it is
-	// back or ctx ends.
-	var rev uint64
-	for {
-		if rev, err = i.bucket.Revision(ctx); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			remove()
-			return nil, fmt.Errorf("join the %s cache: %w", i.bucket.Name(), err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-	if err := i.WaitRevision(ctx, rev); err != nil {
-		remove()
-		return nil, fmt.Errorf("join the %s cache: %w", i.bucket.Name(), err)
-	}
-	names, _ := i.keys(nil)
-	for _, name := range names {
-		fn(name)
-	}
-	return remove, nil
 }
 
 // Revision is the bucket revision up to which the cache reflects every
@@ -270,31 +324,82 @@ func (i *Informer[T, P]) List() []P {
 func (i *Informer[T, P]) Observe(obj P) {
 	name := obj.GetMeta().Name
 	rev := obj.GetMeta().ResourceVersion
+	i.deliver.Lock()
+	defer i.deliver.Unlock()
 	i.mu.Lock()
-	defer i.mu.Unlock()
 	if t, ok := i.tombstones[name]; ok && t.rev >= rev {
+		i.mu.Unlock()
 		return
 	}
 	if cur, ok := i.items[name]; ok && cur.GetMeta().ResourceVersion >= rev {
+		i.mu.Unlock()
 		return
 	}
-	i.items[name] = obj
+	c := i.putLocked(name, obj)
+	hs := i.events
+	i.mu.Unlock()
+	c.deliver(hs)
 }
 
 // ObserveDelete records a deletion this process just made.
 func (i *Informer[T, P]) ObserveDelete(name string, rev uint64) {
+	i.deliver.Lock()
+	defer i.deliver.Unlock()
 	i.mu.Lock()
-	defer i.mu.Unlock()
-	if cur, ok := i.items[name]; ok && cur.GetMeta().ResourceVersion <= rev {
-		i.deleteItemLocked(name)
-		i.tombstones[name] = tombstone{rev: rev, at: time.Now()}
+	cur, ok := i.items[name]
+	if !ok || cur.GetMeta().ResourceVersion > rev {
+		i.mu.Unlock()
+		return
+	}
+	c := i.deleteItemLocked(name)
+	i.tombstones[name] = tombstone{rev: rev, at: time.Now()}
+	hs := i.events
+	i.mu.Unlock()
+	c.deliver(hs)
+}
+
+// change is one change of the cache, for its handlers: key was old (had)
+// and is now obj (has).
+type change[P any] struct {
+	old, obj P
+	had, has bool
+}
+
+func (c change[P]) deliver(hs []eventHandler[P]) {
+	for _, e := range hs {
+		switch {
+		case c.had && c.has:
+			e.h.OnUpdate(c.old, c.obj)
+		case c.has:
+			e.h.OnAdd(c.obj)
+		case c.had:
+			e.h.OnDelete(c.old)
+		}
 	}
 }
 
-// deleteItemLocked drops name from the cache.
-func (i *Informer[T, P]) deleteItemLocked(name string) {
-	delete(i.items, name)
+// putLocked caches obj under key, indexes included.
+func (i *Informer[T, P]) putLocked(key string, obj P) change[P] {
+	old, had := i.items[key]
+	i.items[key] = obj
+	for _, x := range i.indexes {
+		x.update(key, old, had, obj)
+	}
+	return change[P]{old: old, had: had, obj: obj, has: true}
+}
+
+// deleteItemLocked drops key from the cache, indexes included.
+func (i *Informer[T, P]) deleteItemLocked(key string) change[P] {
+	old, had := i.items[key]
+	if !had {
+		return change[P]{}
+	}
+	delete(i.items, key)
 	i.items = shrink.Map(i.items, &i.itemsPeak)
+	for _, x := range i.indexes {
+		x.remove(key, x.fn(old))
+	}
+	return change[P]{old: old, had: true}
 }
 
 // resyncSlices is how many slices of the keys a resync period re-announces,
@@ -435,18 +540,22 @@ const errWatchClosed = watchError("watcher closed")
 
 func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 	name := e.Key()
+	var c change[P]
 	switch e.Operation() {
 	case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
+		i.deliver.Lock()
+		defer i.deliver.Unlock()
 		i.mu.Lock()
-		i.deleteItemLocked(name)
+		c = i.deleteItemLocked(name)
 		i.tombstones[name] = tombstone{rev: e.Revision(), at: time.Now()}
 		if advance {
 			i.advanceLocked(e.Revision())
 		}
 		i.recordLocked(e.Revision(), name, nil, advance)
-		i.mu.Unlock()
 	default:
 		obj, err := i.bucket.decode(e)
+		i.deliver.Lock()
+		defer i.deliver.Unlock()
 		i.mu.Lock()
 		if advance {
 			i.advanceLocked(e.Revision())
@@ -461,14 +570,15 @@ func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 			i.mu.Unlock()
 			return
 		}
-		i.items[name] = obj
+		c = i.putLocked(name, obj)
 		if _, ok := i.tombstones[name]; ok {
 			delete(i.tombstones, name)
 			i.tombstones = shrink.Map(i.tombstones, &i.tombstonesPeak)
 		}
-		i.mu.Unlock()
 	}
-	i.notify(name)
+	hs := i.events
+	i.mu.Unlock()
+	c.deliver(hs)
 }
 
 // finishSnapshot drops cached keys the new snapshot no longer has: they were
@@ -476,14 +586,17 @@ func (i *Informer[T, P]) apply(e jetstream.KeyValueEntry, advance bool) {
 // taken (revision above its maximum) are kept.
 func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64) {
 	var gone []string
+	i.deliver.Lock()
 	i.mu.Lock()
 	for name, obj := range i.items {
 		if !seen[name] && obj.GetMeta().ResourceVersion <= snapshotMax {
-			delete(i.items, name)
 			gone = append(gone, name)
 		}
 	}
-	i.items = shrink.Map(i.items, &i.itemsPeak)
+	changes := make([]change[P], 0, len(gone))
+	for _, name := range gone {
+		changes = append(changes, i.deleteItemLocked(name))
+	}
 	if i.hist != nil {
 		for name, obj := range i.hist.watched {
 			if !seen[name] && obj.GetMeta().ResourceVersion <= snapshotMax {
@@ -493,58 +606,49 @@ func (i *Informer[T, P]) finishSnapshot(seen map[string]bool, snapshotMax uint64
 	}
 	i.advanceLocked(snapshotMax)
 	i.startHistoryLocked(i.rev)
+	hs := i.events
 	i.mu.Unlock()
-	for _, name := range gone {
-		i.notify(name)
+	for _, c := range changes {
+		c.deliver(hs)
 	}
-	i.notifyAll()
-	// Synced only after that first announcement: a handler added once
-	// Synced is closed hears changes and resyncs, never half of it.
+	i.deliver.Unlock()
+	// Synced only once the snapshot's changes were delivered: a handler
+	// added once Synced is closed hears the whole cache, then changes.
 	i.syncOnce.Do(func() { close(i.synced) })
 }
-
-func (i *Informer[T, P]) notify(name string) {
-	i.mu.RLock()
-	hs := i.handlers
-	i.mu.RUnlock()
-	for _, h := range hs {
-		h.fn(name)
-	}
-}
-
-func (i *Informer[T, P]) notifyAll() { i.notifyKeys(nil) }
 
 // notifySlice announces the keys in slice k of n (by a hash of the name,
 // so every key is in exactly one).
 func (i *Informer[T, P]) notifySlice(k, n int) {
 	if n == 1 {
-		i.notifyAll()
+		i.notifyKeys(nil)
 		return
 	}
 	i.notifyKeys(func(name string) bool { return sliceOf(name, n) == k })
 }
 
-// keys returns the cached keys that keep accepts (nil: all) and the
-// handlers, read together.
-func (i *Informer[T, P]) keys(keep func(name string) bool) ([]string, []handler) {
+// notifyKeys hands every cached object whose key keep accepts (nil: all)
+// to the handlers' OnUpdate as both old and new, outside the cache's lock:
+// handlers may read the cache.
+func (i *Informer[T, P]) notifyKeys(keep func(key string) bool) {
+	i.deliver.Lock()
+	defer i.deliver.Unlock()
 	i.mu.RLock()
-	defer i.mu.RUnlock()
-	names := make([]string, 0, len(i.items))
-	for name := range i.items {
-		if keep == nil || keep(name) {
-			names = append(names, name)
+	hs := i.events
+	if len(hs) == 0 {
+		i.mu.RUnlock()
+		return
+	}
+	var objs []P
+	for key, o := range i.items {
+		if keep == nil || keep(key) {
+			objs = append(objs, o)
 		}
 	}
-	return names, i.handlers
-}
-
-// notifyKeys announces every cached key that keep accepts (nil: all),
-// outside the lock: handlers may read the cache.
-func (i *Informer[T, P]) notifyKeys(keep func(name string) bool) {
-	names, hs := i.keys(keep)
-	for _, name := range names {
-		for _, h := range hs {
-			h.fn(name)
+	i.mu.RUnlock()
+	for _, o := range objs {
+		for _, e := range hs {
+			e.h.OnUpdate(o, o)
 		}
 	}
 }
@@ -582,10 +686,10 @@ type Caches struct {
 	Own []func(context.Context) error
 }
 
-// CacheOf returns shared when set (its handlers are the caller's to Join
-// when it starts); else a new cache of bucket with fn as its handler (nil:
-// none), whose Run joins c.Own.
-func CacheOf[T any, P Object[T]](c *Caches, shared *Informer[T, P], bucket *Bucket[T, P], fn func(name string)) *Informer[T, P] {
+// CacheOf returns shared when set (its handlers are the caller's to join,
+// JoinEventHandler, when it starts); else a new cache of bucket with h as
+// its handler (nil: none), whose Run joins c.Own.
+func CacheOf[T any, P Object[T]](c *Caches, shared *Informer[T, P], bucket *Bucket[T, P], h Handler[P]) *Informer[T, P] {
 	if shared != nil {
 		return shared
 	}
@@ -593,8 +697,8 @@ func CacheOf[T any, P Object[T]](c *Caches, shared *Informer[T, P], bucket *Buck
 	if c.History > 0 {
 		inf.WithHistory(c.History)
 	}
-	if fn != nil {
-		inf.AddHandler(fn)
+	if h != nil {
+		inf.AddEventHandler(h)
 	}
 	c.Own = append(c.Own, inf.Run)
 	return inf

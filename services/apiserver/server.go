@@ -150,12 +150,8 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 	s.ownCaches = caches.Own
 	s.podsJSON = newJSONCache()
 	// Entries are checked by revision when used; only a deleted pod's is
-	// dropped (a resync re-announces every pod, changed or not).
-	s.pods.AddHandler(func(name string) {
-		if _, ok := s.pods.Get(name); !ok {
-			s.podsJSON.forget(name)
-		}
-	})
+	// dropped.
+	s.pods.AddEventHandler(bus.HandlerFuncs[*schemas.Pod]{Delete: func(old *schemas.Pod) { s.podsJSON.forget(old.Name) }})
 	s.streamsCtx, s.stopStreams = context.WithCancel(context.Background())
 	s.kube = s.newKube()
 	s.handler = s.withUI(s.authenticate(s.withMetrics(http.HandlerFunc(s.serve))))

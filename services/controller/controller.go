@@ -20,7 +20,6 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
-	"github.com/miniku/miniku/internal/shrink"
 	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/schemas/kinds"
 	"github.com/miniku/miniku/services/queue"
@@ -77,15 +76,10 @@ type Controller struct {
 	nodes *bus.Informer[schemas.Node, *schemas.Node]
 	rsq   *queue.Queue
 	nodeq *queue.Queue
-	owned *ownerIndex
+	// counts follow the pod cache's events (owners.go).
+	counts *ownerCounts
 
 	mu sync.Mutex
-	// podOwner remembers each pod's replicaset so a deleted pod (gone from
-	// the cache) still wakes its owner.
-	podOwner map[string]string
-	// podOwnerPeak: podOwner is rebuilt once it emptied (a Go map keeps
-	// its peak's table).
-	podOwnerPeak shrink.Peak
 	// heartbeats holds, per node, the last heartbeat value seen and when
 	// this controller first saw it, by its own clock.
 	heartbeats map[string]observedHeartbeat
@@ -132,16 +126,19 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 		log:        log,
 		rsq:        queue.New(),
 		nodeq:      queue.New(),
-		owned:      newOwnerIndex(),
-		podOwner:   map[string]string{},
+		counts:     newOwnerCounts(),
 		heartbeats: map[string]observedHeartbeat{},
 		statusRev:  map[string]uint64{},
 		failures:   map[string]rsFailures{},
 	}
 	caches := &bus.Caches{Conn: conn, Resync: cfg.Resync, Log: log}
-	c.pods = bus.CacheOf(caches, cfg.Pods, conn.Pods, c.podChanged)
-	c.rss = bus.CacheOf(caches, cfg.ReplicaSets, conn.ReplicaSets, c.replicaSetChanged)
-	c.nodes = bus.CacheOf(caches, cfg.Nodes, conn.Nodes, c.nodeq.Add)
+	c.pods = bus.CacheOf(caches, cfg.Pods, conn.Pods, c.podHandler())
+	c.rss = bus.CacheOf(caches, cfg.ReplicaSets, conn.ReplicaSets, bus.KeyHandler[schemas.ReplicaSet](c.replicaSetChanged))
+	c.nodes = bus.CacheOf(caches, cfg.Nodes, conn.Nodes, bus.KeyHandler[schemas.Node](c.nodeq.Add))
+	// A sync reads its replicaset's pods, a lost node's eviction the
+	// node's: from indexes, not a pass over every pod.
+	c.pods.AddIndex(bus.PodsByOwner, bus.PodOwner)
+	c.pods.AddIndex(bus.PodsByNode, bus.PodNode)
 	c.own = caches.Own
 	return c, nil
 }
@@ -166,24 +163,31 @@ func (c *Controller) replicaSetChanged(name string) {
 	c.rsq.Add(name)
 }
 
-func (c *Controller) podChanged(name string) {
-	c.owned.refresh(name, c.pods.Get)
-	c.mu.Lock()
-	owner := c.podOwner[name]
-	p, ok := c.pods.Get(name)
-	switch {
-	case ok && p.Owner != "":
-		c.podOwner[name] = p.Owner
-		owner = p.Owner
-	case !ok:
-		delete(c.podOwner, name)
-		c.podOwner = shrink.Map(c.podOwner, &c.podOwnerPeak)
+// podHandler keeps the owner counts and wakes the owner of a pod that
+// changed or went (the deleted pod's last version still names it).
+func (c *Controller) podHandler() bus.Handler[*schemas.Pod] {
+	return bus.HandlerFuncs[*schemas.Pod]{
+		Add: func(p *schemas.Pod) { c.counts.OnAdd(p); c.podChanged(p) },
+		Update: func(old, p *schemas.Pod) {
+			c.counts.OnUpdate(old, p)
+			if old.Owner != p.Owner {
+				c.wakeOwner(old)
+			}
+			c.podChanged(p)
+		},
+		Delete: func(old *schemas.Pod) { c.counts.OnDelete(old); c.wakeOwner(old) },
 	}
-	c.mu.Unlock()
-	if owner != "" {
-		c.rsq.AddAfter(owner, podSyncDelay)
+}
+
+func (c *Controller) wakeOwner(p *schemas.Pod) {
+	if p.Owner != "" {
+		c.rsq.AddAfter(p.Owner, podSyncDelay)
 	}
-	if ok && p.NodeName != "" {
+}
+
+func (c *Controller) podChanged(p *schemas.Pod) {
+	c.wakeOwner(p)
+	if p.NodeName != "" {
 		// A pod bound to a lost node must be failed even if it was bound
 		// after the eviction pass.
 		if n, found := c.nodes.Get(p.NodeName); found && n.Status == schemas.NodeNotReady {
@@ -206,21 +210,24 @@ func (c *Controller) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); _ = run(ctx) }()
 	}
 	// Shared caches: join them once they hold every write made before now
-	// (a previous leader's included). Pods first: the owner index must be
-	// full before a replicaset sync counts them.
+	// (a previous leader's included). Pods first: the owner counts must
+	// be full before a replicaset sync reads them.
 	for _, join := range []struct {
 		shared bool
-		join   func(context.Context, func(string)) (func(), error)
-		fn     func(string)
+		join   func(context.Context) (func(), error)
 	}{
-		{c.cfg.Pods != nil, c.pods.Join, c.podChanged},
-		{c.cfg.Nodes != nil, c.nodes.Join, c.nodeq.Add},
-		{c.cfg.ReplicaSets != nil, c.rss.Join, c.replicaSetChanged},
+		{c.cfg.Pods != nil, func(ctx context.Context) (func(), error) { return c.pods.JoinEventHandler(ctx, c.podHandler()) }},
+		{c.cfg.Nodes != nil, func(ctx context.Context) (func(), error) {
+			return c.nodes.JoinEventHandler(ctx, bus.KeyHandler[schemas.Node](c.nodeq.Add))
+		}},
+		{c.cfg.ReplicaSets != nil, func(ctx context.Context) (func(), error) {
+			return c.rss.JoinEventHandler(ctx, bus.KeyHandler[schemas.ReplicaSet](c.replicaSetChanged))
+		}},
 	} {
 		if !join.shared {
 			continue
 		}
-		remove, err := join.join(ctx, join.fn)
+		remove, err := join.join(ctx)
 		if err != nil {
 			return nil
 		}
@@ -266,15 +273,13 @@ func (c *Controller) tick(ctx context.Context) {
 }
 
 func (c *Controller) enqueueOwners() {
-	for _, p := range c.pods.List() {
-		if p.Owner != "" {
-			c.rsq.Add(p.Owner)
-		}
+	for _, owner := range c.pods.IndexValues(bus.PodsByOwner) {
+		c.rsq.Add(owner)
 	}
 }
 
 func (c *Controller) ownedPods(rs *schemas.ReplicaSet) (owned, orphans []*schemas.Pod) {
-	for _, p := range c.owned.podsOf(rs.Name) {
+	for _, p := range c.pods.ByIndex(bus.PodsByOwner, rs.Name) {
 		if p.OwnerUID == rs.UID {
 			owned = append(owned, p)
 		} else {
@@ -291,14 +296,14 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 		// containers when the pods disappear).
 		c.forgetFailures(name)
 		var errs []error
-		for _, p := range c.owned.podsOf(name) {
+		for _, p := range c.pods.ByIndex(bus.PodsByOwner, name) {
 			errs = append(errs, c.terminatePod(ctx, p, "replicaset deleted"))
 		}
 		return errors.Join(errs...)
 	}
 	// Most syncs of a big replicaset find nothing to create or delete:
 	// then its counts suffice (owners.go), not a pass over its pods.
-	if n, ok := c.owned.steady(rs.Name, rs.UID); ok && n.active == rs.DesiredCount {
+	if n, ok := c.counts.steady(rs.Name, rs.UID); ok && n.active == rs.DesiredCount {
 		if rs.CurrentCount != n.active || rs.ReadyCount != n.running {
 			return c.updateStatus(ctx, rs, schemas.ReplicaSet{CurrentCount: n.active, ReadyCount: n.running})
 		}
@@ -382,9 +387,8 @@ func (c *Controller) createPod(ctx context.Context, rs *schemas.ReplicaSet) erro
 		if err != nil {
 			return fmt.Errorf("create pod for replicaset %s: %w", rs.Name, err)
 		}
-		c.pods.Observe(pod)
 		// The next sync, maybe before the watch echoes it, must count it.
-		c.owned.refresh(pod.Name, c.pods.Get)
+		c.pods.Observe(pod)
 		c.log.Info("created pod", "replicaset", rs.Name, "pod", pod.Name)
 		c.publish(bus.SubjPodCreated, schemas.Event{Type: "created", Kind: schemas.KindPod, Name: pod.Name, Revision: pod.ResourceVersion})
 		return nil
@@ -404,7 +408,6 @@ func (c *Controller) deletePod(ctx context.Context, p *schemas.Pod, why string) 
 		return fmt.Errorf("delete pod %s: %w", p.Name, err)
 	}
 	c.pods.ObserveDelete(p.Name, p.ResourceVersion+1)
-	c.owned.refresh(p.Name, c.pods.Get)
 	c.log.Info("deleted pod", "pod", p.Name, "replicaset", p.Owner, "reason", why)
 	c.publish(bus.SubjPodDeleted, schemas.Event{Type: "deleted", Kind: schemas.KindPod, Name: p.Name, Node: p.NodeName, Reason: why})
 	return nil
@@ -466,15 +469,15 @@ func (c *Controller) reconcileNode(ctx context.Context, name string) error {
 
 func (c *Controller) evictPods(ctx context.Context, node string) error {
 	var errs []error
-	for _, p := range c.pods.List() {
-		if p.NodeName == node && p.DeletionTimestamp != nil {
+	for _, p := range c.pods.ByIndex(bus.PodsByNode, node) {
+		if p.DeletionTimestamp != nil {
 			// No kubelet will finish it: force-delete, as Kubernetes'
 			// pod GC does for pods of lost nodes. If the node returns,
 			// its kubelet stops the container of the vanished pod.
 			errs = append(errs, c.deletePod(ctx, p, "terminating on lost node"))
 			continue
 		}
-		if p.NodeName != node || p.Status.Terminal() {
+		if p.Status.Terminal() {
 			continue
 		}
 		updated, err := c.conn.Pods.Mutate(ctx, p.Name, func(cur *schemas.Pod) error {
@@ -497,7 +500,6 @@ func (c *Controller) evictPods(ctx context.Context, node string) error {
 		}
 		if updated.Status == schemas.PodFailed && updated.Reason == "NodeLost" {
 			c.pods.Observe(updated)
-			c.owned.refresh(p.Name, c.pods.Get)
 			c.log.Warn("evicted pod from lost node", "pod", p.Name, "node", node)
 			c.publish(bus.SubjPodFailed, schemas.Event{Type: "failed", Kind: schemas.KindPod, Name: p.Name, Node: node, Reason: "NodeLost"})
 			c.conn.Emit(schemas.ObjectEvent{Type: schemas.EventWarning, Reason: "Evicted", Kind: schemas.KindPod, Name: p.Name, Node: node,

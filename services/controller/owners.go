@@ -3,32 +3,22 @@ package controller
 import (
 	"sync"
 
-	"github.com/miniku/miniku/internal/shrink"
+	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/schemas"
 )
 
-// ownerIndex holds each replicaset's pods, so a replicaset sync reads its
-// own pods instead of scanning every pod in the cache, and reads them
-// without a cache lookup each: a sync of a 10,000-pod replicaset is a copy
-// of 10,000 pointers.
-//
-// refresh re-reads the pod from the cache under the index's lock, so the
-// last refresh of a pod reflects its latest cached state; the informer
-// handler refreshes every changed pod (and every pod at each resync), and
-// the controller refreshes every pod it writes right after observing the
-// write, so its next sync sees its own writes.
-type ownerIndex struct {
-	mu    sync.Mutex
-	pods  map[string]map[string]*schemas.Pod // owner -> pod name -> pod
-	owner map[string]string                  // pod name -> owner
-	// counts are, per owner and owner UID, what a sync's plan depends on,
-	// kept as pods change: a sync with nothing to create or delete (most
-	// syncs while a big replicaset starts) reads them instead of its pods.
+// ownerCounts are, per owner name and owner UID, what a replicaset sync's
+// plan depends on, kept from the pod cache's events: a sync with nothing
+// to create or delete (most syncs while a big replicaset starts) reads
+// them instead of its pods. The cache's events come one at a time in the
+// order it changed, the controller's own writes (Observe) included before
+// Observe returns, so the counts are the cache's.
+type ownerCounts struct {
+	mu     sync.Mutex
 	counts map[string]map[string]*podCounts
-	// ownerPeak: owner is rebuilt once it emptied (a Go map keeps its
-	// peak's table); an owner's pods go with the owner's last pod.
-	ownerPeak shrink.Peak
 }
+
+var _ bus.Handler[*schemas.Pod] = (*ownerCounts)(nil)
 
 // podCounts classifies an owner's pods as DecideReplicaSet does.
 type podCounts struct {
@@ -49,14 +39,37 @@ func (c *podCounts) add(p *schemas.Pod, n int) {
 	}
 }
 
-func newOwnerIndex() *ownerIndex {
-	return &ownerIndex{pods: map[string]map[string]*schemas.Pod{}, owner: map[string]string{},
-		counts: map[string]map[string]*podCounts{}}
+func newOwnerCounts() *ownerCounts {
+	return &ownerCounts{counts: map[string]map[string]*podCounts{}}
+}
+
+func (x *ownerCounts) OnAdd(p *schemas.Pod) { x.apply(nil, p) }
+
+func (x *ownerCounts) OnUpdate(old, p *schemas.Pod) {
+	if old != p {
+		x.apply(old, p)
+	}
+}
+
+func (x *ownerCounts) OnDelete(old *schemas.Pod) { x.apply(old, nil) }
+
+func (x *ownerCounts) apply(old, p *schemas.Pod) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if old != nil {
+		x.count(old, -1)
+	}
+	if p != nil {
+		x.count(p, 1)
+	}
 }
 
 // count adds (n = 1) or removes (n = -1) p's contribution to its owner's
 // counts.
-func (x *ownerIndex) count(p *schemas.Pod, n int) {
+func (x *ownerCounts) count(p *schemas.Pod, n int) {
+	if p.Owner == "" {
+		return
+	}
 	byUID := x.counts[p.Owner]
 	if byUID == nil {
 		byUID = map[string]*podCounts{}
@@ -79,7 +92,7 @@ func (x *ownerIndex) count(p *schemas.Pod, n int) {
 // steady returns the counts of owner's pods when all of them belong to the
 // replicaset with uid and none is terminal or terminating: then a sync
 // needs no pod, only these counts.
-func (x *ownerIndex) steady(owner, uid string) (podCounts, bool) {
+func (x *ownerCounts) steady(owner, uid string) (podCounts, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	byUID := x.counts[owner]
@@ -91,55 +104,4 @@ func (x *ownerIndex) steady(owner, uid string) (podCounts, bool) {
 		return podCounts{}, false
 	}
 	return *c, true
-}
-
-func (x *ownerIndex) refresh(name string, get func(string) (*schemas.Pod, bool)) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	p, ok := get(name)
-	now := ""
-	if ok {
-		now = p.Owner
-	}
-	old, had := x.owner[name]
-	if had {
-		x.count(x.pods[old][name], -1)
-	}
-	if had && old == now {
-		if now != "" {
-			x.pods[now][name] = p
-			x.count(p, 1)
-		}
-		return
-	}
-	if had {
-		delete(x.pods[old], name)
-		if len(x.pods[old]) == 0 {
-			delete(x.pods, old)
-		}
-		delete(x.owner, name)
-		x.owner = shrink.Map(x.owner, &x.ownerPeak)
-	}
-	if now == "" {
-		return
-	}
-	x.owner[name] = now
-	set := x.pods[now]
-	if set == nil {
-		set = map[string]*schemas.Pod{}
-		x.pods[now] = set
-	}
-	set[name] = p
-	x.count(p, 1)
-}
-
-// podsOf returns the pods whose owner is name, as last refreshed.
-func (x *ownerIndex) podsOf(name string) []*schemas.Pod {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	out := make([]*schemas.Pod, 0, len(x.pods[name]))
-	for _, p := range x.pods[name] {
-		out = append(out, p)
-	}
-	return out
 }

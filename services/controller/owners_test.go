@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/bustest"
 	"github.com/miniku/miniku/schemas"
 )
@@ -28,49 +29,60 @@ func recountOwners(pods []*schemas.Pod) map[string][]string {
 	return out
 }
 
-// indexed is the index's raw content, and what podsOf returns for owners,
-// which must agree and be the cached objects themselves (their latest
-// version, not the one first indexed).
-func indexed(t *testing.T, x *ownerIndex, get func(string) (*schemas.Pod, bool), owners []string) map[string][]string {
-	t.Helper()
-	x.mu.Lock()
-	out := map[string][]string{}
-	for o, set := range x.pods {
-		out[o] = []string{}
-		for n := range set {
-			out[o] = append(out[o], n)
-		}
-		sort.Strings(out[o])
-	}
-	x.mu.Unlock()
-	for _, o := range owners {
-		var via []string
-		for _, p := range x.podsOf(o) {
-			name := p.Name
-			if cur, ok := get(name); !ok || cur != p {
-				name += " (stale)"
-			}
-			via = append(via, name)
-		}
-		sort.Strings(via)
-		if len(via) != len(out[o]) || (len(via) > 0 && !reflect.DeepEqual(via, out[o])) {
-			out["podsOf "+o] = via
+// podsOf is what the owner index must return for owner: every cached pod
+// it owns.
+func podsOf(cache map[string]*schemas.Pod, owner string) []*schemas.Pod {
+	var out []*schemas.Pod
+	for _, p := range cache {
+		if p.Owner == owner {
+			out = append(out, p)
 		}
 	}
 	return out
 }
 
-// TestOwnerIndexMatchesRecount applies random creates, re-creates under
-// another owner, deletes and no-op refreshes, and checks both what podsOf
-// returns and that the index itself holds exactly the cached pods.
-func TestOwnerIndexMatchesRecount(t *testing.T) {
+// recountCounts is what the owner counts must hold for pods.
+func recountCounts(pods []*schemas.Pod) map[string]map[string]podCounts {
+	want := map[string]map[string]podCounts{}
+	for _, p := range pods {
+		if p.Owner == "" {
+			continue
+		}
+		if want[p.Owner] == nil {
+			want[p.Owner] = map[string]podCounts{}
+		}
+		c := want[p.Owner][p.OwnerUID]
+		c.add(p, 1)
+		want[p.Owner][p.OwnerUID] = c
+	}
+	return want
+}
+
+func (x *ownerCounts) snapshot() map[string]map[string]podCounts {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	got := map[string]map[string]podCounts{}
+	for o, byUID := range x.counts {
+		got[o] = map[string]podCounts{}
+		for uid, c := range byUID {
+			got[o][uid] = *c
+		}
+	}
+	return got
+}
+
+// TestOwnerCountsMatchRecount applies random creates, re-creates under
+// another owner, deletes and resyncs as a cache's events, and checks the
+// counts against a recount, and that where a sync would take the counts'
+// shortcut the full decision agrees.
+func TestOwnerCountsMatchRecount(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	cache := map[string]*schemas.Pod{}
-	get := func(name string) (*schemas.Pod, bool) { p, ok := cache[name]; return p, ok }
-	x := newOwnerIndex()
+	x := newOwnerCounts()
 	owners := []string{"", "web", "db", "cache"}
 	for step := 0; step < 5000; step++ {
 		name := fmt.Sprintf("p%d", rng.IntN(40))
+		old := cache[name]
 		switch rng.IntN(3) {
 		case 0:
 			np := &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: name}, Owner: owners[rng.IntN(len(owners))],
@@ -81,53 +93,35 @@ func TestOwnerIndexMatchesRecount(t *testing.T) {
 				np.DeletionTimestamp = &now
 			}
 			cache[name] = np
+			if old != nil {
+				x.OnUpdate(old, np)
+			} else {
+				x.OnAdd(np)
+			}
 		case 1:
-			delete(cache, name)
-		}
-		for n := rng.IntN(2) + 1; n > 0; n-- {
-			x.refresh(name, get)
+			if old != nil {
+				delete(cache, name)
+				x.OnDelete(old)
+			}
+		default:
+			if old != nil {
+				x.OnUpdate(old, old) // a resync
+			}
 		}
 		all := make([]*schemas.Pod, 0, len(cache))
 		for _, p := range cache {
 			all = append(all, p)
 		}
-		want := recountOwners(all)
-		if got := indexed(t, x, get, owners[1:]); !reflect.DeepEqual(got, want) {
-			t.Fatalf("step %d (%s): index %v, recount %v", step, name, got, want)
+		if got, want := x.snapshot(), recountCounts(all); !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d (%s): counts %v, recount %v", step, name, got, want)
 		}
-		wantCounts := map[string]map[string]podCounts{}
-		for _, p := range all {
-			if p.Owner == "" {
-				continue
-			}
-			if wantCounts[p.Owner] == nil {
-				wantCounts[p.Owner] = map[string]podCounts{}
-			}
-			c := wantCounts[p.Owner][p.OwnerUID]
-			c.add(p, 1)
-			wantCounts[p.Owner][p.OwnerUID] = c
-		}
-		x.mu.Lock()
-		gotCounts := map[string]map[string]podCounts{}
-		for o, byUID := range x.counts {
-			gotCounts[o] = map[string]podCounts{}
-			for uid, c := range byUID {
-				gotCounts[o][uid] = *c
-			}
-		}
-		x.mu.Unlock()
-		if !reflect.DeepEqual(gotCounts, wantCounts) {
-			t.Fatalf("step %d (%s): counts %v, recount %v", step, name, gotCounts, wantCounts)
-		}
-		// Where a sync would take the counts' shortcut, the full decision
-		// must agree: nothing to do, the same status.
 		for _, o := range owners[1:] {
 			n, ok := x.steady(o, "u1")
 			if !ok {
 				continue
 			}
 			rs := &schemas.ReplicaSet{ObjectMeta: schemas.ObjectMeta{Name: o, UID: "u1"}, DesiredCount: n.active}
-			pods := x.podsOf(o)
+			pods := podsOf(cache, o)
 			for _, p := range pods {
 				if p.OwnerUID != "u1" {
 					t.Fatalf("step %d: steady(%s) with a pod of another replicaset", step, o)
@@ -138,22 +132,28 @@ func TestOwnerIndexMatchesRecount(t *testing.T) {
 				t.Fatalf("step %d: %s steady %+v, but the decision is %+v", step, o, n, plan)
 			}
 		}
-		x.mu.Lock()
-		held := 0
-		for _, set := range x.pods {
-			held += len(set)
-		}
-		if held != len(x.owner) {
-			t.Fatalf("step %d: %d pods in owner sets, %d owners recorded", step, held, len(x.owner))
-		}
-		x.mu.Unlock()
 	}
+}
+
+// indexed is what the controller's owner index returns for owners.
+func indexed(c *Controller, owners []string) map[string][]string {
+	out := map[string][]string{}
+	for _, o := range owners {
+		for _, p := range c.pods.ByIndex(bus.PodsByOwner, o) {
+			out[o] = append(out[o], p.Name)
+		}
+		sort.Strings(out[o])
+		if len(out[o]) == 0 {
+			delete(out, o)
+		}
+	}
+	return out
 }
 
 // TestOwnerIndexFollowsScaling runs the controller on a real bus through a
 // scale up, a scale down and a replicaset delete: it must create and
-// delete exactly the right number of pods, and its index must equal a
-// recount of its cache.
+// delete exactly the right number of pods, and its index and counts must
+// equal a recount of its cache.
 func TestOwnerIndexFollowsScaling(t *testing.T) {
 	ns := bustest.Server(t, "", "")
 	conn := bustest.Conn(t, ns.ClientURL(), nil)
@@ -184,8 +184,11 @@ func TestOwnerIndexFollowsScaling(t *testing.T) {
 			if len(cached) != len(list) {
 				return fmt.Errorf("%d pods cached, %d stored", len(cached), len(list))
 			}
-			if got, want := indexed(t, c.owned, c.pods.Get, []string{"web", "db"}), recountOwners(cached); !reflect.DeepEqual(got, want) {
+			if got, want := indexed(c, []string{"web", "db"}), recountOwners(cached); !reflect.DeepEqual(got, want) {
 				return fmt.Errorf("index %v, recount %v", got, want)
+			}
+			if got, want := c.counts.snapshot(), recountCounts(cached); !reflect.DeepEqual(got, want) {
+				return fmt.Errorf("counts %v, recount %v", got, want)
 			}
 			return nil
 		})
@@ -217,8 +220,8 @@ func TestOwnerIndexFollowsScaling(t *testing.T) {
 
 // TestCreatedPodCountsAtOnce: a pod the controller just created is its
 // replicaset's before any watch event, or the next sync would create it
-// again. The informers are not running here, so only the controller's own
-// bookkeeping can make it count.
+// again. The informers are not running here, so only the cache's record
+// of the controller's own write (Observe) can make it count.
 func TestCreatedPodCountsAtOnce(t *testing.T) {
 	ns := bustest.Server(t, "", "")
 	conn := bustest.Conn(t, ns.ClientURL(), nil)

@@ -47,7 +47,6 @@ func (c *Controller) terminatePod(ctx context.Context, p *schemas.Pod, why strin
 	}
 	if updated.UID == p.UID && updated.DeletionTimestamp != nil {
 		c.pods.Observe(updated)
-		c.owned.refresh(updated.Name, c.pods.Get)
 		c.log.Info("terminating pod", "pod", p.Name, "replicaset", p.Owner, "node", p.NodeName, "reason", why)
 	}
 	return nil

@@ -42,9 +42,6 @@ type Hollow struct {
 	pods       *bus.Informer[schemas.Pod, *schemas.Pod]
 	sharedPods bool
 	kubelets   map[string]*Kubelet
-
-	mu     sync.Mutex
-	nodeOf map[string]string // pod name -> node, as last seen
 }
 
 // NewHollow builds cfg.Count hollow kubelets on conn.
@@ -65,7 +62,7 @@ func NewHollow(cfg HollowConfig, conn *bus.Conn) (*Hollow, error) {
 	if base.Workers <= 0 {
 		base.Workers = 2 // the fake runtime never blocks
 	}
-	h := &Hollow{kubelets: make(map[string]*Kubelet, cfg.Count), nodeOf: map[string]string{}}
+	h := &Hollow{kubelets: make(map[string]*Kubelet, cfg.Count)}
 	for i := 1; i <= cfg.Count; i++ {
 		c := base
 		c.NodeName = fmt.Sprintf("%s%d", cfg.NamePrefix, i)
@@ -78,7 +75,7 @@ func NewHollow(cfg HollowConfig, conn *bus.Conn) (*Hollow, error) {
 				h.pods, h.sharedPods = cfg.Pods, true
 			} else {
 				h.pods = bus.NewInformer(conn, conn.Pods, k.cfg.Resync, k.cfg.Logger.With("component", "hollow"))
-				h.pods.AddHandler(h.dispatch)
+				h.pods.AddEventHandler(h.handler())
 			}
 		}
 		k.pods, k.sharedPods = h.pods, true
@@ -96,26 +93,24 @@ func (h *Hollow) Nodes() []string {
 	return out
 }
 
-func (h *Hollow) dispatch(name string) {
-	var now string
-	if p, ok := h.pods.Get(name); ok {
-		now = p.NodeName
+// handler dispatches a pod's change to its node's kubelet, and to its
+// previous node's when it moved or was deleted.
+func (h *Hollow) handler() bus.Handler[*schemas.Pod] {
+	return bus.HandlerFuncs[*schemas.Pod]{
+		Add: func(p *schemas.Pod) { h.dispatch(p.Name, p.NodeName) },
+		Update: func(old, p *schemas.Pod) {
+			h.dispatch(p.Name, p.NodeName)
+			if old.NodeName != p.NodeName {
+				h.dispatch(p.Name, old.NodeName)
+			}
+		},
+		Delete: func(old *schemas.Pod) { h.dispatch(old.Name, old.NodeName) },
 	}
-	h.mu.Lock()
-	prev := h.nodeOf[name]
-	if now != "" {
-		h.nodeOf[name] = now
-	} else {
-		delete(h.nodeOf, name)
-	}
-	h.mu.Unlock()
-	if k := h.kubelets[now]; k != nil {
-		k.q.Add(name)
-	}
-	if prev != now {
-		if k := h.kubelets[prev]; k != nil {
-			k.q.Add(name)
-		}
+}
+
+func (h *Hollow) dispatch(pod, node string) {
+	if k := h.kubelets[node]; k != nil {
+		k.q.Add(pod)
 	}
 }
 
@@ -128,7 +123,7 @@ func (h *Hollow) Run(ctx context.Context) error {
 	if h.sharedPods {
 		// Join the running cache: every pod bound to these nodes is
 		// dispatched once it holds every write made before now.
-		remove, err := h.pods.Join(ctx, h.dispatch)
+		remove, err := h.pods.JoinEventHandler(ctx, h.handler())
 		if err != nil {
 			return nil // ctx ended
 		}

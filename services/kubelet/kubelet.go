@@ -158,12 +158,21 @@ func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, 
 		eviction:    cfg.Eviction.withDefaults(),
 	}
 	k.evictions = k.newEvictionManager()
-	k.pods.AddHandler(func(name string) {
-		if p, ok := k.pods.Get(name); (ok && p.NodeName == k.cfg.NodeName) || k.hasContainer(name) {
-			k.q.Add(name)
-		}
+	k.pods.AddEventHandler(bus.HandlerFuncs[*schemas.Pod]{
+		Add:    k.podChanged,
+		Update: func(_, p *schemas.Pod) { k.podChanged(p) },
+		// A pod deleted is this node's to clean up if it was bound here
+		// or left a container.
+		Delete: k.podChanged,
 	})
 	return k, nil
+}
+
+// podChanged queues a pod of this node, or one it has a container of.
+func (k *Kubelet) podChanged(p *schemas.Pod) {
+	if p.NodeName == k.cfg.NodeName || k.hasContainer(p.Name) {
+		k.q.Add(p.Name)
+	}
 }
 
 // Run serves the node until ctx ends. Containers keep running after it

@@ -16,7 +16,6 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
-	"github.com/miniku/miniku/internal/shrink"
 	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/queue"
 )
@@ -53,20 +52,12 @@ type Scheduler struct {
 	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
 	nodes *bus.Informer[schemas.Node, *schemas.Node]
 	q     *queue.Queue
-	room  *roomTracker
 	alloc *allocIndex
 
 	// own are the Runs of the caches this scheduler made for itself (not
 	// shared ones).
 	own []func(context.Context) error
 
-	// pending holds the pods waiting for a node, so that room appearing
-	// requeues them without a pass over every pod.
-	pendingMu sync.Mutex
-	pending   map[string]struct{}
-	// pendingPeak: pending is rebuilt once it emptied (a Go map keeps its
-	// peak's table: 100,000 unschedulable pods' worth after they went).
-	pendingPeak shrink.Peak
 	// rescan asks for every pending pod to be requeued. Requests coalesce:
 	// 5,000 nodes appearing at a new term's start, or a replicaset of
 	// 10,000 deleted, cost a pass or two rather than one per event (which
@@ -87,59 +78,76 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 	}
 	log := cfg.Logger.With("component", "scheduler")
 	s := &Scheduler{
-		cfg:     cfg,
-		conn:    conn,
-		log:     log,
-		q:       queue.New(),
-		room:    newRoomTracker(),
-		alloc:   newAllocIndex(),
-		pending: map[string]struct{}{},
-		rescan:  make(chan struct{}, 1),
+		cfg:    cfg,
+		conn:   conn,
+		log:    log,
+		q:      queue.New(),
+		alloc:  newAllocIndex(),
+		rescan: make(chan struct{}, 1),
 	}
 	caches := &bus.Caches{Conn: conn, Resync: cfg.Resync, Log: log}
-	s.pods = bus.CacheOf(caches, cfg.Pods, conn.Pods, s.podChanged)
-	s.nodes = bus.CacheOf(caches, cfg.Nodes, conn.Nodes, s.nodeChanged)
+	s.pods = bus.CacheOf(caches, cfg.Pods, conn.Pods, s.podHandler())
+	s.nodes = bus.CacheOf(caches, cfg.Nodes, conn.Nodes, s.nodeHandler())
+	// The pods waiting for a node, so that room appearing requeues them
+	// without a pass over every pod.
+	s.pods.AddIndex(podsPending, pendingIndex)
 	s.own = caches.Own
 	return s, nil
 }
 
-func (s *Scheduler) podChanged(name string) {
+// podsPending indexes the pods that need a node under "" (pendingIndex).
+const podsPending = "scheduler.pending"
+
+func pendingIndex(p *schemas.Pod) []string {
+	if needsBinding(p) {
+		return []string{""}
+	}
+	return nil
+}
+
+func (s *Scheduler) podHandler() bus.Handler[*schemas.Pod] {
+	return bus.HandlerFuncs[*schemas.Pod]{
+		Add:    func(p *schemas.Pod) { s.podChanged(p.Name, nil, p) },
+		Update: func(old, p *schemas.Pod) { s.podChanged(p.Name, old, p) },
+		Delete: func(old *schemas.Pod) { s.podChanged(old.Name, old, nil) },
+	}
+}
+
+// podChanged: p is now (nil: gone), old was (nil: new).
+func (s *Scheduler) podChanged(name string, old, p *schemas.Pod) {
 	s.alloc.refresh(name, s.pods.Get)
-	p, ok := s.pods.Get(name)
-	waiting := ok && needsBinding(p)
-	s.setPending(name, waiting)
-	if waiting {
+	if p != nil && needsBinding(p) {
 		s.q.Add(name)
 	}
 	// A pod gone or finished frees room on its node.
-	if s.room.podChanged(name, p, ok) {
+	if freesRoom(old, p) {
 		s.requeuePending()
 	}
 }
 
-// nodeChanged: a node becoming Ready, uncordoned, relabelled or added may
-// unblock every pending pod; a mere heartbeat does not.
-func (s *Scheduler) nodeChanged(name string) {
-	n, ok := s.nodes.Get(name)
-	if s.room.nodeChanged(name, n, ok) {
-		s.alloc.setNode(name, n, ok)
+// nodeHandler: a node becoming Ready, uncordoned, relabelled or added may
+// unblock every pending pod; a mere heartbeat or a resync does not.
+func (s *Scheduler) nodeHandler() bus.Handler[*schemas.Node] {
+	changed := func(old, n *schemas.Node) {
+		if !nodeMatters(old, n) {
+			return
+		}
+		if n != nil {
+			s.alloc.setNode(n.Name, n, true)
+		} else {
+			s.alloc.setNode(old.Name, nil, false)
+		}
 		s.requeuePending()
+	}
+	return bus.HandlerFuncs[*schemas.Node]{
+		Add:    func(n *schemas.Node) { changed(nil, n) },
+		Update: changed,
+		Delete: func(old *schemas.Node) { changed(old, nil) },
 	}
 }
 
 func needsBinding(p *schemas.Pod) bool {
 	return p.NodeName == "" && p.Status == schemas.PodPending && p.DeletionTimestamp == nil
-}
-
-func (s *Scheduler) setPending(name string, waiting bool) {
-	s.pendingMu.Lock()
-	defer s.pendingMu.Unlock()
-	if waiting {
-		s.pending[name] = struct{}{}
-	} else {
-		delete(s.pending, name)
-		s.pending = shrink.Map(s.pending, &s.pendingPeak)
-	}
 }
 
 // requeuePending asks rescanLoop for a pass over the pending pods.
@@ -157,14 +165,8 @@ func (s *Scheduler) rescanLoop(ctx context.Context) {
 			return
 		case <-s.rescan:
 		}
-		s.pendingMu.Lock()
-		names := make([]string, 0, len(s.pending))
-		for name := range s.pending {
-			names = append(names, name)
-		}
-		s.pendingMu.Unlock()
-		for _, name := range names {
-			s.q.Add(name)
+		for _, p := range s.pods.ByIndex(podsPending, "") {
+			s.q.Add(p.Name)
 		}
 	}
 }
@@ -196,14 +198,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	// now (a previous leader's binds included). Nodes first, so pods are
 	// decided against them.
 	if s.cfg.Nodes != nil {
-		remove, err := s.nodes.Join(ctx, s.nodeChanged)
+		remove, err := s.nodes.JoinEventHandler(ctx, s.nodeHandler())
 		if err != nil {
 			return nil
 		}
 		defer remove()
 	}
 	if s.cfg.Pods != nil {
-		remove, err := s.pods.Join(ctx, s.podChanged)
+		remove, err := s.pods.JoinEventHandler(ctx, s.podHandler())
 		if err != nil {
 			return nil
 		}

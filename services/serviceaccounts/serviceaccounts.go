@@ -77,7 +77,7 @@ func Missing(namespaces []string, exists func(namespace, name string) bool) []st
 func (c *Controller) Run(ctx context.Context) error {
 	inf := bus.NewInformer(c.conn, c.conn.ServiceAccounts, c.cfg.Resync, c.log)
 	changed := make(chan struct{}, 1)
-	inf.AddHandler(func(name string) {
+	inf.AddEventHandler(bus.KeyHandler[schemas.ServiceAccount](func(name string) {
 		if name != schemas.DefaultServiceAccount {
 			return
 		}
@@ -85,7 +85,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		case changed <- struct{}{}:
 		default:
 		}
-	})
+	}))
 	ictx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- inf.Run(ictx) }()
