@@ -22,6 +22,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/miniku/miniku/schemas"
 )
 
 // NATS users. Every component logs in as its own user and gets only the
@@ -29,7 +31,7 @@ import (
 // anonymous user.
 const (
 	UserAPIServer  = "apiserver"
-	UserScheduler  = "scheduler"
+	UserScheduler  = string(schemas.RoleScheduler)
 	UserController = "controller"
 	// UserViewer is read-only: for people watching with the nats CLI.
 	UserViewer = "viewer"
@@ -203,30 +205,42 @@ func serverUsers(dir string, kubelets []string) ([]*server.User, error) {
 	return users, nil
 }
 
-// Buckets and streams whose JetStream API the components use. "leases" is
-// the leader-election bucket of the scheduler and controller. The secrets
-// bucket is not among them: only the apiserver's user may use it.
+// Buckets and streams whose JetStream API the components use, from
+// schemas.Stores. The private buckets (secrets) are not among them: only
+// the apiserver's user may use them.
 var (
-	allBuckets   = []string{BucketPods, BucketReplicaSets, BucketNodes, BucketNamespaces, "leases", BucketConfigMaps, BucketServiceAccounts}
-	allStreams   = append(kvStreams(allBuckets...), StreamEvents)
-	eventSubject = SubjEventPrefix + ".>"
+	allBuckets     = schemas.StoreBuckets(func(s schemas.Store) bool { return !s.Private })
+	allStreams     = append(kvStreams(allBuckets...), StreamEvents)
+	privateBuckets = schemas.StoreBuckets(func(s schemas.Store) bool { return s.Private })
+	eventSubject   = SubjEventPrefix + ".>"
 )
 
+// writableBy are the buckets role may write besides the apiserver and the
+// controller.
+func writableBy(role schemas.Role) []string {
+	return schemas.StoreBuckets(func(s schemas.Store) bool { return s.Writes(role) })
+}
+
 // secretsDeny is what every user but the apiserver's is denied, whatever
-// else it is allowed: the secrets bucket's subjects (puts, deletes, and
-// the raw writes a "$KV.>" subscription would see) and every JetStream
-// API call naming its stream — info, gets, consumers, snapshots, updates
-// that could re-publish it — as $JS.API.<a>.<b>.KV_secrets[.…] or
-// $JS.API.<a>.<b>.<c>.KV_secrets[.…]. A deny wins over any allow, so a
-// wildcard allow (the viewer's "$JS.API.DIRECT.GET.>") cannot reach it.
+// else it is allowed, for each private bucket (secrets): the bucket's
+// subjects (puts, deletes, and the raw writes a "$KV.>" subscription
+// would see) and every JetStream API call naming its stream — info, gets,
+// consumers, snapshots, updates that could re-publish it — as
+// $JS.API.<a>.<b>.KV_secrets[.…] or $JS.API.<a>.<b>.<c>.KV_secrets[.…]. A
+// deny wins over any allow, so a wildcard allow (the viewer's
+// "$JS.API.DIRECT.GET.>") cannot reach it.
 func secretsDeny() (pub, sub []string) {
-	st := "KV_" + BucketSecrets
-	kv := "$KV." + BucketSecrets + ".>"
-	return []string{kv,
-		"$JS.API.*.*." + st, "$JS.API.*.*." + st + ".>",
-		"$JS.API.*.*.*." + st, "$JS.API.*.*.*." + st + ".>",
-		"$JS.ACK." + st + ".>",
-	}, []string{kv}
+	for _, b := range privateBuckets {
+		st := "KV_" + b
+		kv := "$KV." + b + ".>"
+		pub = append(pub, kv,
+			"$JS.API.*.*."+st, "$JS.API.*.*."+st+".>",
+			"$JS.API.*.*.*."+st, "$JS.API.*.*.*."+st+".>",
+			"$JS.ACK."+st+".>",
+		)
+		sub = append(sub, kv)
+	}
+	return pub, sub
 }
 
 // denySecrets adds secretsDeny to p.
@@ -275,14 +289,12 @@ func jsAdmin(streams []string) []string {
 	return out
 }
 
-// jsCompact lets the control plane purge the object buckets' streams:
-// compaction removes old delete markers, and a repair the unreadable
-// message of a key (compact.go, repair.go).
-func jsCompact(secrets bool) []string {
-	buckets := []string{BucketPods, BucketReplicaSets, BucketNodes, BucketNamespaces, BucketConfigMaps, BucketServiceAccounts}
-	if secrets {
-		buckets = append(buckets, BucketSecrets)
-	}
+// jsCompact lets the control plane purge the object buckets' streams
+// (the private ones too if private): compaction removes old delete
+// markers, and a repair the unreadable message of a key (compact.go,
+// repair.go).
+func jsCompact(private bool) []string {
+	buckets := schemas.StoreBuckets(func(s schemas.Store) bool { return s.Objects && (!s.Private || private) })
 	var out []string
 	for _, b := range buckets {
 		out = append(out, "$JS.API.STREAM.PURGE.KV_"+b)
@@ -334,8 +346,8 @@ func Permissions(user string) (*server.Permissions, error) {
 		// and writes it, its caches too, for every other client).
 		streams, buckets := allStreams, allBuckets
 		if user == UserAPIServer {
-			streams = append(slices.Clone(streams), "KV_"+BucketSecrets)
-			buckets = append(slices.Clone(buckets), BucketSecrets)
+			streams = append(slices.Clone(streams), kvStreams(privateBuckets...)...)
+			buckets = append(slices.Clone(buckets), privateBuckets...)
 		}
 		p := mk(
 			// kubelet.<node>.logs, kubelet.<node>.exec: log and exec
@@ -351,7 +363,7 @@ func Permissions(user string) (*server.Permissions, error) {
 		return p, nil
 	case user == UserScheduler:
 		return denySecrets(mk(
-			cat(jsRead(allStreams), jsAdmin(allStreams), kvWrite(BucketPods, "leases"),
+			cat(jsRead(allStreams), jsAdmin(allStreams), kvWrite(writableBy(schemas.RoleScheduler)...),
 				[]string{SubjPodAssigned + ".>", eventSubject}),
 			cat(hints, []string{eventSubject}),
 		)), nil

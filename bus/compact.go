@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -167,12 +168,8 @@ func NewCompactor(c *Conn, delay time.Duration, log *slog.Logger) *Compactor {
 	if log == nil {
 		log = c.log
 	}
-	buckets := []compactable{c.Pods, c.ReplicaSets, c.Nodes, c.Namespaces, c.ConfigMaps, c.ServiceAccounts}
-	if c.Secrets != nil {
-		buckets = append(buckets, c.Secrets)
-	}
 	return &Compactor{Delay: delay, Log: log.With("component", "compactor"),
-		buckets: buckets, samples: map[string][]revSample{}}
+		buckets: slices.Clone(c.compactables), samples: map[string][]revSample{}}
 }
 
 // Run compacts until ctx ends. Failures are logged and retried at the

@@ -69,6 +69,8 @@ type Conn struct {
 	events jetstream.Stream
 	// secretsKey is Options.SecretsKey.
 	secretsKey Sealer
+	// compactables are the object buckets, for the compactor.
+	compactables []compactable
 	// replicas of the buckets this connection creates (leases too).
 	replicas int
 
@@ -211,19 +213,44 @@ func (c *Conn) waitConnected(ctx context.Context) error {
 	return nil
 }
 
-// objectBuckets are the buckets of objects this connection uses: the
-// secrets bucket only with a key.
+// objectBuckets are the buckets of objects this connection uses
+// (schemas.Stores): the private ones (secrets) only with a key.
 func (c *Conn) objectBuckets() []string {
-	b := []string{BucketPods, BucketReplicaSets, BucketNodes, BucketNamespaces, BucketConfigMaps, BucketServiceAccounts}
-	if c.secretsKey != nil {
-		b = append(b, BucketSecrets)
+	return schemas.StoreBuckets(func(s schemas.Store) bool { return s.Objects && (!s.Private || c.secretsKey != nil) })
+}
+
+// attach sets the typed field of object bucket name; a bucket of the
+// table without one is a programming error, reported at Connect.
+func (c *Conn) attach(name string, kv jetstream.KeyValue) (compactable, error) {
+	switch name {
+	case BucketPods:
+		c.Pods = newBucket[schemas.Pod](kv, c.js)
+		return c.Pods, nil
+	case BucketReplicaSets:
+		c.ReplicaSets = newBucket[schemas.ReplicaSet](kv, c.js)
+		return c.ReplicaSets, nil
+	case BucketNodes:
+		c.Nodes = newBucket[schemas.Node](kv, c.js)
+		return c.Nodes, nil
+	case BucketNamespaces:
+		c.Namespaces = newBucket[schemas.Namespace](kv, c.js)
+		return c.Namespaces, nil
+	case BucketConfigMaps:
+		c.ConfigMaps = newBucket[schemas.ConfigMap](kv, c.js)
+		return c.ConfigMaps, nil
+	case BucketServiceAccounts:
+		c.ServiceAccounts = newBucket[schemas.ServiceAccount](kv, c.js)
+		return c.ServiceAccounts, nil
+	case BucketSecrets:
+		c.Secrets = sealedBucket[schemas.Secret](kv, c.js, c.secretsKey)
+		return c.Secrets, nil
 	}
-	return b
+	return nil, fmt.Errorf("bus: bucket %s of schemas.Stores has no field on Conn", name)
 }
 
 func (c *Conn) ensureBuckets(ctx context.Context, replicas int, secretsKey Sealer) error {
-	kvs := map[string]jetstream.KeyValue{}
 	c.secretsKey = secretsKey
+	c.compactables = nil
 	for _, name := range c.objectBuckets() {
 		var kv jetstream.KeyValue
 		// The server may still be electing JetStream leaders right after a
@@ -243,17 +270,12 @@ func (c *Conn) ensureBuckets(ctx context.Context, replicas int, secretsKey Seale
 		if err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
-		kvs[name] = kv
+		b, err := c.attach(name, kv)
+		if err != nil {
+			return err
+		}
+		c.compactables = append(c.compactables, b)
 	}
-	c.Pods = newBucket[schemas.Pod](kvs[BucketPods], c.js)
-	c.ReplicaSets = newBucket[schemas.ReplicaSet](kvs[BucketReplicaSets], c.js)
-	c.Nodes = newBucket[schemas.Node](kvs[BucketNodes], c.js)
-	c.ConfigMaps = newBucket[schemas.ConfigMap](kvs[BucketConfigMaps], c.js)
-	c.ServiceAccounts = newBucket[schemas.ServiceAccount](kvs[BucketServiceAccounts], c.js)
-	if secretsKey != nil {
-		c.Secrets = sealedBucket[schemas.Secret](kvs[BucketSecrets], c.js, secretsKey)
-	}
-	c.Namespaces = newBucket[schemas.Namespace](kvs[BucketNamespaces], c.js)
 	return nil
 }
 

@@ -11,13 +11,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/miniku/miniku/schemas"
 )
 
 // BucketLeases holds one key per elected role ("scheduler", "controller"),
 // whose value names the current holder. Each key carries a per-message TTL:
 // a holder that stops renewing (kill -9, partition) loses it when the TTL
 // runs out, and a standby's Create then succeeds.
-const BucketLeases = "leases"
+const BucketLeases = schemas.BucketLeases
 
 // DefaultLeaseTTL is how long a lease outlives its holder's last renewal.
 // Kubernetes' leader election uses 15 s; ours is shorter because failover

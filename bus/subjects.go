@@ -1,5 +1,7 @@
 package bus
 
+import "github.com/miniku/miniku/schemas"
+
 // Subjects of the events MiniKu publishes. Payloads are msgpack-encoded
 // schemas.Event. They are hints for speed; nothing depends on receiving them.
 const (
@@ -23,17 +25,16 @@ const (
 // NodeSubject appends a node name token to a per-node subject.
 func NodeSubject(base, node string) string { return base + "." + node }
 
-// Bucket names.
+// Bucket names, declared with who may use them in schemas.Stores.
 const (
-	BucketPods        = "pods"
-	BucketReplicaSets = "replicasets"
-	BucketNodes       = "nodes"
-
-	BucketConfigMaps      = "configmaps"
-	BucketServiceAccounts = "serviceaccounts"
+	BucketPods            = schemas.BucketPods
+	BucketReplicaSets     = schemas.BucketReplicaSets
+	BucketNodes           = schemas.BucketNodes
+	BucketConfigMaps      = schemas.BucketConfigMaps
+	BucketServiceAccounts = schemas.BucketServiceAccounts
 	// BucketSecrets is readable by the apiserver's NATS user only, and
 	// its values are encrypted (Options.SecretsKey).
-	BucketSecrets = "secrets"
+	BucketSecrets = schemas.BucketSecrets
 	// BucketNamespaces holds the Namespace objects (Kubernetes API).
-	BucketNamespaces = "namespaces"
+	BucketNamespaces = schemas.BucketNamespaces
 )

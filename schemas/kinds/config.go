@@ -27,7 +27,7 @@ var ConfigMap = &Def[*schemas.ConfigMap, *corev1.ConfigMap]{
 	Meta: Info{
 		Kind: "ConfigMap", ListKind: "ConfigMapList", GroupVersion: coreV1,
 		Resource: "configmaps", Singular: "configmap", ShortNames: []string{"cm"}, Namespaced: true,
-		Verbs: allVerbs, Bucket: "configmaps",
+		Verbs: allVerbs, Bucket: schemas.BucketConfigMaps,
 	},
 	New:     func() *schemas.ConfigMap { return &schemas.ConfigMap{} },
 	NewK:    func() *corev1.ConfigMap { return &corev1.ConfigMap{} },
@@ -59,7 +59,7 @@ var Secret = &Def[*schemas.Secret, *corev1.Secret]{
 	Meta: Info{
 		Kind: "Secret", ListKind: "SecretList", GroupVersion: coreV1,
 		Resource: "secrets", Singular: "secret", Namespaced: true,
-		Verbs: allVerbs, Bucket: "secrets",
+		Verbs: allVerbs, Bucket: schemas.BucketSecrets,
 	},
 	New:     func() *schemas.Secret { return &schemas.Secret{} },
 	NewK:    func() *corev1.Secret { return &corev1.Secret{} },
@@ -97,7 +97,7 @@ var ServiceAccount = &Def[*schemas.ServiceAccount, *corev1.ServiceAccount]{
 	Meta: Info{
 		Kind: "ServiceAccount", ListKind: "ServiceAccountList", GroupVersion: coreV1,
 		Resource: "serviceaccounts", Singular: "serviceaccount", ShortNames: []string{"sa"}, Namespaced: true,
-		Verbs: allVerbs, Bucket: "serviceaccounts",
+		Verbs: allVerbs, Bucket: schemas.BucketServiceAccounts,
 	},
 	New:     func() *schemas.ServiceAccount { return &schemas.ServiceAccount{} },
 	NewK:    func() *corev1.ServiceAccount { return &corev1.ServiceAccount{} },

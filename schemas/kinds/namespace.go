@@ -19,7 +19,7 @@ var Namespace = &Def[*schemas.Namespace, *corev1.Namespace]{
 		Kind: "Namespace", ListKind: "NamespaceList", GroupVersion: schema.GroupVersion{Version: "v1"},
 		Resource: "namespaces", Singular: "namespace", ShortNames: []string{"ns"},
 		Verbs:        []string{"create", "delete", "get", "list", "patch", "update", "watch"},
-		Subresources: []string{"finalize", "status"}, Bucket: "namespaces",
+		Subresources: []string{"finalize", "status"}, Bucket: schemas.BucketNamespaces,
 	},
 	New:     func() *schemas.Namespace { return &schemas.Namespace{} },
 	NewK:    func() *corev1.Namespace { return &corev1.Namespace{} },

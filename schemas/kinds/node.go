@@ -40,7 +40,7 @@ var Node = &Def[*schemas.Node, *corev1.Node]{
 	Meta: Info{
 		Kind: "Node", ListKind: "NodeList", GroupVersion: schema.GroupVersion{Version: "v1"},
 		Resource: "nodes", Singular: "node", ShortNames: []string{"no"},
-		Verbs: allVerbs, Subresources: []string{"status"}, Bucket: "nodes",
+		Verbs: allVerbs, Subresources: []string{"status"}, Bucket: schemas.BucketNodes,
 	},
 	New:     func() *schemas.Node { return &schemas.Node{} },
 	NewK:    func() *corev1.Node { return &corev1.Node{} },

@@ -24,7 +24,7 @@ var Pod = &Def[*schemas.Pod, *corev1.Pod]{
 	Meta: Info{
 		Kind: "Pod", ListKind: "PodList", GroupVersion: schema.GroupVersion{Version: "v1"},
 		Resource: "pods", Singular: "pod", ShortNames: []string{"po"}, Categories: []string{"all"}, Namespaced: true,
-		Verbs: allVerbs, Subresources: []string{"binding", "eviction", "exec", "log", "status"}, Bucket: "pods",
+		Verbs: allVerbs, Subresources: []string{"binding", "eviction", "exec", "log", "status"}, Bucket: schemas.BucketPods,
 	},
 	New:         func() *schemas.Pod { return &schemas.Pod{} },
 	NewK:        func() *corev1.Pod { return &corev1.Pod{} },

@@ -23,7 +23,7 @@ var ReplicaSet = &Def[*schemas.ReplicaSet, *appsv1.ReplicaSet]{
 	Meta: Info{
 		Kind: "ReplicaSet", ListKind: "ReplicaSetList", GroupVersion: appsv1.SchemeGroupVersion,
 		Resource: "replicasets", Singular: "replicaset", ShortNames: []string{"rs"}, Categories: []string{"all"}, Namespaced: true,
-		Verbs: allVerbs, Subresources: []string{"scale", "status"}, Bucket: "replicasets",
+		Verbs: allVerbs, Subresources: []string{"scale", "status"}, Bucket: schemas.BucketReplicaSets,
 	},
 	New:         func() *schemas.ReplicaSet { return &schemas.ReplicaSet{} },
 	NewK:        func() *appsv1.ReplicaSet { return &appsv1.ReplicaSet{} },
