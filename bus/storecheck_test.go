@@ -160,3 +160,95 @@ func TestHealthyStorePassesCheck(t *testing.T) {
 		t.Fatalf("%d pods after a restart, want 20", n)
 	}
 }
+
+// A block file cut short while stopped loses the bucket's last writes;
+// the server says nothing (it marks them deleted). The check names the
+// bucket and the revisions lost, and the store is otherwise usable.
+func TestTruncatedStoreReportsLostWrites(t *testing.T) {
+	dir := storeWithPods(t)
+	blk := filepath.Join(dir, "jetstream", "$G", "streams", "KV_pods", "msgs", "1.blk")
+	fi, err := os.Stat(blk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Into the last record (p19, revision 20) only.
+	if err := os.Truncate(blk, fi.Size()-10); err != nil {
+		t.Fatal(err)
+	}
+	_, c := startStore(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = c.CheckStore(ctx, 500*time.Millisecond)
+	var lw *bus.LostWritesError
+	if !errors.As(err, &lw) || !bus.OnlyLostWrites(err) || !errors.Is(err, bus.ErrStoreCorrupt) {
+		t.Fatalf("check of a truncated store: %v", err)
+	}
+	if lw.Bucket != bus.BucketPods || lw.From != 20 || lw.To != 20 {
+		t.Fatalf("reported %+v", lw)
+	}
+	t.Log(err)
+	if _, err := c.Pods.Get(ctx, "p18"); err != nil {
+		t.Fatalf("p18, written before the lost tail: %v", err)
+	}
+	// A new write makes the tail whole again: the next start is quiet.
+	p := &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "p19"}, PodSpec: schemas.PodSpec{Image: "busybox"}}
+	if err := c.Pods.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckStore(ctx, 500*time.Millisecond); err != nil {
+		t.Fatalf("check after a new write: %v", err)
+	}
+}
+
+// A bucket whose last write was a delete loses that marker to
+// compaction, which records the revision first: a healthy compacted
+// bucket never looks like one that lost its tail.
+func TestCompactedBucketPassesCheck(t *testing.T) {
+	dir := storeWithPods(t)
+	ns, c := startStore(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, name := range []string{"p3", "p4"} {
+		if err := c.Pods.Delete(ctx, name, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last, _, err := c.Pods.Revisions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed, err := c.Pods.Compact(ctx, last)
+	if err != nil || removed != 2 {
+		t.Fatalf("compact to %d: removed %d, %v (want both markers)", last, removed, err)
+	}
+	if err := c.CheckStore(ctx, 500*time.Millisecond); err != nil {
+		t.Fatalf("check after compaction: %v", err)
+	}
+	// A write after the compaction, then cut off on disk, is reported.
+	p := &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "late"}, PodSpec: schemas.PodSpec{Image: "busybox"}}
+	if err := c.Pods.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	lateRev := p.ResourceVersion
+	c.Close()
+	ns.Shutdown()
+	ns.WaitForShutdown()
+	blks, err := filepath.Glob(filepath.Join(dir, "jetstream", "$G", "streams", "KV_pods", "msgs", "*.blk"))
+	if err != nil || len(blks) == 0 {
+		t.Fatalf("no block files: %v", err)
+	}
+	slices.Sort(blks) // one digit here: the last is the newest
+	fi, err := os.Stat(blks[len(blks)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(blks[len(blks)-1], fi.Size()-10); err != nil {
+		t.Fatal(err)
+	}
+	_, c = startStore(t, dir)
+	err = c.CheckStore(ctx, 500*time.Millisecond)
+	var lw *bus.LostWritesError
+	if !errors.As(err, &lw) || lw.From != lateRev || lw.To != lateRev {
+		t.Fatalf("check of a compacted bucket whose last write was cut off (revision %d): %v", lateRev, err)
+	}
+}

@@ -243,7 +243,10 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// A damaged store would leave every cache waiting for its first
 	// values: say so and stop before anything starts.
-	if err := conn.CheckStore(ctx, bus.DefaultCheckQuiet); err != nil {
+	// Lost last writes leave a consistent store: say so loudly, go on.
+	if err := conn.CheckStore(ctx, bus.DefaultCheckQuiet); bus.OnlyLostWrites(err) {
+		log.Error("the store lost writes while stopped", "err", err)
+	} else if err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
 	schedConn, err := connectAs(bus.UserScheduler)
