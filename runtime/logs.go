@@ -141,8 +141,17 @@ func ReadLogs(ctx context.Context, logPath string, opts LogOptions, w io.Writer)
 					return err
 				}
 				lr.endOfFile(cur)
-				cur.close()
 			}
+			// Rotated twice since the last pass (a slow reader): the
+			// file between is the rotated one, unless it is cur itself
+			// or, rotated once more meanwhile, next (opened first, as
+			// at the start).
+			if err := readBetween(logPath+RotatedSuffix, cur, next, lr); err != nil {
+				cur.close()
+				next.close()
+				return err
+			}
+			cur.close()
 			cur = next
 			if err := cur.readAll(lr); err != nil {
 				return err
@@ -152,6 +161,24 @@ func ReadLogs(ctx context.Context, logPath string, opts LogOptions, w io.Writer)
 			return lr.finish(cur)
 		}
 	}
+}
+
+// readBetween reads all of the rotated file at path when it is neither
+// cur (already read) nor next (to be read).
+func readBetween(path string, cur, next *logFile, lr *logReader) error {
+	mid, err := openLog(path)
+	if err != nil || mid.f == nil {
+		return err
+	}
+	defer mid.close()
+	if (cur.f != nil && sameFile(mid.ino, cur.ino)) || sameFile(mid.ino, next.ino) {
+		return nil
+	}
+	if err := mid.readAll(lr); err != nil {
+		return err
+	}
+	lr.endOfFile(mid)
+	return nil
 }
 
 // logFile is an open log file and how far it has been read.

@@ -216,6 +216,42 @@ func TestReadLogsFollow(t *testing.T) {
 	}
 }
 
+// A reader that misses a whole rotation (two while it slept: the file
+// between them is only the rotated one) still reads that file, between
+// the one it held and the new one.
+func TestReadLogsFollowTwoRotationsBetweenPasses(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "container.log")
+	writeLog(t, path, t1+" stdout F in first\n")
+	done := make(chan struct{})
+	var out syncBuffer
+	errc := make(chan error, 1)
+	go func() {
+		// No tick during the test: the only later pass is the exit's.
+		errc <- ReadLogs(context.Background(), path, LogOptions{Follow: true, Tail: -1, Done: done, PollInterval: time.Hour}, &out)
+	}()
+	waitFor(t, &out, "in first\n")
+	appendFile(t, path, t1+" stdout F last in first\n")
+	for _, content := range []string{"in second", "in third"} {
+		if err := os.Rename(path, path+".1"); err != nil {
+			t.Fatal(err)
+		}
+		writeLog(t, path, t2+" stdout F "+content+"\n")
+	}
+	close(done)
+	select {
+	case err := <-errc:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadLogs did not return after Done")
+	}
+	if got, want := out.String(), "in first\nlast in first\nin second\nin third\n"; got != want {
+		t.Errorf("followed %q, want %q", got, want)
+	}
+}
+
 func TestReadLogsFollowEndsWithContext(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "container.log")
