@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -37,6 +38,18 @@ type ServerConfig struct {
 	// OnWriteError, when set, is called with each log line of the server
 	// that reports a failed store write (StoreGuard.WriteFailed).
 	OnWriteError func(msg string)
+
+	// Name is the server's name, unique in a cluster (JetStream's
+	// placement and raft groups go by it); empty: "miniku".
+	Name string
+	// ClusterAddr, when set, is host:port of the route listener (port 0
+	// picks a free one): the server is then one of a NATS cluster named
+	// ClusterName ("miniku" when empty), meeting the others through
+	// Routes (host:port of their route listeners; the cluster's gossip
+	// tells it of the rest).
+	ClusterAddr string
+	ClusterName string
+	Routes      []string
 }
 
 // StartServer runs an embedded nats-server with JetStream and waits until it
@@ -60,8 +73,12 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
+	name := cfg.Name
+	if name == "" {
+		name = "miniku"
+	}
 	opts := &server.Options{
-		ServerName:   "miniku",
+		ServerName:   name,
 		Host:         host,
 		Port:         port,
 		JetStream:    true,
@@ -71,6 +88,9 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 		// The embedding process owns signals; nats-server must not exit it.
 		NoSigs:     true,
 		MaxPayload: MaxPayload,
+	}
+	if err := configureCluster(opts, cfg); err != nil {
+		return nil, err
 	}
 	if err := configureSecurity(opts, cfg); err != nil {
 		return nil, err
@@ -118,3 +138,38 @@ func (a *slogAdapter) Debugf(format string, v ...any) { a.l.Debug(fmt.Sprintf(fo
 func (a *slogAdapter) Tracef(format string, v ...any) {}
 
 var _ server.Logger = (*slogAdapter)(nil)
+
+// configureCluster sets the route listener and the routes of a server
+// that is one of a cluster.
+func configureCluster(opts *server.Options, cfg ServerConfig) error {
+	if cfg.ClusterAddr == "" {
+		if len(cfg.Routes) > 0 {
+			return fmt.Errorf("nats routes %v without a cluster address to listen on", cfg.Routes)
+		}
+		return nil
+	}
+	host, portStr, err := net.SplitHostPort(cfg.ClusterAddr)
+	if err != nil {
+		return fmt.Errorf("nats cluster address %q: %w", cfg.ClusterAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("nats cluster port %q: %w", portStr, err)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts.Cluster.Name = cfg.ClusterName
+	if opts.Cluster.Name == "" {
+		opts.Cluster.Name = "miniku"
+	}
+	opts.Cluster.Host = host
+	opts.Cluster.Port = port
+	for _, r := range cfg.Routes {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			return fmt.Errorf("nats route %q: %w", r, err)
+		}
+		opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: r})
+	}
+	return nil
+}
