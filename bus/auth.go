@@ -506,7 +506,21 @@ func (c *Conn) keyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jets
 	if c.bind {
 		return c.js.KeyValue(ctx, cfg.Bucket)
 	}
+	cfg.Replicas = c.keptReplicas(ctx, "KV_"+cfg.Bucket, cfg.Replicas)
 	return c.js.CreateOrUpdateKeyValue(ctx, cfg)
+}
+
+// keptReplicas is want, or the stream's replicas when it has more: they
+// are the cluster's, and a component started with a default must never
+// shrink them (an extra scheduler started without --replicas turned every
+// stream of a three-server cluster to R1). Lowering them is the cluster's
+// own decision, when a server leaves.
+func (c *Conn) keptReplicas(ctx context.Context, stream string, want int) int {
+	s, err := c.js.Stream(ctx, stream)
+	if err != nil {
+		return want // a new stream (or the write will say what is wrong)
+	}
+	return max(want, s.CachedInfo().Config.Replicas)
 }
 
 // stream is keyValue for plain streams.
@@ -514,6 +528,7 @@ func (c *Conn) stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstrea
 	if c.bind {
 		return c.js.Stream(ctx, cfg.Name)
 	}
+	cfg.Replicas = c.keptReplicas(ctx, cfg.Name, cfg.Replicas)
 	return c.js.CreateOrUpdateStream(ctx, cfg)
 }
 

@@ -27,7 +27,7 @@ type Options struct {
 	// Name shows in the server's connection list (component name).
 	Name string
 	// Replicas for buckets this connection creates: 1 on one machine, 3 on
-	// a NATS cluster.
+	// a NATS cluster. Existing buckets keep theirs when they have more.
 	Replicas int
 	Logger   *slog.Logger
 	// User and Password log in to a server that requires it (auth.go).
@@ -49,6 +49,13 @@ type Options struct {
 	// when NATS returns.
 	NoReconnectBuffer bool
 }
+
+// PingInterval and MaxPingsOut bound how long a connection stays on a
+// silent server: about 6 s.
+const (
+	PingInterval = 2 * time.Second
+	MaxPingsOut  = 2
+)
 
 // Conn is a NATS connection with JetStream and the MiniKu buckets.
 type Conn struct {
@@ -99,6 +106,11 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.RetryOnFailedConnect(true),
+		// A server that goes silent (a partition, a hung host) is noticed
+		// after PingInterval × (MaxPingsOut+1), not the library's 2
+		// minutes × 2, and the client moves to another server.
+		nats.PingInterval(PingInterval),
+		nats.MaxPingsOutstanding(MaxPingsOut),
 		// A stalled server must not block publishers forever.
 		nats.Timeout(5 * time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {

@@ -74,7 +74,7 @@ func (c *Conn) NewLease(ctx context.Context, cfg LeaseConfig) (*Lease, error) {
 			Bucket:   BucketLeases,
 			History:  1,
 			Storage:  jetstream.FileStorage,
-			Replicas: max(c.replicas, 1),
+			Replicas: c.keptReplicas(ctx, "KV_"+BucketLeases, max(c.replicas, 1)),
 			// Enables per-key TTLs; markers of expired leases go after 1 s.
 			LimitMarkerTTL: time.Second,
 		})
