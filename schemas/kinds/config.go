@@ -138,19 +138,6 @@ func defaultSecretType(s *schemas.Secret) {
 	}
 }
 
-// refuseDeletion refuses the deletion metadata a writer may not set
-// (only a delete sets it; these kinds are removed at once).
-func refuseDeletion(m *metav1.ObjectMeta) field.ErrorList {
-	var errs field.ErrorList
-	if m.DeletionTimestamp != nil {
-		errs = append(errs, notSupported(metaPath.Child("deletionTimestamp"), "set only by a delete"))
-	}
-	if m.DeletionGracePeriodSeconds != nil {
-		errs = append(errs, notSupported(metaPath.Child("deletionGracePeriodSeconds"), "set only by a delete"))
-	}
-	return errs
-}
-
 // ConfigMapToKube is c as Kubernetes shows it.
 func ConfigMapToKube(c *schemas.ConfigMap) (*corev1.ConfigMap, error) {
 	meta, err := metaToKube(&c.ObjectMeta, true)
@@ -169,7 +156,6 @@ func ConfigMapToKube(c *schemas.ConfigMap) (*corev1.ConfigMap, error) {
 // field is kept.
 func ConfigMapFromKube(k *corev1.ConfigMap) (*schemas.ConfigMap, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
-	errs = append(errs, refuseDeletion(&k.ObjectMeta)...)
 	c := &schemas.ConfigMap{ObjectMeta: meta, Data: k.Data, BinaryData: k.BinaryData, Immutable: k.Immutable}
 	return c.DeepCopy(), errs
 }
@@ -194,7 +180,6 @@ func SecretToKube(s *schemas.Secret) (*corev1.Secret, error) {
 // write; an empty type becomes Opaque, as its defaulting does.
 func SecretFromKube(k *corev1.Secret) (*schemas.Secret, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
-	errs = append(errs, refuseDeletion(&k.ObjectMeta)...)
 	s := &schemas.Secret{ObjectMeta: meta, Type: string(k.Type), Data: k.Data, Immutable: k.Immutable}
 	s = s.DeepCopy()
 	if len(k.StringData) > 0 && s.Data == nil {
@@ -234,7 +219,6 @@ func ServiceAccountToKube(a *schemas.ServiceAccount) (*corev1.ServiceAccount, er
 // kind, uid or field is refused.
 func ServiceAccountFromKube(k *corev1.ServiceAccount) (*schemas.ServiceAccount, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
-	errs = append(errs, refuseDeletion(&k.ObjectMeta)...)
 	a := &schemas.ServiceAccount{ObjectMeta: meta}
 	for i, r := range k.Secrets {
 		p := field.NewPath("secrets").Index(i)

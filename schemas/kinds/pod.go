@@ -55,7 +55,6 @@ var Pod = &Def[*schemas.Pod, *corev1.Pod]{
 func PreparePodForCreate(p *schemas.Pod, now time.Time) {
 	createMeta(&p.ObjectMeta, now)
 	schemas.SetPodStatus(p, schemas.PodStatus{Status: schemas.PodPending})
-	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = nil, nil
 }
 
 // PreparePodForUpdate carries over from old what an update may not
@@ -63,7 +62,6 @@ func PreparePodForCreate(p *schemas.Pod, now time.Time) {
 func PreparePodForUpdate(p, old *schemas.Pod) {
 	carryMeta(&p.ObjectMeta, &old.ObjectMeta)
 	schemas.SetPodStatus(p, schemas.PodStatusOf(old))
-	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = old.DeletionTimestamp, old.DeletionGracePeriodSeconds
 	if p.NodeName == "" {
 		p.NodeName = old.NodeName // binding sets it, an update cannot unset it
 	}
@@ -144,8 +142,6 @@ func PodToKube(p *schemas.Pod) (*corev1.Pod, error) {
 	if p.Owner != "" {
 		meta.OwnerReferences = append([]metav1.OwnerReference{controllerRef(p.Owner, p.OwnerUID)}, meta.OwnerReferences...)
 	}
-	meta.DeletionTimestamp = kubeTimePtr(p.DeletionTimestamp)
-	meta.DeletionGracePeriodSeconds = p.DeletionGracePeriodSeconds
 	if p.DeletionTimestamp != nil && p.DeletionGracePeriodSeconds == nil {
 		meta.DeletionGracePeriodSeconds = ptrTo(int64(p.GracePeriod().Seconds()))
 	}
@@ -300,10 +296,6 @@ func qosClass(r schemas.ResourceList) corev1.PodQOSClass {
 func PodFromKube(k *corev1.Pod) (*schemas.Pod, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
 	p := &schemas.Pod{ObjectMeta: meta}
-	p.DeletionTimestamp = timePtr(k.DeletionTimestamp)
-	if p.DeletionTimestamp != nil && k.DeletionGracePeriodSeconds != nil {
-		p.DeletionGracePeriodSeconds = ptrTo(*k.DeletionGracePeriodSeconds)
-	}
 	// The controller reference to a replicaset is kept as owner/ownerUid.
 	for i, r := range p.OwnerReferences {
 		if r.Controller && r.Kind == "ReplicaSet" && r.APIVersion == "apps/v1" {

@@ -155,9 +155,6 @@ func ReplicaSetToKube(rs *schemas.ReplicaSet) (*appsv1.ReplicaSet, error) {
 func ReplicaSetFromKube(k *appsv1.ReplicaSet) (*schemas.ReplicaSet, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
 	rs := &schemas.ReplicaSet{ObjectMeta: meta, DesiredCount: 1}
-	if k.DeletionTimestamp != nil {
-		errs = append(errs, notSupported(metaPath.Child("deletionTimestamp"), "set only by a delete of a pod"))
-	}
 	if k.Spec.Replicas != nil {
 		rs.DesiredCount = int(*k.Spec.Replicas)
 	}
