@@ -6,14 +6,18 @@ import "context"
 
 type runner interface{ Run(context.Context) error }
 
-// both runs two services until either ends, then stops the other: the
-// controller process runs the replicaset/node controller and the
-// serviceaccounts one.
-type both [2]runner
+// controllers run together until one ends, then stop the others: the
+// controller process runs the replicaset/node controller, the
+// serviceaccounts one and the garbage collector.
+type controllers []struct {
+	name string
+	run  runner
+}
 
-func (b both) Run(ctx context.Context) error {
+func (cs controllers) Run(ctx context.Context) error {
 	g, gctx := newGroup(ctx)
-	g.Go("controller", func() error { return b[0].Run(gctx) })
-	g.Go("serviceaccounts", func() error { return b[1].Run(gctx) })
+	for _, c := range cs {
+		g.Go(c.name, func() error { return c.run.Run(gctx) })
+	}
 	return g.Wait()
 }
