@@ -49,8 +49,8 @@ var ConfigMap = &Def[*schemas.ConfigMap, *corev1.ConfigMap]{
 		{Name: "Data", Type: "string", Description: corev1.ConfigMap{}.SwaggerDoc()["data"]},
 		ageColumn,
 	},
-	Row: func(c *corev1.ConfigMap, now time.Time) []any {
-		return []any{c.Name, int64(len(c.Data) + len(c.BinaryData)), age(c.CreationTimestamp, now)}
+	Row: func(c *corev1.ConfigMap) []any {
+		return []any{c.Name, int64(len(c.Data) + len(c.BinaryData)), age(c.CreationTimestamp)}
 	},
 }
 
@@ -87,8 +87,8 @@ var Secret = &Def[*schemas.Secret, *corev1.Secret]{
 		{Name: "Data", Type: "string", Description: corev1.Secret{}.SwaggerDoc()["data"]},
 		ageColumn,
 	},
-	Row: func(s *corev1.Secret, now time.Time) []any {
-		return []any{s.Name, string(s.Type), int64(len(s.Data)), age(s.CreationTimestamp, now)}
+	Row: func(s *corev1.Secret) []any {
+		return []any{s.Name, string(s.Type), int64(len(s.Data)), age(s.CreationTimestamp)}
 	},
 }
 
@@ -118,8 +118,8 @@ var ServiceAccount = &Def[*schemas.ServiceAccount, *corev1.ServiceAccount]{
 		{Name: "Secrets", Type: "string", Description: corev1.ServiceAccount{}.SwaggerDoc()["secrets"]},
 		ageColumn,
 	},
-	Row: func(a *corev1.ServiceAccount, now time.Time) []any {
-		return []any{a.Name, int64(len(a.Secrets)), age(a.CreationTimestamp, now)}
+	Row: func(a *corev1.ServiceAccount) []any {
+		return []any{a.Name, int64(len(a.Secrets)), age(a.CreationTimestamp)}
 	},
 }
 

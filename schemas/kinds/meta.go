@@ -295,13 +295,38 @@ var (
 	ageColumn  = metav1.TableColumnDefinition{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]}
 )
 
-// age is a creation time as kubectl prints it.
-func age(t metav1.Time, now time.Time) string {
+// Ago is a table cell that reads differently as time passes: Format
+// with each %s replaced by the time from one of Times to the table's now,
+// as kubectl prints ages ("5m", "3 (10s ago)"); a zero time reads
+// "<unknown>". Rows hold it instead of a string so that a row, encoded
+// once per object revision, stays valid: only these cells are made again
+// per request (Table does it at its now, and At for one cell).
+type Ago struct {
+	Format string
+	Times  []time.Time
+}
+
+// At is the cell as read at now.
+func (a Ago) At(now time.Time) string {
+	if a.Format == "%s" && len(a.Times) == 1 {
+		return since(a.Times[0], now)
+	}
+	args := make([]any, len(a.Times))
+	for i, t := range a.Times {
+		args[i] = since(t, now)
+	}
+	return fmt.Sprintf(a.Format, args...)
+}
+
+func since(t, now time.Time) string {
 	if t.IsZero() {
 		return "<unknown>"
 	}
-	return duration.HumanDuration(now.Sub(t.Time))
+	return duration.HumanDuration(now.Sub(t))
 }
+
+// age is a creation time as kubectl prints it.
+func age(t metav1.Time) Ago { return Ago{Format: "%s", Times: []time.Time{t.Time}} }
 
 // createMeta resets what a creator may not set. The generation is
 // stored as 0 at creation and read as 1 (Generation), so objects written

@@ -43,8 +43,8 @@ var Namespace = &Def[*schemas.Namespace, *corev1.Namespace]{
 		{Name: "Status", Type: "string", Description: "The status of the namespace"},
 		ageColumn,
 	},
-	Row: func(ns *corev1.Namespace, now time.Time) []any {
-		return []any{ns.Name, string(ns.Status.Phase), age(ns.CreationTimestamp, now)}
+	Row: func(ns *corev1.Namespace) []any {
+		return []any{ns.Name, string(ns.Status.Phase), age(ns.CreationTimestamp)}
 	},
 }
 

@@ -9,7 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/miniku/miniku/schemas"
@@ -361,7 +360,7 @@ func podStatusFromKube(st *corev1.PodStatus, p *schemas.Pod) {
 }
 
 // podRow is a pod's table row as kube-apiserver prints it.
-func podRow(pod *corev1.Pod, now time.Time) []any {
+func podRow(pod *corev1.Pod) []any {
 	restarts, ready, total := 0, 0, len(pod.Spec.Containers)
 	var lastRestart time.Time
 	reason := string(pod.Status.Phase)
@@ -393,13 +392,13 @@ func podRow(pod *corev1.Pod, now time.Time) []any {
 			reason = "Unknown"
 		}
 	}
-	restartsS := fmt.Sprint(restarts)
+	var restartsS any = fmt.Sprint(restarts)
 	if restarts != 0 && !lastRestart.IsZero() {
-		restartsS = fmt.Sprintf("%d (%s ago)", restarts, duration.HumanDuration(now.Sub(lastRestart)))
+		restartsS = Ago{Format: fmt.Sprintf("%d (%%s ago)", restarts), Times: []time.Time{lastRestart}}
 	}
 	node := orString(pod.Spec.NodeName, "<none>")
 	ip := orString(pod.Status.PodIP, "<none>")
 	nominated := orString(pod.Status.NominatedNodeName, "<none>")
 	gates := "<none>"
-	return []any{pod.Name, fmt.Sprintf("%d/%d", ready, total), reason, restartsS, age(pod.CreationTimestamp, now), ip, node, nominated, gates}
+	return []any{pod.Name, fmt.Sprintf("%d/%d", ready, total), reason, restartsS, age(pod.CreationTimestamp), ip, node, nominated, gates}
 }
