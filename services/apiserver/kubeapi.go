@@ -41,11 +41,9 @@ func (s *Server) newKube() *kube.Handler {
 }
 
 func forgetDeleted[T any, P bus.Object[T]](h *kube.Handler, resource string, inf *bus.Informer[T, P]) {
-	inf.AddHandler(func(name string) {
-		if _, ok := inf.Get(name); !ok {
-			h.Forget(resource, name)
-		}
-	})
+	inf.AddEventHandler(bus.HandlerFuncs[P]{Delete: func(old P) {
+		h.Forget(resource, old.GetMeta().Name)
+	}})
 }
 
 // ensureNamespacesRetry retries ensureNamespaces while the store comes
