@@ -181,12 +181,18 @@ func (c *Conn) MutatePodStatus(ctx context.Context, node string, cached *schemas
 
 // DeletePod removes pod, which must be Terminating and bound to node,
 // through the node API if it is still at pod.ResourceVersion: the errors
-// are Bucket.Delete's (ErrConflict, ErrNotFound), and ErrForbidden.
-func (c *Conn) DeletePod(ctx context.Context, node string, pod *schemas.Pod) error {
-	_, err := c.nodeRequest(ctx, node, nodeOpPodDelete, &podDeleteRequest{
+// are Bucket.Delete's (ErrConflict, ErrNotFound), and ErrForbidden. A pod
+// that finalizers hold is kept, its grace set to 0 (its kubelet is done;
+// the last finalizer's removal removes it, as Kubernetes does), and
+// returned as written; nil means removed.
+func (c *Conn) DeletePod(ctx context.Context, node string, pod *schemas.Pod) (*schemas.Pod, error) {
+	r, err := c.nodeRequest(ctx, node, nodeOpPodDelete, &podDeleteRequest{
 		Name: pod.Name, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
 	})
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return r.Pod, nil
 }
 
 // PodCache is a pod cache the node API may read instead of KV when it
@@ -381,6 +387,20 @@ func (s *nodeAPIServer) podDelete(ctx context.Context, node string, data []byte)
 	}
 	if cur.ResourceVersion != req.ResourceVersion || cur.UID != req.UID {
 		return nodeAPIReply{Code: nodeCodeConflict, Error: fmt.Sprintf("pod %s changed: it is at revision %d", req.Name, cur.ResourceVersion), Pod: cur}
+	}
+	if len(cur.Finalizers) > 0 {
+		if g := cur.DeletionGracePeriodSeconds; g != nil && *g == 0 {
+			return nodeAPIReply{Pod: cur}
+		}
+		zero := int64(0)
+		cur.DeletionGracePeriodSeconds = &zero
+		switch err := s.c.Pods.Update(ctx, cur); {
+		case errors.Is(err, ErrConflict):
+			return s.conflictReply(ctx, req.Name)
+		case err != nil:
+			return failReply(nodeCodeInternal, "finish pod %s: %v", req.Name, err)
+		}
+		return nodeAPIReply{Pod: cur}
 	}
 	switch err := s.c.Pods.Delete(ctx, req.Name, cur.ResourceVersion); {
 	case errors.Is(err, ErrConflict):

@@ -114,7 +114,7 @@ func TestNodeRestrictionPods(t *testing.T) {
 	if _, err := k1.UpdatePodStatus(ctx, "node-1", pending); !errors.Is(err, bus.ErrForbidden) {
 		t.Errorf("status of an unbound pod: %v, want ErrForbidden", err)
 	}
-	if err := k1.DeletePod(ctx, "node-1", two); !errors.Is(err, bus.ErrForbidden) {
+	if _, err := k1.DeletePod(ctx, "node-1", two); !errors.Is(err, bus.ErrForbidden) {
 		t.Errorf("delete node-2's pod through the node API: %v, want ErrForbidden", err)
 	}
 	refused(t, "speak as node-2 on the node API", func(ctx context.Context) error {
@@ -162,7 +162,7 @@ func TestNodeRestrictionPods(t *testing.T) {
 		t.Fatalf("stale status write: %v, %+v", err, fresh)
 	}
 	// A pod that is not Terminating is not the kubelet's to remove.
-	if err := k1.DeletePod(ctx, "node-1", stored); !errors.Is(err, bus.ErrForbidden) {
+	if _, err := k1.DeletePod(ctx, "node-1", stored); !errors.Is(err, bus.ErrForbidden) {
 		t.Fatalf("delete its running pod: %v, want ErrForbidden", err)
 	}
 	term, err := admin.Pods.Mutate(ctx, "mine", func(p *schemas.Pod) error {
@@ -173,7 +173,7 @@ func TestNodeRestrictionPods(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := k1.DeletePod(ctx, "node-1", term); err != nil {
+	if _, err := k1.DeletePod(ctx, "node-1", term); err != nil {
 		t.Fatalf("delete its terminated pod: %v", err)
 	}
 	if _, err := admin.Pods.Get(ctx, "mine"); !errors.Is(err, bus.ErrNotFound) {

@@ -20,6 +20,8 @@ func (m ObjectMeta) deepCopy() ObjectMeta {
 	m.Finalizers = slices.Clone(m.Finalizers)
 	m.OwnerReferences = slices.Clone(m.OwnerReferences) // OwnerReference holds only values
 	m.ManagedFields = slices.Clone(m.ManagedFields)
+	m.DeletionTimestamp = clonePtr(m.DeletionTimestamp)
+	m.DeletionGracePeriodSeconds = clonePtr(m.DeletionGracePeriodSeconds)
 	return m
 }
 
@@ -47,8 +49,6 @@ func (p *Pod) DeepCopy() *Pod {
 	out := *p
 	out.ObjectMeta = p.ObjectMeta.deepCopy()
 	out.PodSpec = p.PodSpec.deepCopy()
-	out.DeletionTimestamp = clonePtr(p.DeletionTimestamp)
-	out.DeletionGracePeriodSeconds = clonePtr(p.DeletionGracePeriodSeconds)
 	out.ExitCode = clonePtr(p.ExitCode)
 	out.StartedAt = clonePtr(p.StartedAt)
 	out.FinishedAt = clonePtr(p.FinishedAt)

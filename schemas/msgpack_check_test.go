@@ -40,9 +40,9 @@ func TestCheckShapeAcceptsMarshal(t *testing.T) {
 	now := time.Now()
 	grace := int64(3)
 	for _, v := range []any{
-		&Pod{ObjectMeta: ObjectMeta{Name: "p", Labels: map[string]string{"a": "b"}, CreatedAt: now},
+		&Pod{ObjectMeta: ObjectMeta{Name: "p", Labels: map[string]string{"a": "b"}, CreatedAt: now, DeletionTimestamp: &now},
 			PodSpec: PodSpec{Image: "i", Command: []string{"a", "b"}, Env: []EnvVar{{Name: "A", Value: "1"}},
-				TerminationGracePeriodSeconds: &grace}, DeletionTimestamp: &now},
+				TerminationGracePeriodSeconds: &grace}},
 		&LogChunk{Seq: 1 << 40, Data: bytes.Repeat([]byte("x"), 70000)},
 		&Event{Revision: 1 << 62, Time: now}, []any{nil, true, -1, -200, 1.5, float32(2), int64(-1 << 40), "s"},
 		map[string]any{"big": bytes.Repeat([]byte("y"), 300), "str": string(bytes.Repeat([]byte("z"), 70000))},

@@ -73,6 +73,14 @@ func (p Pod) EncodeMsgpack(e *msgpack.Encoder) error {
 		ew.key(e, "managedFields")
 		ew.do(e.Encode(p.ManagedFields))
 	}
+	if !zeroTime(p.DeletionTimestamp) {
+		ew.key(e, "deletionTimestamp")
+		ew.do(e.EncodeTime(*p.DeletionTimestamp))
+	}
+	if p.DeletionGracePeriodSeconds != nil {
+		ew.key(e, "deletionGracePeriodSeconds")
+		ew.do(e.EncodeInt64(*p.DeletionGracePeriodSeconds))
+	}
 	if p.ContainerName != "" {
 		ew.str(e, "containerName", p.ContainerName)
 	}
@@ -136,14 +144,6 @@ func (p Pod) EncodeMsgpack(e *msgpack.Encoder) error {
 		ew.str(e, "ownerUid", p.OwnerUID)
 	}
 	ew.str(e, "nodeName", p.NodeName)
-	if !zeroTime(p.DeletionTimestamp) {
-		ew.key(e, "deletionTimestamp")
-		ew.do(e.EncodeTime(*p.DeletionTimestamp))
-	}
-	if p.DeletionGracePeriodSeconds != nil {
-		ew.key(e, "deletionGracePeriodSeconds")
-		ew.do(e.EncodeInt64(*p.DeletionGracePeriodSeconds))
-	}
 	ew.str(e, "status", string(p.Status))
 	ew.str(e, "containerId", p.ContainerID)
 	if p.ExitCode != nil {

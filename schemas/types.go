@@ -36,6 +36,14 @@ type ObjectMeta struct {
 	// ManagedFields is Kubernetes' metadata.managedFields as JSON, kept
 	// opaque so server-side apply can keep it without MiniKu modelling it.
 	ManagedFields json.RawMessage `json:"managedFields,omitempty"`
+	// DeletionTimestamp set means the object is being deleted: a delete
+	// found finalizers (or, for a pod, a kubelet must stop it first), and
+	// the object goes once the last finalizer is removed.
+	DeletionTimestamp *time.Time `json:"deletionTimestamp,omitempty"`
+	// DeletionGracePeriodSeconds is what is left of the grace a delete
+	// gave: a pod's kubelet stops its container within it; 0 for every
+	// other kind (Kubernetes' metadata.deletionGracePeriodSeconds).
+	DeletionGracePeriodSeconds *int64 `json:"deletionGracePeriodSeconds,omitempty"`
 }
 
 // OwnerReference points at an object this one belongs to, as in
@@ -142,13 +150,10 @@ type Pod struct {
 	// NodeName is set once by the scheduler (or by the user to bypass it).
 	NodeName string `json:"nodeName"`
 
-	// DeletionTimestamp set means the pod is Terminating: its kubelet
-	// stops the container, then removes the object.
-	DeletionTimestamp *time.Time `json:"deletionTimestamp,omitempty"`
+	// DeletionTimestamp (ObjectMeta's) set means the pod is Terminating:
+	// its kubelet stops the container, then removes the object.
 	// DeletionGracePeriodSeconds is the grace the kubelet gives the
-	// container once Terminating: the pod's own, or the one the delete
-	// request asked for (Kubernetes' metadata.deletionGracePeriodSeconds).
-	DeletionGracePeriodSeconds *int64 `json:"deletionGracePeriodSeconds,omitempty"`
+	// container: the pod's own, or the one the delete request asked for.
 
 	// Status: written by the kubelet (and by the node controller for lost nodes).
 	Status       PodPhase   `json:"status"`

@@ -27,7 +27,7 @@ func TestClusterGauges(t *testing.T) {
 	src := fakeCluster{
 		pods: []*schemas.Pod{
 			{Status: schemas.PodRunning}, {Status: schemas.PodRunning}, {Status: schemas.PodPending},
-			{Status: schemas.PodRunning, DeletionTimestamp: &del},
+			{ObjectMeta: schemas.ObjectMeta{DeletionTimestamp: &del}, Status: schemas.PodRunning},
 		},
 		nodes: []*schemas.Node{
 			{ObjectMeta: schemas.ObjectMeta{Name: "a"}, Status: schemas.NodeReady, LastHeartbeat: now.Add(-1500 * time.Millisecond)},

@@ -49,8 +49,8 @@ var ConfigMap = &Def[*schemas.ConfigMap, *corev1.ConfigMap]{
 		{Name: "Data", Type: "string", Description: corev1.ConfigMap{}.SwaggerDoc()["data"]},
 		ageColumn,
 	},
-	Row: func(c *corev1.ConfigMap, now time.Time) []any {
-		return []any{c.Name, int64(len(c.Data) + len(c.BinaryData)), age(c.CreationTimestamp, now)}
+	Row: func(c *corev1.ConfigMap) []any {
+		return []any{c.Name, int64(len(c.Data) + len(c.BinaryData)), age(c.CreationTimestamp)}
 	},
 }
 
@@ -87,8 +87,8 @@ var Secret = &Def[*schemas.Secret, *corev1.Secret]{
 		{Name: "Data", Type: "string", Description: corev1.Secret{}.SwaggerDoc()["data"]},
 		ageColumn,
 	},
-	Row: func(s *corev1.Secret, now time.Time) []any {
-		return []any{s.Name, string(s.Type), int64(len(s.Data)), age(s.CreationTimestamp, now)}
+	Row: func(s *corev1.Secret) []any {
+		return []any{s.Name, string(s.Type), int64(len(s.Data)), age(s.CreationTimestamp)}
 	},
 }
 
@@ -118,8 +118,8 @@ var ServiceAccount = &Def[*schemas.ServiceAccount, *corev1.ServiceAccount]{
 		{Name: "Secrets", Type: "string", Description: corev1.ServiceAccount{}.SwaggerDoc()["secrets"]},
 		ageColumn,
 	},
-	Row: func(a *corev1.ServiceAccount, now time.Time) []any {
-		return []any{a.Name, int64(len(a.Secrets)), age(a.CreationTimestamp, now)}
+	Row: func(a *corev1.ServiceAccount) []any {
+		return []any{a.Name, int64(len(a.Secrets)), age(a.CreationTimestamp)}
 	},
 }
 
@@ -136,19 +136,6 @@ func defaultSecretType(s *schemas.Secret) {
 	if s.Type == "" {
 		s.Type = schemas.SecretTypeOpaque
 	}
-}
-
-// refuseDeletion refuses the deletion metadata a writer may not set
-// (only a delete sets it; these kinds are removed at once).
-func refuseDeletion(m *metav1.ObjectMeta) field.ErrorList {
-	var errs field.ErrorList
-	if m.DeletionTimestamp != nil {
-		errs = append(errs, notSupported(metaPath.Child("deletionTimestamp"), "set only by a delete"))
-	}
-	if m.DeletionGracePeriodSeconds != nil {
-		errs = append(errs, notSupported(metaPath.Child("deletionGracePeriodSeconds"), "set only by a delete"))
-	}
-	return errs
 }
 
 // ConfigMapToKube is c as Kubernetes shows it.
@@ -169,7 +156,6 @@ func ConfigMapToKube(c *schemas.ConfigMap) (*corev1.ConfigMap, error) {
 // field is kept.
 func ConfigMapFromKube(k *corev1.ConfigMap) (*schemas.ConfigMap, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
-	errs = append(errs, refuseDeletion(&k.ObjectMeta)...)
 	c := &schemas.ConfigMap{ObjectMeta: meta, Data: k.Data, BinaryData: k.BinaryData, Immutable: k.Immutable}
 	return c.DeepCopy(), errs
 }
@@ -194,7 +180,6 @@ func SecretToKube(s *schemas.Secret) (*corev1.Secret, error) {
 // write; an empty type becomes Opaque, as its defaulting does.
 func SecretFromKube(k *corev1.Secret) (*schemas.Secret, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
-	errs = append(errs, refuseDeletion(&k.ObjectMeta)...)
 	s := &schemas.Secret{ObjectMeta: meta, Type: string(k.Type), Data: k.Data, Immutable: k.Immutable}
 	s = s.DeepCopy()
 	if len(k.StringData) > 0 && s.Data == nil {
@@ -234,7 +219,6 @@ func ServiceAccountToKube(a *schemas.ServiceAccount) (*corev1.ServiceAccount, er
 // kind, uid or field is refused.
 func ServiceAccountFromKube(k *corev1.ServiceAccount) (*schemas.ServiceAccount, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
-	errs = append(errs, refuseDeletion(&k.ObjectMeta)...)
 	a := &schemas.ServiceAccount{ObjectMeta: meta}
 	for i, r := range k.Secrets {
 		p := field.NewPath("secrets").Index(i)

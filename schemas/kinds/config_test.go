@@ -175,10 +175,66 @@ func TestServiceAccountWire(t *testing.T) {
 		_, errs := kind.FromKube(obj)
 		wantErr(t, errs, "metadata.namespace")
 	}
-	// So is deletion metadata.
-	now := metav1.Now()
-	_, errs = ConfigMap.From(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "a", DeletionTimestamp: &now}})
-	wantErr(t, errs, "metadata.deletionTimestamp")
+}
+
+// Deletion metadata is only a delete's: a create drops what a client
+// sent, an update keeps the stored one, and a terminating object takes
+// no new finalizer (kube-apiserver's ValidateObjectMetaUpdate).
+func TestDeletionMetadata(t *testing.T) {
+	now := metav1.NewTime(t0)
+	k := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "a", DeletionTimestamp: &now, DeletionGracePeriodSeconds: ptrTo(int64(0)), Finalizers: []string{"example.com/a"}}}
+	c, errs := ConfigMap.From(k)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	ConfigMap.Create(c, t0)
+	if c.DeletionTimestamp != nil || c.DeletionGracePeriodSeconds != nil {
+		t.Fatalf("create kept deletion metadata: %v %v", c.DeletionTimestamp, c.DeletionGracePeriodSeconds)
+	}
+	old := c.DeepCopy()
+	del := t0.Add(time.Minute)
+	old.DeletionTimestamp, old.DeletionGracePeriodSeconds = &del, ptrTo(int64(0))
+	back, err := ConfigMap.To(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.DeletionTimestamp == nil || !back.DeletionTimestamp.Time.Equal(del) || back.DeletionGracePeriodSeconds == nil || *back.DeletionGracePeriodSeconds != 0 {
+		t.Fatalf("wire deletion metadata: %v %v", back.DeletionTimestamp, back.DeletionGracePeriodSeconds)
+	}
+	for _, tc := range []struct {
+		name       string
+		finalizers []string
+		wantErr    bool
+	}{
+		{"same", []string{"example.com/a"}, false},
+		{"removed", nil, false},
+		{"added", []string{"example.com/a", "example.com/b"}, true},
+		{"replaced", []string{"example.com/b"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			upd := c.DeepCopy()
+			upd.Finalizers = tc.finalizers
+			upd.DeletionTimestamp = nil // a client cannot unmark it
+			ConfigMap.Update(upd, old)
+			if upd.DeletionTimestamp == nil || !upd.DeletionTimestamp.Equal(del) {
+				t.Fatalf("update lost deletionTimestamp: %v", upd.DeletionTimestamp)
+			}
+			errs := ConfigMap.CheckUpdate(upd, old)
+			if tc.wantErr {
+				wantErr(t, errs, "metadata.finalizers")
+			} else if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			// Not terminating: any finalizer may be added.
+			live := c.DeepCopy()
+			upd2 := c.DeepCopy()
+			upd2.Finalizers = tc.finalizers
+			ConfigMap.Update(upd2, live)
+			if errs := ConfigMap.CheckUpdate(upd2, live); len(errs) > 0 {
+				t.Fatal(errs)
+			}
+		})
+	}
 }
 
 func TestConfigTables(t *testing.T) {

@@ -32,9 +32,10 @@ type Def[S any, K runtime.Object] struct {
 	// nil means only Check.
 	Check       func(S) field.ErrorList
 	CheckUpdate func(obj, old S) field.ErrorList
-	// Columns are the table's columns; Row gives one object's cells.
+	// Columns are the table's columns; Row gives one object's cells,
+	// those that change as time passes as Ago.
 	Columns []metav1.TableColumnDefinition
-	Row     func(obj K, now time.Time) []any
+	Row     func(obj K) []any
 }
 
 var _ Kind = (*Def[any, runtime.Object])(nil)
@@ -127,7 +128,22 @@ func (d *Def[S, K]) Table(objs []runtime.Object, now time.Time) (*metav1.Table, 
 			var zero K
 			return nil, fmt.Errorf("kinds: %s table: object is %T, want %T", d.Meta.Resource, o, zero)
 		}
-		t.Rows = append(t.Rows, metav1.TableRow{Cells: d.Row(k, now), Object: runtime.RawExtension{Object: k}})
+		cells := d.Row(k)
+		for i, c := range cells {
+			if a, ok := c.(Ago); ok {
+				cells[i] = a.At(now)
+			}
+		}
+		t.Rows = append(t.Rows, metav1.TableRow{Cells: cells, Object: runtime.RawExtension{Object: k}})
 	}
 	return t, nil
+}
+
+func (d *Def[S, K]) Cells(obj runtime.Object) ([]any, error) {
+	k, ok := obj.(K)
+	if !ok {
+		var zero K
+		return nil, fmt.Errorf("kinds: %s row: object is %T, want %T", d.Meta.Resource, obj, zero)
+	}
+	return d.Row(k), nil
 }

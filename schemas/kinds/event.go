@@ -112,7 +112,7 @@ func EventFromKube(k *corev1.Event) (*schemas.ObjectEvent, field.ErrorList) {
 	return ev, errs
 }
 
-func eventRow(ev *corev1.Event, now time.Time) []any {
+func eventRow(ev *corev1.Event) []any {
 	last := ev.LastTimestamp
 	if last.IsZero() {
 		last = metav1.Time(ev.EventTime)
@@ -121,14 +121,14 @@ func eventRow(ev *corev1.Event, now time.Time) []any {
 	if first.IsZero() {
 		first = last
 	}
-	lastSeen := age(last, now)
+	lastSeen := age(last)
 	if ev.Count > 1 {
-		lastSeen = fmt.Sprintf("%s (x%d over %s)", lastSeen, ev.Count, age(first, now))
+		lastSeen = Ago{Format: fmt.Sprintf("%%s (x%d over %%s)", ev.Count), Times: []time.Time{last.Time, first.Time}}
 	}
 	source := ev.Source.Component
 	if ev.Source.Host != "" {
 		source += ", " + ev.Source.Host
 	}
 	obj := strings.ToLower(ev.InvolvedObject.Kind) + "/" + ev.InvolvedObject.Name
-	return []any{lastSeen, ev.Type, ev.Reason, obj, ev.InvolvedObject.FieldPath, source, ev.Message, age(first, now), int64(ev.Count), ev.Name}
+	return []any{lastSeen, ev.Type, ev.Reason, obj, ev.InvolvedObject.FieldPath, source, ev.Message, age(first), int64(ev.Count), ev.Name}
 }

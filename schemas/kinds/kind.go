@@ -84,6 +84,9 @@ type Kind interface {
 	// ages are counted to now. Rows carry the object in Row.Object; the
 	// REST layer trims it to what includeObject asks for.
 	Table(objs []runtime.Object, now time.Time) (*metav1.Table, error)
+	// Cells is one wire object's row as Table makes it, with the cells
+	// that change as time passes left as Ago (to cache per revision).
+	Cells(obj runtime.Object) ([]any, error)
 }
 
 var registry = map[string]Kind{} // by resource

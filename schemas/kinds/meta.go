@@ -83,6 +83,10 @@ func metaToKube(m *schemas.ObjectMeta, namespaced bool) (metav1.ObjectMeta, erro
 		Labels:            maps.Clone(m.Labels),
 		Annotations:       maps.Clone(m.Annotations),
 		Finalizers:        slices.Clone(m.Finalizers),
+		DeletionTimestamp: kubeTimePtr(m.DeletionTimestamp),
+	}
+	if out.DeletionTimestamp != nil && m.DeletionGracePeriodSeconds != nil {
+		out.DeletionGracePeriodSeconds = ptrTo(*m.DeletionGracePeriodSeconds)
 	}
 	if namespaced {
 		out.Namespace = DefaultNamespace
@@ -118,7 +122,8 @@ func kubeOwnerRef(r schemas.OwnerReference) metav1.OwnerReference {
 // fields (uid, resourceVersion, creationTimestamp, generation) are kept
 // so an update can be checked against them; the strategies decide what
 // a writer may set. deletionTimestamp and deletionGracePeriodSeconds are
-// the caller's (only pods keep them).
+// kept too, for the same reason: only a delete sets them (createMeta
+// clears them, carryMeta takes them from the stored object).
 func metaFromKube(m *metav1.ObjectMeta, namespaced bool) (schemas.ObjectMeta, field.ErrorList) {
 	var errs field.ErrorList
 	out := schemas.ObjectMeta{
@@ -133,6 +138,10 @@ func metaFromKube(m *metav1.ObjectMeta, namespaced bool) (schemas.ObjectMeta, fi
 	}
 	if m.CreationTimestamp.IsZero() {
 		out.CreatedAt = time.Time{}
+	}
+	out.DeletionTimestamp = timePtr(m.DeletionTimestamp)
+	if out.DeletionTimestamp != nil && m.DeletionGracePeriodSeconds != nil {
+		out.DeletionGracePeriodSeconds = ptrTo(*m.DeletionGracePeriodSeconds)
 	}
 	errs = append(errs, checkNamespace(m.Namespace, namespaced)...)
 	if m.ResourceVersion != "" {
@@ -250,6 +259,8 @@ func carryMeta(obj, old *schemas.ObjectMeta) {
 	obj.CreatedAt = old.CreatedAt
 	obj.Generation = old.Generation
 	obj.GenerateName = old.GenerateName
+	// Only a delete marks an object; once marked it stays so.
+	obj.DeletionTimestamp, obj.DeletionGracePeriodSeconds = old.DeletionTimestamp, old.DeletionGracePeriodSeconds
 }
 
 // validateMetaUpdate refuses changes to immutable metadata a client sent.
@@ -261,7 +272,21 @@ func validateMetaUpdate(obj, old *schemas.ObjectMeta) field.ErrorList {
 	if obj.UID != old.UID {
 		errs = append(errs, field.Invalid(metaPath.Child("uid"), obj.UID, "field is immutable"))
 	}
+	if added := AddedFinalizers(obj, old); old.DeletionTimestamp != nil && len(added) > 0 {
+		errs = append(errs, field.Forbidden(metaPath.Child("finalizers"), fmt.Sprintf("no new finalizers can be added if the object is being deleted, found new finalizers %q", added)))
+	}
 	return errs
+}
+
+// AddedFinalizers are obj's finalizers old does not have.
+func AddedFinalizers(obj, old *schemas.ObjectMeta) []string {
+	var out []string
+	for _, f := range obj.Finalizers {
+		if !slices.Contains(old.Finalizers, f) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // nameColumn and ageColumn are every table's, as kube-apiserver's.
@@ -270,13 +295,38 @@ var (
 	ageColumn  = metav1.TableColumnDefinition{Name: "Age", Type: "string", Description: metav1.ObjectMeta{}.SwaggerDoc()["creationTimestamp"]}
 )
 
-// age is a creation time as kubectl prints it.
-func age(t metav1.Time, now time.Time) string {
+// Ago is a table cell that reads differently as time passes: Format
+// with each %s replaced by the time from one of Times to the table's now,
+// as kubectl prints ages ("5m", "3 (10s ago)"); a zero time reads
+// "<unknown>". Rows hold it instead of a string so that a row, encoded
+// once per object revision, stays valid: only these cells are made again
+// per request (Table does it at its now, and At for one cell).
+type Ago struct {
+	Format string
+	Times  []time.Time
+}
+
+// At is the cell as read at now.
+func (a Ago) At(now time.Time) string {
+	if a.Format == "%s" && len(a.Times) == 1 {
+		return since(a.Times[0], now)
+	}
+	args := make([]any, len(a.Times))
+	for i, t := range a.Times {
+		args[i] = since(t, now)
+	}
+	return fmt.Sprintf(a.Format, args...)
+}
+
+func since(t, now time.Time) string {
 	if t.IsZero() {
 		return "<unknown>"
 	}
-	return duration.HumanDuration(now.Sub(t.Time))
+	return duration.HumanDuration(now.Sub(t))
 }
+
+// age is a creation time as kubectl prints it.
+func age(t metav1.Time) Ago { return Ago{Format: "%s", Times: []time.Time{t.Time}} }
 
 // createMeta resets what a creator may not set. The generation is
 // stored as 0 at creation and read as 1 (Generation), so objects written
@@ -286,6 +336,7 @@ func createMeta(m *schemas.ObjectMeta, now time.Time) {
 	m.CreatedAt = now.UTC()
 	m.ResourceVersion = 0
 	m.Generation = 0
+	m.DeletionTimestamp, m.DeletionGracePeriodSeconds = nil, nil
 }
 
 // Generation is m's generation as Kubernetes counts it: 1 at creation.

@@ -43,8 +43,8 @@ var Namespace = &Def[*schemas.Namespace, *corev1.Namespace]{
 		{Name: "Status", Type: "string", Description: "The status of the namespace"},
 		ageColumn,
 	},
-	Row: func(ns *corev1.Namespace, now time.Time) []any {
-		return []any{ns.Name, string(ns.Status.Phase), age(ns.CreationTimestamp, now)}
+	Row: func(ns *corev1.Namespace) []any {
+		return []any{ns.Name, string(ns.Status.Phase), age(ns.CreationTimestamp)}
 	},
 }
 
@@ -88,9 +88,6 @@ func NamespaceToKube(ns *schemas.Namespace) (*corev1.Namespace, error) {
 func NamespaceFromKube(k *corev1.Namespace) (*schemas.Namespace, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, false)
 	ns := &schemas.Namespace{ObjectMeta: meta, Phase: schemas.NamespacePhase(k.Status.Phase)}
-	if k.DeletionTimestamp != nil {
-		errs = append(errs, notSupported(metaPath.Child("deletionTimestamp"), "set only by a delete"))
-	}
 	// The label kube-apiserver sets is derived from the name: not stored.
 	if v, ok := ns.Labels[labelNamespaceName]; ok {
 		if v != k.Name && k.Name != "" {

@@ -298,7 +298,7 @@ func NodeFromKube(k *corev1.Node) (*schemas.Node, field.ErrorList) {
 	return n, errs
 }
 
-func nodeRow(n *corev1.Node, now time.Time) []any {
+func nodeRow(n *corev1.Node) []any {
 	// Only the Ready condition shows, as kube-apiserver prints it:
 	// pressure is for describe.
 	var status []string
@@ -347,6 +347,6 @@ func nodeRow(n *corev1.Node, now time.Time) []any {
 		return s
 	}
 	info := n.Status.NodeInfo
-	return []any{n.Name, strings.Join(status, ","), rolesS, age(n.CreationTimestamp, now), info.KubeletVersion,
+	return []any{n.Name, strings.Join(status, ","), rolesS, age(n.CreationTimestamp), info.KubeletVersion,
 		addr(corev1.NodeInternalIP), addr(corev1.NodeExternalIP), orUnknown(info.OSImage), orUnknown(info.KernelVersion), info.ContainerRuntimeVersion}
 }

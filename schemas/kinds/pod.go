@@ -9,7 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/miniku/miniku/schemas"
@@ -55,7 +54,6 @@ var Pod = &Def[*schemas.Pod, *corev1.Pod]{
 func PreparePodForCreate(p *schemas.Pod, now time.Time) {
 	createMeta(&p.ObjectMeta, now)
 	schemas.SetPodStatus(p, schemas.PodStatus{Status: schemas.PodPending})
-	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = nil, nil
 }
 
 // PreparePodForUpdate carries over from old what an update may not
@@ -63,7 +61,6 @@ func PreparePodForCreate(p *schemas.Pod, now time.Time) {
 func PreparePodForUpdate(p, old *schemas.Pod) {
 	carryMeta(&p.ObjectMeta, &old.ObjectMeta)
 	schemas.SetPodStatus(p, schemas.PodStatusOf(old))
-	p.DeletionTimestamp, p.DeletionGracePeriodSeconds = old.DeletionTimestamp, old.DeletionGracePeriodSeconds
 	if p.NodeName == "" {
 		p.NodeName = old.NodeName // binding sets it, an update cannot unset it
 	}
@@ -144,8 +141,6 @@ func PodToKube(p *schemas.Pod) (*corev1.Pod, error) {
 	if p.Owner != "" {
 		meta.OwnerReferences = append([]metav1.OwnerReference{controllerRef(p.Owner, p.OwnerUID)}, meta.OwnerReferences...)
 	}
-	meta.DeletionTimestamp = kubeTimePtr(p.DeletionTimestamp)
-	meta.DeletionGracePeriodSeconds = p.DeletionGracePeriodSeconds
 	if p.DeletionTimestamp != nil && p.DeletionGracePeriodSeconds == nil {
 		meta.DeletionGracePeriodSeconds = ptrTo(int64(p.GracePeriod().Seconds()))
 	}
@@ -300,10 +295,6 @@ func qosClass(r schemas.ResourceList) corev1.PodQOSClass {
 func PodFromKube(k *corev1.Pod) (*schemas.Pod, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
 	p := &schemas.Pod{ObjectMeta: meta}
-	p.DeletionTimestamp = timePtr(k.DeletionTimestamp)
-	if p.DeletionTimestamp != nil && k.DeletionGracePeriodSeconds != nil {
-		p.DeletionGracePeriodSeconds = ptrTo(*k.DeletionGracePeriodSeconds)
-	}
 	// The controller reference to a replicaset is kept as owner/ownerUid.
 	for i, r := range p.OwnerReferences {
 		if r.Controller && r.Kind == "ReplicaSet" && r.APIVersion == "apps/v1" {
@@ -369,7 +360,7 @@ func podStatusFromKube(st *corev1.PodStatus, p *schemas.Pod) {
 }
 
 // podRow is a pod's table row as kube-apiserver prints it.
-func podRow(pod *corev1.Pod, now time.Time) []any {
+func podRow(pod *corev1.Pod) []any {
 	restarts, ready, total := 0, 0, len(pod.Spec.Containers)
 	var lastRestart time.Time
 	reason := string(pod.Status.Phase)
@@ -401,13 +392,13 @@ func podRow(pod *corev1.Pod, now time.Time) []any {
 			reason = "Unknown"
 		}
 	}
-	restartsS := fmt.Sprint(restarts)
+	var restartsS any = fmt.Sprint(restarts)
 	if restarts != 0 && !lastRestart.IsZero() {
-		restartsS = fmt.Sprintf("%d (%s ago)", restarts, duration.HumanDuration(now.Sub(lastRestart)))
+		restartsS = Ago{Format: fmt.Sprintf("%d (%%s ago)", restarts), Times: []time.Time{lastRestart}}
 	}
 	node := orString(pod.Spec.NodeName, "<none>")
 	ip := orString(pod.Status.PodIP, "<none>")
 	nominated := orString(pod.Status.NominatedNodeName, "<none>")
 	gates := "<none>"
-	return []any{pod.Name, fmt.Sprintf("%d/%d", ready, total), reason, restartsS, age(pod.CreationTimestamp, now), ip, node, nominated, gates}
+	return []any{pod.Name, fmt.Sprintf("%d/%d", ready, total), reason, restartsS, age(pod.CreationTimestamp), ip, node, nominated, gates}
 }

@@ -40,8 +40,11 @@ func testPods() map[string]*schemas.Pod {
 			Message: "0/2 nodes are available: 2 Insufficient cpu."},
 		"node lost": {ObjectMeta: meta("p9"), PodSpec: spec, NodeName: "node-1", Status: schemas.PodFailed, Reason: "NodeLost",
 			Message: "node node-1 stopped responding", StartedAt: tp(t0), FinishedAt: tp(t0.Add(time.Minute))},
-		"terminating": {ObjectMeta: meta("p6"), PodSpec: spec, NodeName: "node-1", Status: schemas.PodRunning, StartedAt: tp(t0),
-			DeletionTimestamp: tp(t0.Add(time.Hour)), DeletionGracePeriodSeconds: ptrTo(int64(30))},
+		"terminating": {ObjectMeta: func() schemas.ObjectMeta {
+			m := meta("p6")
+			m.DeletionTimestamp, m.DeletionGracePeriodSeconds = tp(t0.Add(time.Hour)), ptrTo(int64(30))
+			return m
+		}(), PodSpec: spec, NodeName: "node-1", Status: schemas.PodRunning, StartedAt: tp(t0)},
 		"other owner refs": {ObjectMeta: schemas.ObjectMeta{Name: "p7", CreatedAt: t0, Generation: 1, Finalizers: []string{"example.com/f"},
 			OwnerReferences: []schemas.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "c", UID: "cu"}},
 			ManagedFields:   []byte(`[{"manager":"kubectl","operation":"Apply","apiVersion":"v1","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{}}}]`)},

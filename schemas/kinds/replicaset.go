@@ -44,7 +44,7 @@ var ReplicaSet = &Def[*schemas.ReplicaSet, *appsv1.ReplicaSet]{
 		{Name: "Images", Type: "string", Priority: 1, Description: "Images referenced by each container in the template."},
 		{Name: "Selector", Type: "string", Priority: 1, Description: appsv1.ReplicaSetSpec{}.SwaggerDoc()["selector"]},
 	},
-	Row: func(rs *appsv1.ReplicaSet, now time.Time) []any {
+	Row: func(rs *appsv1.ReplicaSet) []any {
 		var names, images []string
 		for _, c := range rs.Spec.Template.Spec.Containers {
 			names, images = append(names, c.Name), append(images, c.Image)
@@ -53,7 +53,7 @@ var ReplicaSet = &Def[*schemas.ReplicaSet, *appsv1.ReplicaSet]{
 		if rs.Spec.Replicas != nil {
 			desired = int64(*rs.Spec.Replicas)
 		}
-		return []any{rs.Name, desired, int64(rs.Status.Replicas), int64(rs.Status.ReadyReplicas), age(rs.CreationTimestamp, now),
+		return []any{rs.Name, desired, int64(rs.Status.Replicas), int64(rs.Status.ReadyReplicas), age(rs.CreationTimestamp),
 			strings.Join(names, ","), strings.Join(images, ","), metav1.FormatLabelSelector(rs.Spec.Selector)}
 	},
 }
@@ -155,9 +155,6 @@ func ReplicaSetToKube(rs *schemas.ReplicaSet) (*appsv1.ReplicaSet, error) {
 func ReplicaSetFromKube(k *appsv1.ReplicaSet) (*schemas.ReplicaSet, field.ErrorList) {
 	meta, errs := metaFromKube(&k.ObjectMeta, true)
 	rs := &schemas.ReplicaSet{ObjectMeta: meta, DesiredCount: 1}
-	if k.DeletionTimestamp != nil {
-		errs = append(errs, notSupported(metaPath.Child("deletionTimestamp"), "set only by a delete of a pod"))
-	}
 	if k.Spec.Replicas != nil {
 		rs.DesiredCount = int(*k.Spec.Replicas)
 	}

@@ -7,8 +7,11 @@ import (
 	"net/url"
 	"strconv"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/schemas"
+	"github.com/miniku/miniku/schemas/kinds"
 )
 
 // deletePodGracefully is the one pod delete path (DELETE /pods/{name}, and
@@ -20,12 +23,17 @@ import (
 // delete the object at once; a kubelet then stops any container with the
 // pod's own grace period.
 //
+// Finalizers (after policy put its own, see deleteObject) hold the object:
+// a pod deleted at once is then only marked with a grace of 0, and goes
+// when the last finalizer is removed; the kubelet of a terminating one
+// sets the grace to 0 when its container is gone.
+//
 // want != 0 is a resourceVersion precondition (409 when stale). grace, when
 // not nil, overrides the pod's terminationGracePeriodSeconds; a second
 // delete may shorten the grace of a Terminating pod but never lengthen it.
 // It returns the pod as written (carrying deletionTimestamp) or, when
 // deleted at once, as it was last.
-func (s *Server) deletePodGracefully(ctx context.Context, name string, want uint64, grace *int64) (*schemas.Pod, error) {
+func (s *Server) deletePodGracefully(ctx context.Context, name string, want uint64, grace *int64, policy metav1.DeletionPropagation) (*schemas.Pod, error) {
 	for attempt := 0; ; attempt++ {
 		p, err := getObject(ctx, s.conn.Pods, kindPod, name)
 		if errors.Is(err, bus.ErrMalformed) {
@@ -46,7 +54,8 @@ func (s *Server) deletePodGracefully(ctx context.Context, name string, want uint
 		if err != nil {
 			return nil, err
 		}
-		if now {
+		fins := kinds.DeletionFinalizers(p.Finalizers, policy)
+		if now && len(fins) == 0 {
 			err = s.conn.Pods.Delete(ctx, name, p.ResourceVersion)
 			if err == nil {
 				s.log.Info("pod deleted", "pod", name, "node", p.NodeName, "resourceVersion", p.ResourceVersion)
@@ -55,18 +64,22 @@ func (s *Server) deletePodGracefully(ctx context.Context, name string, want uint
 				return p, nil
 			}
 		} else {
-			if p.DeletionTimestamp != nil && p.DeletionGracePeriodSeconds != nil && *p.DeletionGracePeriodSeconds <= g {
+			if now {
+				g = 0 // nothing to wait for but the finalizers
+			}
+			marked := p.DeepCopy()
+			changed := kinds.MarkDeleting(&marked.ObjectMeta, s.now(), g)
+			if !kinds.SameFinalizers(fins, marked.Finalizers) {
+				marked.Finalizers, changed = fins, true
+			}
+			if !changed {
 				return p, nil // already Terminating with this grace or a shorter one
 			}
-			if p.DeletionTimestamp == nil {
-				t := s.now().UTC()
-				p.DeletionTimestamp = &t
-			}
-			p.DeletionGracePeriodSeconds = &g
-			err = s.conn.Pods.Update(ctx, p)
+			err = s.conn.Pods.Update(ctx, marked)
 			if err == nil {
-				s.log.Info("pod terminating", "pod", name, "node", p.NodeName, "grace", g, "resourceVersion", p.ResourceVersion)
-				return p, nil
+				s.log.Info("pod terminating", "pod", name, "node", p.NodeName, "grace", *marked.DeletionGracePeriodSeconds,
+					"finalizers", marked.Finalizers, "resourceVersion", marked.ResourceVersion)
+				return marked, nil
 			}
 		}
 		if !errors.Is(err, bus.ErrConflict) || attempt >= maxDeleteAttempts {

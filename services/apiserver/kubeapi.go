@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/schemas/kinds"
 	"github.com/miniku/miniku/services/apiserver/kube"
 )
@@ -15,7 +16,7 @@ import (
 func kindsNamespace() (kinds.Kind, bool) { return kinds.ByResource("namespaces") }
 
 func (s *Server) newKube() *kube.Handler {
-	return kube.New(kube.Config{
+	h := kube.New(kube.Config{
 		Store:         s.newKubeStore(),
 		Log:           s.log,
 		OpenAPI:       s.cfg.OpenAPI,
@@ -25,6 +26,24 @@ func (s *Server) newKube() *kube.Handler {
 		Timeout:       s.timeout,
 		Streams:       map[string]http.Handler{"log": s.kubePodLogs(), "exec": s.kubePodExec()},
 	})
+	// The handler's cache of encoded objects lets go of a deleted
+	// object's, whoever deleted it.
+	forgetDeleted(h, "pods", s.pods)
+	forgetDeleted(h, "replicasets", s.rss)
+	forgetDeleted(h, "nodes", s.nodes)
+	forgetDeleted(h, "namespaces", s.namespaces)
+	forgetDeleted(h, "configmaps", s.configMaps)
+	forgetDeleted(h, "serviceaccounts", s.serviceAccounts)
+	if s.secrets != nil {
+		forgetDeleted(h, "secrets", s.secrets)
+	}
+	return h
+}
+
+func forgetDeleted[T any, P bus.Object[T]](h *kube.Handler, resource string, inf *bus.Informer[T, P]) {
+	inf.AddEventHandler(bus.HandlerFuncs[P]{Delete: func(old P) {
+		h.Forget(resource, old.GetMeta().Name)
+	}})
 }
 
 // ensureNamespacesRetry retries ensureNamespaces while the store comes

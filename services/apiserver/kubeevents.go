@@ -73,8 +73,10 @@ func (e eventsBucket) list(ctx context.Context) ([]kube.Object, uint64, error) {
 }
 
 func (eventsBucket) create(context.Context, kube.Object) error { return errEventsReadOnly }
-func (eventsBucket) update(context.Context, kube.Object) error { return errEventsReadOnly }
-func (eventsBucket) remove(context.Context, string, uint64) (kube.Object, error) {
+func (eventsBucket) update(context.Context, kube.Object) (bool, error) {
+	return false, errEventsReadOnly
+}
+func (eventsBucket) remove(context.Context, string, uint64, metav1.DeletionPropagation) (kube.Object, error) {
 	return nil, errEventsReadOnly
 }
 

@@ -32,8 +32,10 @@ type kubeBucket interface {
 	get(ctx context.Context, name string) (kube.Object, error)
 	list(ctx context.Context) ([]kube.Object, uint64, error)
 	create(ctx context.Context, obj kube.Object) error
-	update(ctx context.Context, obj kube.Object) error
-	remove(ctx context.Context, name string, want uint64) (kube.Object, error)
+	// update writes obj, then removes it if that took its last finalizer
+	// (gone).
+	update(ctx context.Context, obj kube.Object) (gone bool, err error)
+	remove(ctx context.Context, name string, want uint64, policy metav1.DeletionPropagation) (kube.Object, error)
 	watch(ctx context.Context, from uint64) (*kube.Watch, error)
 }
 
@@ -92,16 +94,19 @@ func (t typedBucket[T, P]) create(ctx context.Context, obj kube.Object) error {
 	return t.b.Create(ctx, p)
 }
 
-func (t typedBucket[T, P]) update(ctx context.Context, obj kube.Object) error {
+func (t typedBucket[T, P]) update(ctx context.Context, obj kube.Object) (bool, error) {
 	p, err := t.typed(obj)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return t.b.Update(ctx, p)
+	if err := t.b.Update(ctx, p); err != nil {
+		return false, err
+	}
+	return removeFinalized(ctx, t.b, p)
 }
 
-func (t typedBucket[T, P]) remove(ctx context.Context, name string, want uint64) (kube.Object, error) {
-	p, err := deleteObject(ctx, t.b, t.b.Name(), name, want)
+func (t typedBucket[T, P]) remove(ctx context.Context, name string, want uint64, policy metav1.DeletionPropagation) (kube.Object, error) {
+	p, _, err := deleteObject(ctx, t.b, t.b.Name(), name, want, policy, time.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -197,9 +202,9 @@ func (n noSecretsKey) get(context.Context, string) (kube.Object, error) { return
 func (n noSecretsKey) list(context.Context) ([]kube.Object, uint64, error) {
 	return nil, 0, n.err()
 }
-func (n noSecretsKey) create(context.Context, kube.Object) error { return n.err() }
-func (n noSecretsKey) update(context.Context, kube.Object) error { return n.err() }
-func (n noSecretsKey) remove(context.Context, string, uint64) (kube.Object, error) {
+func (n noSecretsKey) create(context.Context, kube.Object) error         { return n.err() }
+func (n noSecretsKey) update(context.Context, kube.Object) (bool, error) { return false, n.err() }
+func (n noSecretsKey) remove(context.Context, string, uint64, metav1.DeletionPropagation) (kube.Object, error) {
 	return nil, n.err()
 }
 func (n noSecretsKey) watch(context.Context, uint64) (*kube.Watch, error) { return nil, n.err() }
@@ -271,8 +276,13 @@ func (k *kubeStore) Update(ctx context.Context, resource string, obj kube.Object
 			oldCount = cur.DesiredCount
 		}
 	}
-	if err := b.update(ctx, obj); err != nil {
+	gone, err := b.update(ctx, obj)
+	if err != nil {
 		return kubeErr(err)
+	}
+	if gone {
+		k.removed(obj)
+		return nil
 	}
 	k.published(obj, "updated", &hintsBefore{node: oldNode, desired: oldCount})
 	return nil
@@ -308,10 +318,21 @@ func (k *kubeStore) published(obj kube.Object, what string, before *hintsBefore)
 	}
 }
 
-func (k *kubeStore) Delete(ctx context.Context, resource, name string, want uint64, grace *int64) (kube.Object, error) {
+// removed sends the hints of a removal.
+func (k *kubeStore) removed(obj kube.Object) {
+	m := obj.GetMeta()
+	switch o := obj.(type) {
+	case *schemas.Pod:
+		k.s.publish(bus.SubjPodDeleted, schemas.Event{Type: "deleted", Kind: schemas.KindPod, Name: m.Name, Node: o.NodeName, Revision: m.ResourceVersion})
+	case *schemas.ReplicaSet:
+		k.s.publish(bus.SubjReplicaSetDeleted, schemas.Event{Type: "deleted", Kind: schemas.KindReplicaSet, Name: m.Name, Revision: m.ResourceVersion})
+	}
+}
+
+func (k *kubeStore) Delete(ctx context.Context, resource, name string, want uint64, grace *int64, policy metav1.DeletionPropagation) (kube.Object, error) {
 	switch resource {
 	case "pods":
-		p, err := k.s.deletePodGracefully(ctx, name, want, grace)
+		p, err := k.s.deletePodGracefully(ctx, name, want, grace, policy)
 		if err != nil {
 			return nil, kubeErr(err)
 		}
@@ -327,12 +348,12 @@ func (k *kubeStore) Delete(ctx context.Context, resource, name string, want uint
 	if err != nil {
 		return nil, err
 	}
-	o, err := b.remove(ctx, name, want)
+	o, err := b.remove(ctx, name, want, policy)
 	if err != nil {
 		return nil, kubeErr(err)
 	}
-	if rs, ok := o.(*schemas.ReplicaSet); ok {
-		k.s.publish(bus.SubjReplicaSetDeleted, schemas.Event{Type: "deleted", Kind: schemas.KindReplicaSet, Name: name, Revision: rs.ResourceVersion})
+	if o.GetMeta().DeletionTimestamp == nil {
+		k.removed(o)
 	}
 	return o, nil
 }

@@ -14,9 +14,12 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/internal/shrink"
 	"github.com/miniku/miniku/schemas"
+	"github.com/miniku/miniku/schemas/kinds"
 )
 
 // maxDeleteAttempts bounds the read-then-delete loop; each retry means
@@ -189,31 +192,73 @@ func encodeList[T any, P bus.Object[T]](c *jsonCache, objs []P, all bool) (rawJS
 // always of a version the server has seen and can return. With want != 0
 // the client's revision is a precondition and a mismatch is a 409 rather
 // than a retry: the client asked not to delete a version it has not seen.
-func deleteObject[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], kind, name string, want uint64) (P, error) {
+//
+// Finalizers are honoured as kube-apiserver does: policy first puts its
+// own (orphan, foregroundDeletion) in place; an object left with any is
+// only marked (deletionTimestamp, deletionGracePeriodSeconds 0) and goes
+// once the last is removed (removeFinalized). gone says it was removed;
+// the object returned is the one removed or as marked.
+func deleteObject[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], kind, name string, want uint64, policy metav1.DeletionPropagation, now func() time.Time) (_ P, gone bool, _ error) {
 	for attempt := 0; ; attempt++ {
 		obj, err := getObject(ctx, b, kind, name)
 		if errors.Is(err, bus.ErrMalformed) {
-			return nil, deleteMalformed(ctx, b, kind, name)
+			return nil, true, deleteMalformed(ctx, b, kind, name)
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		rev := obj.GetMeta().ResourceVersion
+		m := obj.GetMeta()
+		rev := m.ResourceVersion
 		if want != 0 && rev != want {
-			return nil, modified(kind, name, rev, want)
+			return nil, false, modified(kind, name, rev, want)
 		}
-		err = b.Delete(ctx, name, rev)
-		if err == nil {
-			return obj, nil
+		fins := kinds.DeletionFinalizers(m.Finalizers, policy)
+		if len(fins) == 0 {
+			err = b.Delete(ctx, name, rev)
+			if err == nil {
+				return obj, true, nil
+			}
+		} else {
+			marked := P(obj.DeepCopy())
+			mm := marked.GetMeta()
+			changed := kinds.MarkDeleting(mm, now(), 0)
+			if !kinds.SameFinalizers(fins, mm.Finalizers) {
+				mm.Finalizers, changed = fins, true
+			}
+			if !changed {
+				return obj, false, nil // already marked, as asked
+			}
+			if err = b.Update(ctx, marked); err == nil {
+				return marked, false, nil
+			}
 		}
 		if !errors.Is(err, bus.ErrConflict) || attempt >= maxDeleteAttempts {
-			return nil, err
+			return nil, false, err
 		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("delete %s %s: %w", kind, name, ctx.Err())
+			return nil, false, fmt.Errorf("delete %s %s: %w", kind, name, ctx.Err())
 		}
 		// A conflict with a precondition is reported by the next read.
 	}
+}
+
+// removeFinalized removes obj, just written, if a delete marked it and
+// nothing holds it any more (its last finalizer was just removed), at the
+// revision written: a write in between keeps it for the next writer, or
+// the garbage collector, to finish.
+func removeFinalized[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], obj P) (bool, error) {
+	m := obj.GetMeta()
+	if !kinds.ReadyToRemove(m) {
+		return false, nil
+	}
+	err := b.Delete(ctx, m.Name, m.ResourceVersion)
+	if errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("remove finalized %s %s: %w", b.Name(), m.Name, err)
+	}
+	return true, nil
 }
 
 // deleteMalformed deletes a key whose value does not decode (written

@@ -107,7 +107,7 @@ func (s *Server) deletePod(ctx context.Context, _ http.ResponseWriter, r *http.R
 	if err != nil {
 		return 0, nil, err
 	}
-	p, err := s.deletePodGracefully(ctx, name, want, grace)
+	p, err := s.deletePodGracefully(ctx, name, want, grace, "")
 	if err != nil {
 		return 0, nil, err
 	}

@@ -193,9 +193,15 @@ func (s *Server) deleteReplicaSet(ctx context.Context, _ http.ResponseWriter, r 
 	if err != nil {
 		return 0, nil, err
 	}
-	rs, err := deleteObject(ctx, s.conn.ReplicaSets, kindReplicaSet, name, want)
+	// Background, as on the Kubernetes API: the garbage collector then
+	// deletes its pods. Finalizers set there hold it here too.
+	rs, gone, err := deleteObject(ctx, s.conn.ReplicaSets, kindReplicaSet, name, want, "", s.now)
 	if err != nil {
 		return 0, nil, err
+	}
+	if !gone {
+		s.log.Info("replicaset deleting", "replicaset", name, "finalizers", rs.Finalizers, "resourceVersion", rs.ResourceVersion)
+		return http.StatusOK, rs, nil
 	}
 	s.log.Info("replicaset deleted", "replicaset", name, "resourceVersion", rs.ResourceVersion)
 	s.publish(bus.SubjReplicaSetDeleted, schemas.Event{Type: "deleted", Kind: schemas.KindReplicaSet, Name: name, Revision: rs.ResourceVersion})

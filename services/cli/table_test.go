@@ -18,7 +18,7 @@ func TestTableAligned(t *testing.T) {
 		{ObjectMeta: schemas.ObjectMeta{Name: "web-1a2b3c4d", CreatedAt: now.Add(-90 * time.Second)}, Status: schemas.PodRunning, NodeName: "node-1", RestartCount: 2},
 		{ObjectMeta: schemas.ObjectMeta{Name: "x", CreatedAt: now.Add(-5 * time.Hour)}, Status: schemas.PodPending},
 		{ObjectMeta: schemas.ObjectMeta{Name: "crash", CreatedAt: now.Add(-3 * 24 * time.Hour)}, Status: schemas.PodRunning, Reason: "CrashLoopBackOff", NodeName: "node-2"},
-		{ObjectMeta: schemas.ObjectMeta{Name: "gone", CreatedAt: now}, Status: schemas.PodRunning, DeletionTimestamp: &del},
+		{ObjectMeta: schemas.ObjectMeta{Name: "gone", CreatedAt: now, DeletionTimestamp: &del}, Status: schemas.PodRunning},
 		{ObjectMeta: schemas.ObjectMeta{Name: "done"}, Status: schemas.PodSucceeded, Reason: "Completed"},
 	}
 	tb := &table{header: podHeader}

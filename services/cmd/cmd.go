@@ -31,6 +31,7 @@ import (
 	"github.com/miniku/miniku/services/apiserver"
 	"github.com/miniku/miniku/services/cli"
 	"github.com/miniku/miniku/services/controller"
+	"github.com/miniku/miniku/services/garbagecollector"
 	"github.com/miniku/miniku/services/kubelet"
 	"github.com/miniku/miniku/services/scheduler"
 	"github.com/miniku/miniku/services/serviceaccounts"
@@ -322,6 +323,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	g.Go("serviceaccounts", func() error { return sas.Run(gctx) })
+	gc, err := garbagecollector.New(garbagecollector.Config{Logger: log, Pods: podsCache, ReplicaSets: rsCache}, ctrlConn)
+	if err != nil {
+		return err
+	}
+	g.Go("garbagecollector", func() error { return gc.Run(gctx) })
 
 	imgOpts.Mirror, imgOpts.Logger = *mirror, log
 	images, err := image.NewStore(filepath.Join(c.dataDir, "images"), imgOpts)
@@ -668,7 +674,11 @@ func cmdController(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return nil, err
 		}
-		return both{ctrl, sas}, nil
+		gc, err := garbagecollector.New(garbagecollector.Config{Logger: log}, conn)
+		if err != nil {
+			return nil, err
+		}
+		return controllers{{"controller", ctrl}, {"serviceaccounts", sas}, {"garbagecollector", gc}}, nil
 	})
 }
 

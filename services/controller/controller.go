@@ -292,14 +292,10 @@ func (c *Controller) ownedPods(rs *schemas.ReplicaSet) (owned, orphans []*schema
 func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error {
 	rs, ok := c.rss.Get(name)
 	if !ok {
-		// Deleted: garbage-collect its pods (the kubelets stop the
-		// containers when the pods disappear).
+		// Deleted: its pods are the garbage collector's (by owner UID,
+		// or orphaned, as the delete's propagationPolicy said).
 		c.forgetFailures(name)
-		var errs []error
-		for _, p := range c.pods.ByIndex(bus.PodsByOwner, name) {
-			errs = append(errs, c.terminatePod(ctx, p, "replicaset deleted"))
-		}
-		return errors.Join(errs...)
+		return nil
 	}
 	// Most syncs of a big replicaset find nothing to create or delete:
 	// then its counts suffice (owners.go), not a pass over its pods.
@@ -310,6 +306,16 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 		return nil
 	}
 	owned, orphans := c.ownedPods(rs)
+	if rs.DeletionTimestamp != nil {
+		// Being deleted (a finalizer holds it): as Kubernetes' replicaset
+		// controller, neither create nor delete pods, only count them;
+		// the garbage collector deletes or orphans them.
+		st := CountReplicas(owned)
+		if rs.CurrentCount != st.CurrentCount || rs.ReadyCount != st.ReadyCount {
+			return c.updateStatus(ctx, rs, st)
+		}
+		return nil
+	}
 	var errs []error
 	// Pods of an earlier replicaset with the same name.
 	for _, p := range orphans {
@@ -396,6 +402,20 @@ func (c *Controller) createPod(ctx context.Context, rs *schemas.ReplicaSet) erro
 }
 
 func (c *Controller) deletePod(ctx context.Context, p *schemas.Pod, why string) error {
+	if len(p.Finalizers) > 0 {
+		// Finalizers hold it: mark it, with nothing left to wait for
+		// but them (the API removes it with the last).
+		_, err := c.conn.Pods.Mutate(ctx, p.Name, func(cur *schemas.Pod) error {
+			if cur.UID != p.UID || !kinds.MarkDeleting(&cur.ObjectMeta, c.cfg.Now(), 0) {
+				return bus.ErrNoChange
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, bus.ErrNotFound) {
+			return fmt.Errorf("delete pod %s: %w", p.Name, err)
+		}
+		return nil
+	}
 	err := c.conn.Pods.Delete(ctx, p.Name, p.ResourceVersion)
 	switch {
 	case errors.Is(err, bus.ErrNotFound):

@@ -134,6 +134,23 @@ func DecideReplicaSet(rs *schemas.ReplicaSet, pods []*schemas.Pod, f Failures, b
 	return plan
 }
 
+// CountReplicas is the status of a replicaset whose pods are pods, with
+// no plan to change them (one being deleted): its pods neither
+// terminating nor finished, and of those the running ones.
+func CountReplicas(pods []*schemas.Pod) schemas.ReplicaSet {
+	var st schemas.ReplicaSet
+	for _, p := range pods {
+		if p.DeletionTimestamp != nil || p.Status.Terminal() {
+			continue
+		}
+		st.CurrentCount++
+		if p.Status == schemas.PodRunning {
+			st.ReadyCount++
+		}
+	}
+	return st
+}
+
 func deleteBefore(a, b *schemas.Pod) bool {
 	if ra, rb := deleteRank(a), deleteRank(b); ra != rb {
 		return ra < rb

@@ -182,3 +182,18 @@ func TestFailureBackoffDefaults(t *testing.T) {
 		t.Errorf("Delay(huge) = %v", got)
 	}
 }
+
+func TestCountReplicas(t *testing.T) {
+	gone := time.Unix(900, 0)
+	term := pod("term", schemas.PodRunning, "n", time.Hour)
+	term.DeletionTimestamp = &gone
+	st := CountReplicas([]*schemas.Pod{
+		pod("run", schemas.PodRunning, "n", time.Hour),
+		pod("pend", schemas.PodPending, "", time.Hour),
+		pod("done", schemas.PodSucceeded, "n", time.Hour),
+		term,
+	})
+	if st.CurrentCount != 2 || st.ReadyCount != 1 {
+		t.Fatalf("counted %d current, %d ready; want 2 and 1", st.CurrentCount, st.ReadyCount)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/bustest"
 	"github.com/miniku/miniku/schemas"
+	"github.com/miniku/miniku/services/garbagecollector"
 )
 
 // recountOwners is what the owner index must hold: every cached pod with an
@@ -152,8 +153,9 @@ func indexed(c *Controller, owners []string) map[string][]string {
 
 // TestOwnerIndexFollowsScaling runs the controller on a real bus through a
 // scale up, a scale down and a replicaset delete: it must create and
-// delete exactly the right number of pods, and its index and counts must
-// equal a recount of its cache.
+// delete exactly the right number of pods, and its index must equal a
+// recount of its cache (counts too). The garbage collector deletes the pods of the
+// deleted replicaset, as in miniku up.
 func TestOwnerIndexFollowsScaling(t *testing.T) {
 	ns := bustest.Server(t, "", "")
 	conn := bustest.Conn(t, ns.ClientURL(), nil)
@@ -161,10 +163,15 @@ func TestOwnerIndexFollowsScaling(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gc, err := garbagecollector.New(garbagecollector.Config{Logger: bustest.Logger(t), Resync: time.Second}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	done := make(chan struct{}, 2)
+	go func() { defer func() { done <- struct{}{} }(); _ = c.Run(ctx) }()
+	go func() { defer func() { done <- struct{}{} }(); _ = gc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
 
 	check := func(want map[string]int) {
 		t.Helper()

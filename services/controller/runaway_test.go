@@ -15,6 +15,7 @@ import (
 	"github.com/miniku/miniku/bus/bustest"
 	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/controller"
+	"github.com/miniku/miniku/services/garbagecollector"
 )
 
 func runController(t *testing.T, conn *bus.Conn, cfg controller.Config) {
@@ -27,6 +28,20 @@ func runController(t *testing.T, conn *bus.Conn, cfg controller.Config) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// runGC runs the garbage collector, which deletes the pods of a deleted
+// replicaset (miniku up runs it beside the controller).
+func runGC(t *testing.T, conn *bus.Conn) {
+	t.Helper()
+	gc, err := garbagecollector.New(garbagecollector.Config{Logger: bustest.Logger(t)}, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = gc.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 }
 
@@ -72,6 +87,7 @@ func TestReplicaSetDeleteStopsCreation(t *testing.T) {
 	})
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(creates) }
 	runController(t, conn, controller.Config{})
+	runGC(t, conn)
 	ctx := context.Background()
 	if err := conn.ReplicaSets.Create(ctx, testRS("big", 100_000)); err != nil {
 		t.Fatal(err)

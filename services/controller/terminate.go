@@ -24,7 +24,9 @@ func (c *Controller) terminatePod(ctx context.Context, p *schemas.Pod, why strin
 	}
 	var unbound *schemas.Pod
 	updated, err := c.conn.Pods.Mutate(ctx, p.Name, func(cur *schemas.Pod) error {
-		if cur.UID != p.UID || cur.DeletionTimestamp != nil {
+		// An owner change (orphaned meanwhile) takes it out of the sync
+		// that decided this.
+		if cur.UID != p.UID || cur.DeletionTimestamp != nil || cur.OwnerUID != p.OwnerUID {
 			return bus.ErrNoChange
 		}
 		if cur.NodeName == "" {

@@ -58,7 +58,7 @@ func (k *Kubelet) deleteTerminated(ctx context.Context, pod *schemas.Pod) error 
 		}
 		// Through the node API: it checks the pod is this node's and
 		// Terminating, and deletes at the revision just read.
-		err = k.conn.DeletePod(ctx, k.cfg.NodeName, cur)
+		kept, err := k.conn.DeletePod(ctx, k.cfg.NodeName, cur)
 		if errors.Is(err, bus.ErrConflict) && attempt < 10 {
 			continue
 		}
@@ -67,6 +67,12 @@ func (k *Kubelet) deleteTerminated(ctx context.Context, pod *schemas.Pod) error 
 		}
 		if err != nil {
 			return fmt.Errorf("delete terminated pod %s: %w", pod.Name, err)
+		}
+		if kept != nil {
+			// Finalizers hold it; done here, the pod goes with the last.
+			k.pods.Observe(kept)
+			k.log.Info("pod terminated, kept by finalizers", "pod", pod.Name, "finalizers", kept.Finalizers)
+			return nil
 		}
 		k.pods.ObserveDelete(cur.Name, cur.ResourceVersion+1)
 		k.log.Info("pod deleted", "pod", pod.Name, "terminatingFor", time.Since(*cur.DeletionTimestamp).Round(time.Millisecond))

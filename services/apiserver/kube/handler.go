@@ -51,7 +51,7 @@ type Handler struct {
 	log *slog.Logger
 
 	cacheMu sync.Mutex
-	caches  map[string]*jsonCache // by resource
+	caches  map[string]*wireCache // by resource
 }
 
 // New returns a Handler.
@@ -76,7 +76,7 @@ func New(cfg Config) *Handler {
 	if cfg.Build == "" {
 		cfg.Build = "0"
 	}
-	return &Handler{cfg: cfg, log: cfg.Log.With("component", "kubeapi"), caches: map[string]*jsonCache{}}
+	return &Handler{cfg: cfg, log: cfg.Log.With("component", "kubeapi"), caches: map[string]*wireCache{}}
 }
 
 // IsPath says whether path belongs to the Kubernetes API.

@@ -1,7 +1,7 @@
 package kube
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -10,12 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 )
 
 // selectableFields are the field selectors served, for every kind (a
@@ -79,12 +77,12 @@ func (s *selectors) matches(h *Handler, q *request, obj Object) (bool, error) {
 	if s.field.Empty() {
 		return true, nil
 	}
-	k, err := h.toKube(q, obj)
+	data, err := h.objectJSON(q, obj)
 	if err != nil {
 		return false, err
 	}
-	m, err := toMap(k)
-	if err != nil {
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
 		return false, err
 	}
 	set := fields.Set{}
@@ -199,30 +197,21 @@ func (h *Handler) list(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		}
 	}
 	rv := strconv.FormatUint(rev, 10)
+	all := !q.elsewhere() && q.namespace == "" && qv.Get("labelSelector") == "" && qv.Get("fieldSelector") == "" && next == "" && qv.Get("continue") == ""
 	if wantsTable(r) {
-		objs := make([]runtime.Object, len(items))
-		for i, it := range items {
-			if objs[i], err = h.toKube(q, it.obj); err != nil {
-				return err
-			}
-		}
-		return h.writeTable(w, r, q, objs, rv, next)
+		return h.writeTableList(w, r, q, items, rv, next, all)
 	}
-	data, err := h.encodeList(q, items, rv, next, remaining)
-	if err != nil {
-		return err
-	}
-	writeRaw(w, http.StatusOK, data)
-	return nil
+	return h.writeList(w, q, items, rv, next, remaining, all)
 }
 
-// encodeList is the list's JSON around each item's JSON, kept by name
-// and revision: a list of 10,000 pods that mostly did not change
-// re-encodes only the changed ones. Items are gathered first so that the
-// buffer is allocated once (pod JSON is ~1.5 KB: regrowing a 15 MB
-// buffer cost as much as the rest of the list).
-func (h *Handler) encodeList(q *request, items []item, rv, cont string, remaining *int64) ([]byte, error) {
-	c := h.itemCache(q.info.Resource)
+// writeList sends the list's JSON around each item's JSON, kept per
+// revision (wireCache): a list of 10,000 pods that mostly did not change
+// encodes only the changed ones. Every item is encoded before the first
+// byte is sent, so that a failure is still a Status; the body is then
+// written piece by piece, never joined into one big buffer (a 10,000-pod
+// list is ~17 MB). all says items is every object of the kind: cache
+// entries of any other are dropped.
+func (h *Handler) writeList(w http.ResponseWriter, q *request, items []item, rv, cont string, remaining *int64, all bool) error {
 	lm := map[string]any{"resourceVersion": rv}
 	if cont != "" {
 		lm["continue"] = cont
@@ -230,81 +219,55 @@ func (h *Handler) encodeList(q *request, items []item, rv, cont string, remainin
 	if remaining != nil {
 		lm["remainingItemCount"] = *remaining
 	}
-	lmj, _ := json.Marshal(lm)
+	lmj, err := json.Marshal(lm)
+	if err != nil {
+		return err
+	}
 	head := fmt.Sprintf(`{"kind":%q,"apiVersion":%q,"metadata":%s,"items":[`, q.info.ListKind, q.info.GroupVersion.String(), lmj)
 	parts := make([][]byte, len(items))
-	size := len(head) + len(items) + 2
 	for i, it := range items {
-		data, err := c.get(it.obj, func() ([]byte, error) {
-			k, err := h.toKube(q, it.obj)
-			if err != nil {
-				return nil, err
-			}
-			return json.Marshal(k)
-		})
-		if err != nil {
-			return nil, err
+		if parts[i], err = h.objectJSON(q, it.obj); err != nil {
+			return err
 		}
-		parts[i] = data
-		size += len(data)
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, size))
-	buf.WriteString(head)
-	for i, data := range parts {
+	if all {
+		h.keepOnly(q, items)
+	}
+	writeParts(w, []byte(head), parts, []byte("]}\n"))
+	return nil
+}
+
+// keepOnly drops the cache entries of objects a full list did not have.
+func (h *Handler) keepOnly(q *request, items []item) {
+	keys := make(map[string]bool, len(items))
+	for _, it := range items {
+		keys[cacheKey(it.obj)] = true
+	}
+	h.wire(q.info.Resource).keepOnly(keys)
+}
+
+// writeParts sends head, the parts joined by commas, and tail as one
+// JSON body with its length.
+func writeParts(w http.ResponseWriter, head []byte, parts [][]byte, tail []byte) {
+	size := len(head) + len(tail) + max(len(parts)-1, 0)
+	for _, p := range parts {
+		size += len(p)
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-cache, private")
+	hd.Set("Content-Length", strconv.Itoa(size))
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	_, _ = bw.Write(head)
+	for i, p := range parts {
 		if i > 0 {
-			buf.WriteByte(',')
+			_ = bw.WriteByte(',')
 		}
-		buf.Write(data)
+		_, _ = bw.Write(p)
 	}
-	buf.WriteString("]}")
-	return buf.Bytes(), nil
-}
-
-// jsonCache is each object's JSON as last encoded, by name and revision.
-type jsonCache struct {
-	mu sync.Mutex
-	m  map[string]cachedJSON
-}
-
-type cachedJSON struct {
-	rev  uint64
-	data []byte
-}
-
-// maxCached bounds a kind's cache; past it the cache starts over (a full
-// list re-fills it), which also drops deleted objects' entries.
-const maxCached = 50000
-
-func (c *jsonCache) get(obj Object, encode func() ([]byte, error)) ([]byte, error) {
-	m := obj.GetMeta()
-	c.mu.Lock()
-	e, ok := c.m[m.Name]
-	c.mu.Unlock()
-	if ok && e.rev == m.ResourceVersion {
-		return e.data, nil
-	}
-	data, err := encode()
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if len(c.m) >= maxCached {
-		c.m = map[string]cachedJSON{}
-	}
-	c.m[m.Name] = cachedJSON{rev: m.ResourceVersion, data: data}
-	c.mu.Unlock()
-	return data, nil
-}
-
-func (h *Handler) itemCache(resource string) *jsonCache {
-	h.cacheMu.Lock()
-	defer h.cacheMu.Unlock()
-	c, ok := h.caches[resource]
-	if !ok {
-		c = &jsonCache{m: map[string]cachedJSON{}}
-		h.caches[resource] = c
-	}
-	return c
+	_, _ = bw.Write(tail)
+	_ = bw.Flush() // a write error is the client gone: nothing to tell it
 }
 
 // isWatch says whether a GET of a collection is a watch.

@@ -438,7 +438,16 @@ func (h *Handler) deleteOne(ctx context.Context, r *http.Request, q *request, na
 	if dry {
 		return h.toKube(q, cur)
 	}
-	gone, err := h.cfg.Store.Delete(ctx, q.info.Resource, name, want, opts.GracePeriodSeconds)
+	var policy metav1.DeletionPropagation
+	if opts.PropagationPolicy != nil {
+		policy = *opts.PropagationPolicy
+	} else if opts.OrphanDependents != nil { //nolint:staticcheck // still sent by old clients
+		policy = metav1.DeletePropagationBackground
+		if *opts.OrphanDependents { //nolint:staticcheck // still sent by old clients
+			policy = metav1.DeletePropagationOrphan
+		}
+	}
+	gone, err := h.cfg.Store.Delete(ctx, q.info.Resource, name, want, opts.GracePeriodSeconds, policy)
 	if err != nil {
 		if errors.Is(err, bus.ErrConflict) {
 			return nil, conflict(q, want, 0)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -26,9 +28,11 @@ type Store interface {
 	// Update writes obj if the stored revision is its ResourceVersion.
 	Update(ctx context.Context, resource string, obj Object) error
 	// Delete deletes name (at revision want when not 0; grace for pods,
-	// nil: their own). It returns the object as last written: for a pod
-	// being stopped gracefully, Terminating and still there.
-	Delete(ctx context.Context, resource, name string, want uint64, grace *int64) (Object, error)
+	// nil: their own), honouring finalizers after policy ("" keeps them)
+	// put its own. It returns the object as last written: for a pod being
+	// stopped gracefully or an object a finalizer holds, marked with
+	// deletionTimestamp and still there.
+	Delete(ctx context.Context, resource, name string, want uint64, grace *int64, policy metav1.DeletionPropagation) (Object, error)
 	// Bind sets an unbound pod's node (pods/binding), compare-and-swap;
 	// a bound pod is a conflict.
 	Bind(ctx context.Context, name, node string) (Object, error)

@@ -1,10 +1,10 @@
 package kube
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -12,13 +12,9 @@ import (
 // table is objs as the kind's metav1.Table, each row's object trimmed to
 // what ?includeObject asks for (Metadata by default, as kube-apiserver).
 func (h *Handler) table(r *http.Request, q *request, objs []runtime.Object, rv, cont string) (*metav1.Table, error) {
-	include := metav1.IncludeObjectPolicy(r.URL.Query().Get("includeObject"))
-	switch include {
-	case "":
-		include = metav1.IncludeMetadata
-	case metav1.IncludeNone, metav1.IncludeMetadata, metav1.IncludeObject:
-	default:
-		return nil, badRequest("includeObject: %q is not None, Metadata or Object", include)
+	include, err := includeObject(r)
+	if err != nil {
+		return nil, err
 	}
 	t, err := q.kind.Table(objs, h.cfg.Now())
 	if err != nil {
@@ -35,29 +31,16 @@ func (h *Handler) table(r *http.Request, q *request, objs []runtime.Object, rv, 
 		if obj == nil && i < len(objs) {
 			obj = objs[i]
 		}
-		var out any
+		var data []byte
 		switch include {
 		case metav1.IncludeNone:
 			row.Object = runtime.RawExtension{}
 			continue
 		case metav1.IncludeMetadata:
-			m, err := meta.Accessor(obj)
-			if err != nil {
-				return nil, err
-			}
-			pm := &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"}}
-			if om, ok := m.(*metav1.ObjectMeta); ok {
-				pm.ObjectMeta = *om
-			} else {
-				pm.Name, pm.Namespace, pm.ResourceVersion, pm.UID = m.GetName(), m.GetNamespace(), m.GetResourceVersion(), m.GetUID()
-				pm.Labels, pm.Annotations, pm.CreationTimestamp = m.GetLabels(), m.GetAnnotations(), m.GetCreationTimestamp()
-				pm.DeletionTimestamp = m.GetDeletionTimestamp()
-			}
-			out = pm
+			data, err = partialMetadata(obj)
 		default:
-			out = obj
+			data, err = json.Marshal(obj)
 		}
-		data, err := json.Marshal(out)
 		if err != nil {
 			return nil, err
 		}
@@ -72,5 +55,64 @@ func (h *Handler) writeTable(w http.ResponseWriter, r *http.Request, q *request,
 		return err
 	}
 	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+// includeObject is a Table request's ?includeObject (Metadata by
+// default, as kube-apiserver).
+func includeObject(r *http.Request) (metav1.IncludeObjectPolicy, error) {
+	include := metav1.IncludeObjectPolicy(r.URL.Query().Get("includeObject"))
+	switch include {
+	case "":
+		return metav1.IncludeMetadata, nil
+	case metav1.IncludeNone, metav1.IncludeMetadata, metav1.IncludeObject:
+		return include, nil
+	}
+	return "", badRequest("includeObject: %q is not None, Metadata or Object", include)
+}
+
+// writeTableList sends a list as the kind's Table, each row from the
+// cache at its object's revision (wireCache): only the cells that count
+// time (ages) are made per request. Rows are encoded before the first
+// byte is sent, then written piece by piece (see writeList).
+func (h *Handler) writeTableList(w http.ResponseWriter, r *http.Request, q *request, items []item, rv, cont string, all bool) error {
+	include, err := includeObject(r)
+	if err != nil {
+		return err
+	}
+	now := h.cfg.Now()
+	t, err := q.kind.Table(nil, now)
+	if err != nil {
+		return err
+	}
+	t.Kind, t.APIVersion = "Table", "meta.k8s.io/v1"
+	t.ResourceVersion, t.Continue = rv, cont
+	t.Rows = []metav1.TableRow{}
+	head, err := json.Marshal(t)
+	if err != nil {
+		return err
+	}
+	head = bytes.TrimSuffix(head, []byte("]}")) // "rows":[] is last: rows go between
+	parts := make([][]byte, len(items))
+	for i, it := range items {
+		row, object, err := h.tableParts(q, it.obj, include)
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, 0, 256+len(object))
+		buf = append(buf, `{"cells":[`...)
+		if buf, err = row.appendTo(buf, now); err != nil {
+			return err
+		}
+		buf = append(buf, `],"object":`...)
+		if object == nil {
+			object = []byte("null")
+		}
+		parts[i] = append(append(buf, object...), '}')
+	}
+	if all {
+		h.keepOnly(q, items)
+	}
+	writeParts(w, head, parts, []byte("]}\n"))
 	return nil
 }

@@ -108,7 +108,16 @@ func (h *Handler) watch(w http.ResponseWriter, r *http.Request, q *request) erro
 		ok, err := o.sel.matches(h, q, obj)
 		return err == nil && ok && !q.elsewhere()
 	}
-	send := func(typ string, obj Object, rev uint64) error {
+	send := func(typ string, obj Object, rev uint64, flush bool) error {
+		if rev == 0 && !o.table {
+			// The JSON at the object's revision, encoded once for every
+			// watcher and list (wireCache).
+			data, err := h.objectJSON(q, obj)
+			if err != nil {
+				return err
+			}
+			return sw.raw(typ, data, flush)
+		}
 		k, err := h.toKube(q, obj)
 		if err != nil {
 			return err
@@ -133,7 +142,7 @@ func (h *Handler) watch(w http.ResponseWriter, r *http.Request, q *request) erro
 			if !match(obj) {
 				continue
 			}
-			if err := send(string(kwatch.Added), obj, 0); err != nil {
+			if err := send(string(kwatch.Added), obj, 0, false); err != nil {
 				return nil
 			}
 		}
@@ -170,13 +179,13 @@ func (h *Handler) watch(w http.ResponseWriter, r *http.Request, q *request) erro
 			var err error
 			switch {
 			case was && now:
-				err = send(string(kwatch.Modified), c.Obj, 0)
+				err = send(string(kwatch.Modified), c.Obj, 0, true)
 			case now:
-				err = send(string(kwatch.Added), c.Obj, 0)
+				err = send(string(kwatch.Added), c.Obj, 0, true)
 			case was && c.Obj != nil:
-				err = send(string(kwatch.Deleted), c.Obj, 0) // left the selection
+				err = send(string(kwatch.Deleted), c.Obj, 0, true) // left the selection
 			case was:
-				err = send(string(kwatch.Deleted), c.Prev, c.Rev)
+				err = send(string(kwatch.Deleted), c.Prev, c.Rev, true)
 			}
 			if err != nil {
 				return nil
@@ -234,6 +243,26 @@ func (s *stream) event(typ string, obj any) error {
 	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
 	if _, err := s.w.Write(append(line, '\n')); err != nil {
 		return err
+	}
+	return s.flush()
+}
+
+// raw writes an event around an object already encoded, as
+// metav1.WatchEvent encodes it; flush false leaves it buffered (a
+// snapshot's events are flushed once, after the last).
+func (s *stream) raw(typ string, obj []byte, flush bool) error {
+	line := make([]byte, 0, len(obj)+32)
+	line = append(line, `{"type":`...)
+	line = strconv.AppendQuote(line, typ) // typ is one of kwatch's constants: ASCII letters
+	line = append(line, `,"object":`...)
+	line = append(line, obj...)
+	line = append(line, "}\n"...)
+	_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	if _, err := s.w.Write(line); err != nil {
+		return err
+	}
+	if !flush {
+		return nil
 	}
 	return s.flush()
 }
