@@ -6,6 +6,9 @@ DATA_DIR  ?= /var/lib/miniku
 RUN_FLAGS ?=
 FUZZTIME  ?= 10s
 CHAOS_DURATION ?= 10m
+# Helm for services/e2e/helm_test.go, built from source by `make helm`.
+HELM_VERSION ?= v4.3.2
+HELM_BIN  ?= /usr/local/bin
 # Every fuzz test, as package:Name; `make fuzz` runs each for FUZZTIME.
 FUZZ_TESTS = ./schemas:FuzzUnmarshal ./schemas:FuzzParseQuantity \
 	./services/apiserver:FuzzParseSelector ./services/apiserver:FuzzPodBody \
@@ -13,7 +16,7 @@ FUZZ_TESTS = ./schemas:FuzzUnmarshal ./schemas:FuzzParseQuantity \
 	./runtime:FuzzResolveUser
 
 .DEFAULT_GOAL := help
-.PHONY: help build install run test lint tidy-check bench bench-large deps fuzz chaos cross
+.PHONY: help build install run test lint tidy-check bench bench-large deps helm fuzz chaos cross
 
 help: ## list targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,9 +35,13 @@ install: build ## install the binary as /usr/local/bin/miniku (as root)
 run: build ## run everything in one process (needs root): make run RUN_FLAGS="--nodes 3"
 	$(BIN) up --data-dir $(DATA_DIR) $(RUN_FLAGS)
 
-deps: ## install what the tests need (Debian, as root)
+deps: helm ## install what the tests need (Debian, as root)
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 		busybox-static gcc libc6-dev e2fsprogs mount curl chromium
+
+helm: ## install Helm HELM_VERSION into HELM_BIN once (the Helm test's), from the Go module proxy
+	@if $(GO) version -m $(HELM_BIN)/helm 2>/dev/null | grep -Eq '^\s+mod\s+helm.sh/helm/v4\s+$(HELM_VERSION)\s'; then echo "helm $(HELM_VERSION) is installed in $(HELM_BIN)"; \
+	else GOBIN=$(HELM_BIN) GOFLAGS=-buildvcs=false $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION); fi
 
 test: ## vet and run every test with the race detector (integration tests need root)
 	$(GO) vet ./...

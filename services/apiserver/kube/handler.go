@@ -52,6 +52,8 @@ type Handler struct {
 
 	cacheMu sync.Mutex
 	caches  map[string]*wireCache // by resource
+
+	managers fieldManagers
 }
 
 // New returns a Handler.

@@ -3,14 +3,18 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"sigs.k8s.io/yaml"
+
+	"github.com/miniku/miniku/bus"
 )
 
 // maxPatchAttempts: a patch that names no resourceVersion is applied
@@ -26,8 +30,12 @@ func (h *Handler) patch(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		return err
 	}
+	opts, err := parseWriteOptions(r, types.PatchType(ct))
+	if err != nil {
+		return err
+	}
 	if ct == "application/apply-patch+yaml" || ct == "application/apply-patch+cbor" {
-		return unsupportedMedia("server-side apply is not supported by MiniKu yet: use client-side kubectl apply (without --server-side), or a merge, JSON or strategic merge patch")
+		return h.apply(ctx, w, q, data, ct, opts)
 	}
 	for attempt := 0; ; attempt++ {
 		old, err := h.cfg.Store.Get(ctx, q.info.Resource, q.name)
@@ -60,7 +68,7 @@ func (h *Handler) patch(ctx context.Context, w http.ResponseWriter, r *http.Requ
 				return err
 			}
 		}
-		out, err := h.write(ctx, r, q, old, k)
+		out, err := h.write(ctx, q, old, k, opts, false)
 		if err == nil {
 			writeJSON(w, http.StatusOK, out)
 			return nil
@@ -68,6 +76,62 @@ func (h *Handler) patch(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		// Retry only a conflict the patch did not ask for (it carries no
 		// resourceVersion of its own, so the object's was used).
 		if !apierrors.IsConflict(err) || attempt >= maxPatchAttempts || patchNamesRV(ct, data) {
+			return err
+		}
+	}
+}
+
+// apply is server-side apply: the patch is merged into the stored object
+// (or an empty one, which is then created) by field ownership, and the
+// result is written through the kind's rules like any other write.
+func (h *Handler) apply(ctx context.Context, w http.ResponseWriter, q *request, data []byte, ct string, opts writeOptions) error {
+	patch, err := decodeApply(q, data, ct)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		old, err := h.cfg.Store.Get(ctx, q.info.Resource, q.name)
+		missing := errors.Is(err, bus.ErrNotFound)
+		if err != nil && !missing {
+			return err
+		}
+		var live runtime.Object
+		if missing {
+			if q.elsewhere() {
+				return apierrors.NewNotFound(q.gr(), q.name)
+			}
+			live, err = emptyFor(q)
+		} else {
+			live, err = h.toKube(q, old)
+		}
+		if err != nil {
+			return err
+		}
+		k, err := h.applyTo(q, live, patch, opts)
+		if err != nil {
+			return err
+		}
+		var out runtime.Object
+		code := http.StatusOK
+		if missing {
+			out, err = h.createObject(ctx, q, k, opts)
+			code = http.StatusCreated
+		} else {
+			if q.sub == "status" {
+				if k, err = h.withStatusOf(q, old, k); err != nil {
+					return err
+				}
+			}
+			out, err = h.write(ctx, q, old, k, opts, true)
+		}
+		if err == nil {
+			writeJSON(w, code, out)
+			return nil
+		}
+		// Someone created or wrote the object meanwhile: apply again to
+		// what is there now, unless the patch named its resourceVersion.
+		retry := (missing && apierrors.IsAlreadyExists(err)) || (!missing && apierrors.IsConflict(err) && patch.GetResourceVersion() == "")
+		if !retry || attempt >= maxPatchAttempts {
 			return err
 		}
 	}

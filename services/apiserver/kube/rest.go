@@ -1,8 +1,10 @@
 package kube
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -177,6 +179,10 @@ func (h *Handler) create(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if err := h.checkNamespace(ctx, q); err != nil {
 		return err
 	}
+	opts, err := parseWriteOptions(r, "")
+	if err != nil {
+		return err
+	}
 	k, m, err := h.decodeFor(w, r, q)
 	if err != nil {
 		return err
@@ -190,37 +196,46 @@ func (h *Handler) create(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if m.GetName() == "" {
 		return invalid(q.info.GVK().GroupKind(), "", field.ErrorList{field.Required(field.NewPath("metadata", "name"), "name or generateName is required")})
 	}
-	m.SetResourceVersion("")
-	stored, errs := q.kind.FromKube(k)
-	if len(errs) > 0 {
-		return invalid(q.info.GVK().GroupKind(), m.GetName(), errs)
-	}
-	obj, ok := stored.(Object)
-	if !ok {
-		return fmt.Errorf("kind %s: stored type %T has no metadata", q.info.Kind, stored)
-	}
-	q.kind.PrepareForCreate(stored, h.cfg.Now().UTC())
-	if errs := q.kind.Validate(stored); len(errs) > 0 {
-		return invalid(q.info.GVK().GroupKind(), m.GetName(), errs)
-	}
-	dry, err := dryRun(r)
-	if err != nil {
+	if k, err = h.trackUpdate(q, opts, nil, k); err != nil {
 		return err
 	}
-	if !dry {
-		if err := h.cfg.Store.Create(ctx, q.info.Resource, obj); err != nil {
-			if errors.Is(err, bus.ErrAlreadyExists) {
-				return apierrors.NewAlreadyExists(q.gr(), obj.GetMeta().Name)
-			}
-			return err
-		}
-	}
-	out, err := h.toKube(q, obj)
+	out, err := h.createObject(ctx, q, k, opts)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, out)
 	return nil
+}
+
+// createObject stores the wire object k through the kind's rules
+// (conversion, PrepareForCreate, Validate) and returns it as stored.
+func (h *Handler) createObject(ctx context.Context, q *request, k runtime.Object, opts writeOptions) (runtime.Object, error) {
+	m, err := objectMeta(k)
+	if err != nil {
+		return nil, err
+	}
+	m.SetResourceVersion("")
+	stored, errs := q.kind.FromKube(k)
+	if len(errs) > 0 {
+		return nil, invalid(q.info.GVK().GroupKind(), m.GetName(), errs)
+	}
+	obj, ok := stored.(Object)
+	if !ok {
+		return nil, fmt.Errorf("kind %s: stored type %T has no metadata", q.info.Kind, stored)
+	}
+	q.kind.PrepareForCreate(stored, h.cfg.Now().UTC())
+	if errs := q.kind.Validate(stored); len(errs) > 0 {
+		return nil, invalid(q.info.GVK().GroupKind(), m.GetName(), errs)
+	}
+	if !opts.dryRun {
+		if err := h.cfg.Store.Create(ctx, q.info.Resource, obj); err != nil {
+			if errors.Is(err, bus.ErrAlreadyExists) {
+				return nil, apierrors.NewAlreadyExists(q.gr(), obj.GetMeta().Name)
+			}
+			return nil, err
+		}
+	}
+	return h.toKube(q, obj)
 }
 
 // randSuffix is kube-apiserver's generateName suffix: five characters
@@ -239,6 +254,10 @@ func (h *Handler) update(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if err := h.checkNamed(ctx, q, q.name); err != nil {
 		return err
 	}
+	opts, err := parseWriteOptions(r, "")
+	if err != nil {
+		return err
+	}
 	k, m, err := h.decodeFor(w, r, q)
 	if err != nil {
 		return err
@@ -255,7 +274,7 @@ func (h *Handler) update(ctx context.Context, w http.ResponseWriter, r *http.Req
 			return err
 		}
 	}
-	out, err := h.write(ctx, r, q, old, k)
+	out, err := h.write(ctx, q, old, k, opts, false)
 	if err != nil {
 		return err
 	}
@@ -294,8 +313,19 @@ func (h *Handler) withStatusOf(q *request, old Object, k runtime.Object) (runtim
 
 // write replaces old by k through the kind's rules, compare-and-swap on
 // the resourceVersion k carries (old's when it carries none, as
-// kube-apiserver allows an unconditional update).
-func (h *Handler) write(ctx context.Context, r *http.Request, q *request, old Object, k runtime.Object) (runtime.Object, error) {
+// kube-apiserver allows an unconditional update). Unless k is the result
+// of an apply (which tracked its own), the writer's manager gets an
+// Update entry in managedFields for what it changed.
+func (h *Handler) write(ctx context.Context, q *request, old Object, k runtime.Object, opts writeOptions, applied bool) (runtime.Object, error) {
+	if !applied {
+		live, err := h.toKube(q, old)
+		if err != nil {
+			return nil, err
+		}
+		if k, err = h.trackUpdate(q, opts, live, k); err != nil {
+			return nil, err
+		}
+	}
 	m, err := objectMeta(k)
 	if err != nil {
 		return nil, err
@@ -329,11 +359,13 @@ func (h *Handler) write(ctx context.Context, r *http.Request, q *request, old Ob
 		return nil, invalid(gk, q.name, errs)
 	}
 	obj.GetMeta().ResourceVersion = oldRev
-	dry, err := dryRun(r)
-	if err != nil {
-		return nil, err
+	if unchanged(obj, old) {
+		// As kube-apiserver's storage: a write that changes nothing is
+		// not written (a re-apply of the same manifest keeps its
+		// resourceVersion and wakes no watcher).
+		return h.toKube(q, old)
 	}
-	if !dry {
+	if !opts.dryRun {
 		if err := h.cfg.Store.Update(ctx, q.info.Resource, obj); err != nil {
 			if errors.Is(err, bus.ErrConflict) {
 				return nil, conflict(q, oldRev, 0)
@@ -342,6 +374,16 @@ func (h *Handler) write(ctx context.Context, r *http.Request, q *request, old Ob
 		}
 	}
 	return h.toKube(q, obj)
+}
+
+// unchanged says whether the stored object obj is old as it is stored.
+func unchanged(obj, old Object) bool {
+	a, err := json.Marshal(obj)
+	if err != nil {
+		return false
+	}
+	b, err := json.Marshal(old)
+	return err == nil && bytes.Equal(a, b)
 }
 
 func conflict(q *request, sent, current uint64) error {

@@ -118,6 +118,14 @@ func (h *Handler) putScale(ctx context.Context, w http.ResponseWriter, r *http.R
 	if err != nil {
 		return err
 	}
+	var pt types.PatchType
+	if r.Method == http.MethodPatch {
+		pt = types.PatchType(ct)
+	}
+	opts, err := parseWriteOptions(r, pt)
+	if err != nil {
+		return err
+	}
 	old, err := h.cfg.Store.Get(ctx, q.info.Resource, q.name)
 	if err != nil {
 		return err
@@ -166,7 +174,7 @@ func (h *Handler) putScale(ctx context.Context, w http.ResponseWriter, r *http.R
 	}
 	q2 := *q
 	q2.sub = ""
-	out, err := h.write(ctx, r, &q2, old, nk)
+	out, err := h.write(ctx, &q2, old, nk, opts, false)
 	if err != nil {
 		return err
 	}

@@ -54,16 +54,6 @@ var _ http.Handler = (*Handler)(nil)
 // themselves are built on their first request, once.
 func New(cfg Config) (*Handler, error) {
 	byGV := map[schema.GroupVersion][]*route{}
-	gvks := map[string][]schema.GroupVersionKind{}
-	addGVK := func(model any, gvk schema.GroupVersionKind) {
-		name := modelName(model)
-		for _, have := range gvks[name] {
-			if have == gvk {
-				return
-			}
-		}
-		gvks[name] = append(gvks[name], gvk)
-	}
 	for _, r := range cfg.Resources {
 		for _, v := range []any{r.Object, r.List} {
 			if _, ok := v.(util.OpenAPIModelNamer); !ok {
@@ -79,14 +69,6 @@ func New(cfg Config) (*Handler, error) {
 		}
 		gv := r.GVK.GroupVersion()
 		byGV[gv] = append(byGV[gv], routes...)
-		addGVK(r.Object, r.GVK)
-		addGVK(r.List, gv.WithKind(r.ListKind))
-		for _, name := range r.Subresources {
-			sub, _ := subresourceOf(name, r) // routesFor has refused unknown ones
-			if sub.body != nil && sub.gvk.Kind != "" {
-				addGVK(sub.body, sub.gvk)
-			}
-		}
 	}
 	if len(byGV) == 0 {
 		return nil, errors.New("openapi: no resources")
@@ -96,13 +78,7 @@ func New(cfg Config) (*Handler, error) {
 		gvList = append(gvList, gv)
 	}
 	sort.Slice(gvList, func(i, j int) bool { return groupPath(gvList[i]) < groupPath(gvList[j]) })
-	// As kube-apiserver's scheme does (metav1.AddToGroupVersion): the
-	// options and watch types belong to every group version, Status to v1.
-	for _, gv := range gvList {
-		addGVK(&metav1.DeleteOptions{}, gv.WithKind("DeleteOptions"))
-		addGVK(&metav1.WatchEvent{}, gv.WithKind("WatchEvent"))
-	}
-	addGVK(&metav1.Status{}, schema.GroupVersion{Version: "v1"}.WithKind("Status"))
+	gvks := gvksOf(cfg.Resources, gvList)
 
 	b := &docs{cfg: cfg, gvks: gvks, built: new(atomic.Bool)}
 	containers := make([]common.RouteContainer, 0, len(gvList))
@@ -147,6 +123,39 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.built.Swap(false) {
 		debug.FreeOSMemory()
 	}
+}
+
+// gvksOf is the group, version and kind of each model name: the
+// resources' objects and lists, their subresources' bodies, and, as
+// kube-apiserver's scheme has them (metav1.AddToGroupVersion), the
+// options and watch types of every group version and Status of v1.
+func gvksOf(rs []Resource, gvList []schema.GroupVersion) map[string][]schema.GroupVersionKind {
+	gvks := map[string][]schema.GroupVersionKind{}
+	add := func(model any, gvk schema.GroupVersionKind) {
+		name := modelName(model)
+		for _, have := range gvks[name] {
+			if have == gvk {
+				return
+			}
+		}
+		gvks[name] = append(gvks[name], gvk)
+	}
+	for _, r := range rs {
+		add(r.Object, r.GVK)
+		add(r.List, r.GVK.GroupVersion().WithKind(r.ListKind))
+		for _, name := range r.Subresources {
+			sub, err := subresourceOf(name, r)
+			if err == nil && sub.body != nil && sub.gvk.Kind != "" {
+				add(sub.body, sub.gvk)
+			}
+		}
+	}
+	for _, gv := range gvList {
+		add(&metav1.DeleteOptions{}, gv.WithKind("DeleteOptions"))
+		add(&metav1.WatchEvent{}, gv.WithKind("WatchEvent"))
+	}
+	add(&metav1.Status{}, schema.GroupVersion{Version: "v1"}.WithKind("Status"))
+	return gvks
 }
 
 // prefixMux is handler3's view of a ServeMux: a pattern ending in "/" is
