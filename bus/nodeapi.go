@@ -201,9 +201,19 @@ type PodCache interface {
 	Get(name string) (*schemas.Pod, bool)
 }
 
+// PodStatusWriter writes a pod's status through the pod's status rules
+// (bus/registry's Pods, kinds' status strategy), the same the Kubernetes
+// API's pods/status runs: obj is old with the kubelet's status; it
+// becomes the pod as written.
+type PodStatusWriter interface {
+	WriteStatus(ctx context.Context, obj, old *schemas.Pod) error
+}
+
 // NodeAPIConfig tunes ServeNodeAPI.
 type NodeAPIConfig struct {
-	Pods PodCache // nil: read every pod from KV
+	// PodStatus writes the statuses kubelets send (required).
+	PodStatus PodStatusWriter
+	Pods      PodCache // nil: read every pod from KV
 	// Workers handle requests at once (default 32): each waits on one KV
 	// round trip.
 	Workers int
@@ -218,6 +228,9 @@ type NodeAPIConfig struct {
 // ServeNodeAPI answers the node API until ctx ends. Every apiserver
 // replica runs it; each request goes to one of them.
 func ServeNodeAPI(ctx context.Context, c *Conn, cfg NodeAPIConfig) error {
+	if cfg.PodStatus == nil {
+		return errors.New("serve node API: no pod status writer")
+	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = 32
 	}
@@ -349,11 +362,11 @@ func (s *nodeAPIServer) podStatus(ctx context.Context, node string, data []byte)
 	if cur.ResourceVersion != req.ResourceVersion || cur.UID != req.UID {
 		return nodeAPIReply{Code: nodeCodeConflict, Error: fmt.Sprintf("pod %s changed: it is at revision %d", req.Name, cur.ResourceVersion), Pod: cur}
 	}
-	if err := schemas.ValidatePodStatusUpdate(cur, req.Status); err != nil {
-		return failReply(nodeCodeInvalid, "pod %s: %v", req.Name, err)
-	}
-	schemas.SetPodStatus(cur, req.Status)
-	switch err := s.c.Pods.Update(ctx, cur); {
+	next := &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: cur.Name}}
+	schemas.SetPodStatus(next, req.Status)
+	switch err := s.cfg.PodStatus.WriteStatus(ctx, next, cur); {
+	case errors.Is(err, ErrInvalid):
+		return failReply(nodeCodeInvalid, "%v", err)
 	case errors.Is(err, ErrConflict):
 		return s.conflictReply(ctx, req.Name)
 	case errors.Is(err, ErrNotFound):
@@ -361,7 +374,7 @@ func (s *nodeAPIServer) podStatus(ctx context.Context, node string, data []byte)
 	case err != nil:
 		return failReply(nodeCodeInternal, "write status of pod %s: %v", req.Name, err)
 	}
-	return nodeAPIReply{Pod: cur}
+	return nodeAPIReply{Pod: next}
 }
 
 func (s *nodeAPIServer) podDelete(ctx context.Context, node string, data []byte) nodeAPIReply {

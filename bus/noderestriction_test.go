@@ -15,6 +15,7 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/bustest"
+	"github.com/miniku/miniku/bus/registry"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -28,6 +29,7 @@ func serveNodeAPI(t *testing.T, c *bus.Conn) {
 func serveNodeAPIWith(t *testing.T, c *bus.Conn, cfg bus.NodeAPIConfig) {
 	t.Helper()
 	cfg.Logger = bustest.Logger(t)
+	cfg.PodStatus = registry.For(c, nil).Pods
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	before := c.NATS().NumSubscriptions()

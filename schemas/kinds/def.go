@@ -32,6 +32,12 @@ type Def[S any, K runtime.Object] struct {
 	// nil means only Check.
 	Check       func(S) field.ErrorList
 	CheckUpdate func(obj, old S) field.ErrorList
+	// Status is the status strategy's PrepareForUpdate: obj keeps only
+	// its status, everything else is old's (as Kubernetes' status
+	// strategies reset spec changes); CheckStatus is its validation. nil
+	// Status means the kind has no status subresource.
+	Status      func(obj, old S)
+	CheckStatus func(obj, old S) field.ErrorList
 	// Columns are the table's columns; Row gives one object's cells,
 	// those that change as time passes as Ago.
 	Columns []metav1.TableColumnDefinition
@@ -117,6 +123,27 @@ func (d *Def[S, K]) ValidateUpdate(obj, old any) field.ErrorList {
 		return d.Validate(s)
 	}
 	return d.CheckUpdate(s, o)
+}
+
+func (d *Def[S, K]) PrepareForStatusUpdate(obj, old any) {
+	if d.Status != nil {
+		d.Status(d.mustStored(obj), d.mustStored(old))
+	}
+}
+
+func (d *Def[S, K]) ValidateStatusUpdate(obj, old any) field.ErrorList {
+	s, err := d.stored(obj)
+	if err != nil {
+		return field.ErrorList{field.InternalError(nil, err)}
+	}
+	o, err := d.stored(old)
+	if err != nil {
+		return field.ErrorList{field.InternalError(nil, err)}
+	}
+	if d.CheckStatus == nil {
+		return d.ValidateUpdate(s, o)
+	}
+	return d.CheckStatus(s, o)
 }
 
 func (d *Def[S, K]) Table(objs []runtime.Object, now time.Time) (*metav1.Table, error) {

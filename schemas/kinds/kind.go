@@ -79,6 +79,11 @@ type Kind interface {
 	// immutable fields did not change.
 	Validate(stored any) field.ErrorList
 	ValidateUpdate(stored, old any) field.ErrorList
+	// PrepareForStatusUpdate keeps of stored only its status and takes
+	// the rest from old (a status write changes nothing else);
+	// ValidateStatusUpdate checks the result.
+	PrepareForStatusUpdate(stored, old any)
+	ValidateStatusUpdate(stored, old any) field.ErrorList
 	// Table is the objects as kubectl's columns, every column always
 	// (the -o wide ones with Priority 1, which kubectl hides otherwise);
 	// ages are counted to now. Rows carry the object in Row.Object; the

@@ -60,6 +60,8 @@ var Node = &Def[*schemas.Node, *corev1.Node]{
 	CheckUpdate: func(n, old *schemas.Node) field.ErrorList {
 		return append(validateMetaUpdate(&n.ObjectMeta, &old.ObjectMeta), validateNode(n)...)
 	},
+	Status:      prepareNodeForStatusUpdate,
+	CheckStatus: validateNodeStatusUpdate,
 	Columns: []metav1.TableColumnDefinition{
 		nameColumn,
 		{Name: "Status", Type: "string", Description: "The status of the node"},

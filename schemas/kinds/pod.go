@@ -34,6 +34,8 @@ var Pod = &Def[*schemas.Pod, *corev1.Pod]{
 	Update:      PreparePodForUpdate,
 	Check:       ValidatePod,
 	CheckUpdate: ValidatePodUpdate,
+	Status:      PreparePodForStatusUpdate,
+	CheckStatus: ValidatePodStatusUpdate,
 	Columns: []metav1.TableColumnDefinition{
 		nameColumn,
 		{Name: "Ready", Type: "string", Description: "The aggregate readiness state of this pod for accepting traffic."},

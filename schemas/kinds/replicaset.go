@@ -34,6 +34,8 @@ var ReplicaSet = &Def[*schemas.ReplicaSet, *appsv1.ReplicaSet]{
 	Update:      PrepareReplicaSetForUpdate,
 	Check:       ValidateReplicaSet,
 	CheckUpdate: ValidateReplicaSetUpdate,
+	Status:      prepareReplicaSetForStatusUpdate,
+	CheckStatus: validateReplicaSetStatusUpdate,
 	Columns: []metav1.TableColumnDefinition{
 		nameColumn,
 		{Name: "Desired", Type: "integer", Description: appsv1.ReplicaSetSpec{}.SwaggerDoc()["replicas"]},

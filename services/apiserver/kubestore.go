@@ -359,16 +359,11 @@ func (k *kubeStore) Delete(ctx context.Context, resource, name string, want uint
 }
 
 func (k *kubeStore) Bind(ctx context.Context, name, node string) (kube.Object, error) {
-	p, err := k.s.conn.Pods.Mutate(ctx, name, func(p *schemas.Pod) error {
-		if p.NodeName != "" {
-			return fmt.Errorf("pod %s is already assigned to node %q: %w", name, p.NodeName, bus.ErrConflict)
-		}
-		if p.DeletionTimestamp != nil {
-			return fmt.Errorf("pod %s is being deleted: %w", name, bus.ErrConflict)
-		}
-		p.NodeName = node
-		return nil
-	})
+	cur, err := k.s.conn.Pods.Get(ctx, name)
+	if err != nil {
+		return nil, kubeErr(err)
+	}
+	p, err := k.s.reg.Pods.Bind(ctx, cur, node)
 	if err != nil {
 		return nil, kubeErr(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/registry"
 	"github.com/miniku/miniku/schemas"
 )
 
@@ -75,6 +76,8 @@ type Server struct {
 	handler http.Handler
 	// now is the clock for createdAt; tests may replace it.
 	now func() time.Time
+	// reg writes objects through their kinds' rules (bus/registry).
+	reg *registry.Registry
 	// timeout bounds every request's store operations, so a NATS outage
 	// turns into a 503 instead of requests piling up.
 	timeout time.Duration
@@ -136,6 +139,7 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 
 		watchHeartbeat: defaultWatchHeartbeat,
 	}
+	s.reg = registry.For(conn, func() time.Time { return s.now() })
 	// Caches of its own keep a history: watches are served from it.
 	caches := &bus.Caches{Conn: conn, Resync: informerResync, Log: s.log, History: bus.DefaultHistory}
 	s.pods = bus.CacheOf(caches, cfg.Pods, conn.Pods, nil)
@@ -221,7 +225,7 @@ func (s *Server) Run(ctx context.Context) error {
 	// Kubelets write their pods' status and record events through the
 	// node API, which every apiserver serves (bus/nodeapi.go).
 	iwg.Go(func() {
-		if err := bus.ServeNodeAPI(ictx, s.conn, bus.NodeAPIConfig{Pods: s.pods, Logger: s.log}); err != nil {
+		if err := bus.ServeNodeAPI(ictx, s.conn, bus.NodeAPIConfig{PodStatus: s.reg.Pods, Pods: s.pods, Logger: s.log}); err != nil {
 			s.log.Error("node API not served: kubelets cannot report pod status", "err", err)
 		}
 	})

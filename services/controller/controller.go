@@ -20,8 +20,8 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
+	"github.com/miniku/miniku/bus/registry"
 	"github.com/miniku/miniku/schemas"
-	"github.com/miniku/miniku/schemas/kinds"
 	"github.com/miniku/miniku/services/queue"
 )
 
@@ -68,14 +68,19 @@ const podSyncDelay = 50 * time.Millisecond
 
 // Controller owns the replicaset and node loops.
 type Controller struct {
-	cfg   Config
-	conn  *bus.Conn
-	log   *slog.Logger
-	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
-	rss   *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
-	nodes *bus.Informer[schemas.Node, *schemas.Node]
-	rsq   *queue.Queue
-	nodeq *queue.Queue
+	cfg  Config
+	conn *bus.Conn
+	// The controller's writes go through each kind's rules
+	// (bus/registry), the API's: it cannot write what the API refuses.
+	podWrites  podWriter
+	rsWrites   rsWriter
+	nodeWrites nodeWriter
+	log        *slog.Logger
+	pods       *bus.Informer[schemas.Pod, *schemas.Pod]
+	rss        *bus.Informer[schemas.ReplicaSet, *schemas.ReplicaSet]
+	nodes      *bus.Informer[schemas.Node, *schemas.Node]
+	rsq        *queue.Queue
+	nodeq      *queue.Queue
 	// counts follow the pod cache's events (owners.go).
 	counts *ownerCounts
 
@@ -91,6 +96,23 @@ type Controller struct {
 	statusRev map[string]uint64
 	// failures is, per replicaset, its failure backoff (burst.go).
 	failures map[string]rsFailures
+}
+
+// podWriter is how the controller writes pods (bus/registry's Pods).
+type podWriter interface {
+	Create(ctx context.Context, p *schemas.Pod) error
+	UpdateStatus(ctx context.Context, name string, fn func(*schemas.Pod) error) (*schemas.Pod, error)
+	MarkDeleting(ctx context.Context, name string, decide func(*schemas.Pod) (int64, error)) (*schemas.Pod, error)
+}
+
+// rsWriter writes replicaset status (bus/registry's ReplicaSets).
+type rsWriter interface {
+	UpdateStatusFrom(ctx context.Context, cached *schemas.ReplicaSet, fn func(*schemas.ReplicaSet) error) (*schemas.ReplicaSet, error)
+}
+
+// nodeWriter writes node status (bus/registry's Nodes).
+type nodeWriter interface {
+	UpdateStatus(ctx context.Context, name string, fn func(*schemas.Node) error) (*schemas.Node, error)
 }
 
 type observedHeartbeat struct {
@@ -120,9 +142,13 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 	}
 	cfg.FailureBackoff = cfg.FailureBackoff.withDefaults()
 	log := cfg.Logger.With("component", "controller")
+	reg := registry.For(conn, cfg.Now)
 	c := &Controller{
 		cfg:        cfg,
 		conn:       conn,
+		podWrites:  reg.Pods,
+		rsWrites:   reg.ReplicaSets,
+		nodeWrites: reg.Nodes,
 		log:        log,
 		rsq:        queue.New(),
 		nodeq:      queue.New(),
@@ -342,7 +368,7 @@ func (c *Controller) reconcileReplicaSet(ctx context.Context, name string) error
 // updateStatus writes only the status fields, at the revision just read, so
 // a user's newer desiredCount is never overwritten.
 func (c *Controller) updateStatus(ctx context.Context, rs *schemas.ReplicaSet, st schemas.ReplicaSet) error {
-	updated, err := c.conn.ReplicaSets.MutateFrom(ctx, rs, func(cur *schemas.ReplicaSet) error {
+	updated, err := c.rsWrites.UpdateStatusFrom(ctx, rs, func(cur *schemas.ReplicaSet) error {
 		if cur.UID != rs.UID {
 			return bus.ErrNoChange
 		}
@@ -381,12 +407,7 @@ func (c *Controller) createPod(ctx context.Context, rs *schemas.ReplicaSet) erro
 			Owner:         rs.Name,
 			OwnerUID:      rs.UID,
 		}
-		// The API's rules for a new pod hold for the controller's too.
-		kinds.PreparePodForCreate(pod, c.cfg.Now())
-		if errs := kinds.ValidatePod(pod); len(errs) > 0 {
-			return fmt.Errorf("create pod for replicaset %s: %w", rs.Name, errs.ToAggregate())
-		}
-		err := c.conn.Pods.Create(ctx, pod)
+		err := c.podWrites.Create(ctx, pod)
 		if errors.Is(err, bus.ErrAlreadyExists) && attempt < 5 {
 			continue // a 32-bit name collision: pick another
 		}
@@ -405,11 +426,11 @@ func (c *Controller) deletePod(ctx context.Context, p *schemas.Pod, why string) 
 	if len(p.Finalizers) > 0 {
 		// Finalizers hold it: mark it, with nothing left to wait for
 		// but them (the API removes it with the last).
-		_, err := c.conn.Pods.Mutate(ctx, p.Name, func(cur *schemas.Pod) error {
-			if cur.UID != p.UID || !kinds.MarkDeleting(&cur.ObjectMeta, c.cfg.Now(), 0) {
-				return bus.ErrNoChange
+		_, err := c.podWrites.MarkDeleting(ctx, p.Name, func(cur *schemas.Pod) (int64, error) {
+			if cur.UID != p.UID {
+				return 0, bus.ErrNoChange
 			}
-			return nil
+			return 0, nil
 		})
 		if err != nil && !errors.Is(err, bus.ErrNotFound) {
 			return fmt.Errorf("delete pod %s: %w", p.Name, err)
@@ -460,7 +481,7 @@ func (c *Controller) reconcileNode(ctx context.Context, name string) error {
 
 	stale := now.Sub(hb.observed)
 	if n.Status == schemas.NodeReady && stale > c.cfg.NodeGrace {
-		updated, err := c.conn.Nodes.Mutate(ctx, name, func(cur *schemas.Node) error {
+		updated, err := c.nodeWrites.UpdateStatus(ctx, name, func(cur *schemas.Node) error {
 			// The kubelet may have heartbeated since we looked.
 			if !cur.LastHeartbeat.Equal(hb.value) || cur.Status != schemas.NodeReady {
 				return bus.ErrNoChange
@@ -500,7 +521,7 @@ func (c *Controller) evictPods(ctx context.Context, node string) error {
 		if p.Status.Terminal() {
 			continue
 		}
-		updated, err := c.conn.Pods.Mutate(ctx, p.Name, func(cur *schemas.Pod) error {
+		updated, err := c.podWrites.UpdateStatus(ctx, p.Name, func(cur *schemas.Pod) error {
 			if cur.NodeName != node || cur.Status.Terminal() || cur.UID != p.UID {
 				return bus.ErrNoChange
 			}

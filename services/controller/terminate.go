@@ -23,21 +23,18 @@ func (c *Controller) terminatePod(ctx context.Context, p *schemas.Pod, why strin
 		return c.deletePod(ctx, p, why)
 	}
 	var unbound *schemas.Pod
-	updated, err := c.conn.Pods.Mutate(ctx, p.Name, func(cur *schemas.Pod) error {
+	updated, err := c.podWrites.MarkDeleting(ctx, p.Name, func(cur *schemas.Pod) (int64, error) {
+		unbound = nil // decide runs again after a conflict
 		// An owner change (orphaned meanwhile) takes it out of the sync
 		// that decided this.
 		if cur.UID != p.UID || cur.DeletionTimestamp != nil || cur.OwnerUID != p.OwnerUID {
-			return bus.ErrNoChange
+			return 0, bus.ErrNoChange
 		}
 		if cur.NodeName == "" {
 			unbound = cur
-			return bus.ErrNoChange
+			return 0, bus.ErrNoChange
 		}
-		now := c.cfg.Now().UTC()
-		grace := int64(cur.GracePeriod().Seconds())
-		cur.DeletionTimestamp = &now
-		cur.DeletionGracePeriodSeconds = &grace
-		return nil
+		return int64(cur.GracePeriod().Seconds()), nil
 	})
 	switch {
 	case errors.Is(err, bus.ErrNotFound):

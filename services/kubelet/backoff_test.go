@@ -13,6 +13,7 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/bustest"
+	"github.com/miniku/miniku/bus/registry"
 	"github.com/miniku/miniku/runtime/fake"
 	"github.com/miniku/miniku/runtime/image"
 	"github.com/miniku/miniku/schemas"
@@ -104,7 +105,9 @@ func TestImagePullBackOff(t *testing.T) {
 	}
 	// Status writes go through the node API, which the apiserver serves.
 	apiDone := make(chan error, 1)
-	go func() { apiDone <- bus.ServeNodeAPI(ctx, conn, bus.NodeAPIConfig{Logger: bustest.Logger(t)}) }()
+	go func() {
+		apiDone <- bus.ServeNodeAPI(ctx, conn, bus.NodeAPIConfig{PodStatus: registry.For(conn, nil).Pods, Logger: bustest.Logger(t)})
+	}()
 	t.Cleanup(func() { cancel(); <-apiDone })
 	go func() { defer close(done); _ = k.Run(ctx) }()
 

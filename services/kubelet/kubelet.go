@@ -23,6 +23,7 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
+	"github.com/miniku/miniku/bus/registry"
 	ctr "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/runtime/image"
 	"github.com/miniku/miniku/schemas"
@@ -87,8 +88,10 @@ const DefaultHeartbeatInterval = 5 * time.Second
 
 // Kubelet is one node agent.
 type Kubelet struct {
-	cfg    Config
-	conn   *bus.Conn
+	cfg  Config
+	conn *bus.Conn
+	// nodes writes this node's object through the Node's rules.
+	nodes  nodeWriter
 	rt     Runtime
 	images ImagePuller
 	log    *slog.Logger
@@ -119,6 +122,15 @@ type Kubelet struct {
 	lastNode atomic.Pointer[schemas.Node]
 }
 
+// nodeWriter is how a kubelet writes its node (bus/registry's Nodes):
+// heartbeats as status updates, its labels as an update.
+type nodeWriter interface {
+	Create(ctx context.Context, n *schemas.Node) error
+	UpdateFrom(ctx context.Context, cached *schemas.Node, fn func(*schemas.Node) error) (*schemas.Node, error)
+	UpdateStatus(ctx context.Context, name string, fn func(*schemas.Node) error) (*schemas.Node, error)
+	UpdateStatusFrom(ctx context.Context, cached *schemas.Node, fn func(*schemas.Node) error) (*schemas.Node, error)
+}
+
 // New builds a kubelet for cfg.NodeName.
 func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, error) {
 	if err := schemas.ValidateName("node name", cfg.NodeName, schemas.MaxNameLength); err != nil {
@@ -145,6 +157,7 @@ func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, 
 		capacity:    capacity,
 		cfg:         cfg,
 		conn:        conn,
+		nodes:       registry.For(conn, nil).Nodes,
 		rt:          rt,
 		images:      images,
 		log:         log,
@@ -648,22 +661,32 @@ func (k *Kubelet) heartbeat(ctx context.Context) error {
 	var written *schemas.Node
 	var err error
 	// The controller marking the node NotReady, a cordon or a relabel moved
-	// the revision on: the compare-and-swap fails and MutateFrom re-reads.
+	// the revision on: the compare-and-swap fails and the status update
+	// re-reads.
 	if last := k.lastNode.Load(); last != nil {
-		written, err = k.conn.Nodes.MutateFrom(ctx, last, beat)
+		written, err = k.nodes.UpdateStatusFrom(ctx, last, beat)
 	} else {
-		written, err = k.conn.Nodes.Mutate(ctx, k.cfg.NodeName, beat)
+		written, err = k.nodes.UpdateStatus(ctx, k.cfg.NodeName, beat)
+	}
+	if err == nil && !k.labelled(written) {
+		written, err = k.nodes.UpdateFrom(ctx, written, func(n *schemas.Node) error {
+			if !k.label(n) {
+				return bus.ErrNoChange
+			}
+			return nil
+		})
 	}
 	k.lastNode.Store(written)
 	if errors.Is(err, bus.ErrNotFound) {
 		n := &schemas.Node{
-			ObjectMeta:    schemas.ObjectMeta{Name: k.cfg.NodeName, CreatedAt: now, UID: newContainerID()[:32]},
+			ObjectMeta:    schemas.ObjectMeta{Name: k.cfg.NodeName},
 			Status:        schemas.NodeReady,
 			LastHeartbeat: now,
 			Hostname:      hostname,
 		}
 		k.describe(n)
-		err = k.conn.Nodes.Create(ctx, n)
+		k.label(n)
+		err = k.nodes.Create(ctx, n)
 		if errors.Is(err, bus.ErrAlreadyExists) {
 			return k.heartbeat(ctx)
 		}

@@ -27,6 +27,7 @@ func (k *Kubelet) replaceMalformedNode(ctx context.Context, now time.Time, hostn
 		Hostname:      hostname,
 	}
 	k.describe(n)
+	k.label(n)
 	if err := k.conn.Nodes.Update(ctx, n); err != nil {
 		return fmt.Errorf("replace malformed node %s: %w", k.cfg.NodeName, err)
 	}

@@ -87,13 +87,35 @@ func (k *Kubelet) describe(n *schemas.Node) {
 	if k.capacity != (schemas.ResourceList{}) {
 		n.Capacity = k.capacity
 	}
-	if len(k.cfg.Node.Labels) > 0 && n.Labels == nil {
-		n.Labels = map[string]string{}
-	}
-	for key, v := range k.cfg.Node.Labels {
-		n.Labels[key] = v
-	}
 	if conds := k.nodeConditions(); conds != nil {
 		n.Conditions = conds
 	}
+}
+
+// labelled says n has the configured labels.
+func (k *Kubelet) labelled(n *schemas.Node) bool {
+	for key, v := range k.cfg.Node.Labels {
+		if cur, ok := n.Labels[key]; !ok || cur != v {
+			return false
+		}
+	}
+	return true
+}
+
+// label puts the configured labels on n (not status: an update's, as a
+// Kubernetes kubelet's registration patches them); it reports whether n
+// changed.
+func (k *Kubelet) label(n *schemas.Node) bool {
+	changed := false
+	for key, v := range k.cfg.Node.Labels {
+		if cur, ok := n.Labels[key]; ok && cur == v {
+			continue
+		}
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels[key] = v
+		changed = true
+	}
+	return changed
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
+	"github.com/miniku/miniku/bus/registry"
 	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/queue"
 )
@@ -46,13 +47,16 @@ const DefaultWorkers = 32
 
 // Scheduler is the binding loop.
 type Scheduler struct {
-	cfg   Config
-	conn  *bus.Conn
-	log   *slog.Logger
-	pods  *bus.Informer[schemas.Pod, *schemas.Pod]
-	nodes *bus.Informer[schemas.Node, *schemas.Node]
-	q     *queue.Queue
-	alloc *allocIndex
+	cfg  Config
+	conn *bus.Conn
+	// writes go through the pod's rules, as the API's pods/binding and
+	// pods/status do.
+	writes podWriter
+	log    *slog.Logger
+	pods   *bus.Informer[schemas.Pod, *schemas.Pod]
+	nodes  *bus.Informer[schemas.Node, *schemas.Node]
+	q      *queue.Queue
+	alloc  *allocIndex
 
 	// own are the Runs of the caches this scheduler made for itself (not
 	// shared ones).
@@ -63,6 +67,12 @@ type Scheduler struct {
 	// 10,000 deleted, cost a pass or two rather than one per event (which
 	// stalled a new term for minutes with 150,000 pods stored).
 	rescan chan struct{}
+}
+
+// podWriter is what the scheduler writes to pods (bus/registry's Pods).
+type podWriter interface {
+	Bind(ctx context.Context, cached *schemas.Pod, node string) (*schemas.Pod, error)
+	UpdateStatus(ctx context.Context, name string, fn func(*schemas.Pod) error) (*schemas.Pod, error)
 }
 
 // New builds a scheduler on conn.
@@ -80,6 +90,7 @@ func New(cfg Config, conn *bus.Conn) (*Scheduler, error) {
 	s := &Scheduler{
 		cfg:    cfg,
 		conn:   conn,
+		writes: registry.For(conn, nil).Pods,
 		log:    log,
 		q:      queue.New(),
 		alloc:  newAllocIndex(),
@@ -252,12 +263,7 @@ func (s *Scheduler) schedule(ctx context.Context, name string) error {
 	// Whatever happens next, the assumption ends once the cache holds the
 	// outcome.
 	defer s.alloc.forget(name, s.pods.Get)
-	bound := pod.DeepCopy()
-	bound.NodeName = node
-	if bound.Reason == ReasonPodUnschedulable {
-		bound.Reason, bound.Message = "", ""
-	}
-	err := s.conn.Pods.Update(ctx, bound)
+	bound, err := s.writes.Bind(ctx, pod, node)
 	metrics.Bind(pod.CreatedAt, err, errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrNotFound))
 	if err != nil {
 		if errors.Is(err, bus.ErrConflict) || errors.Is(err, bus.ErrNotFound) {

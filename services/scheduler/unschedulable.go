@@ -7,12 +7,13 @@ import (
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/schemas"
+	"github.com/miniku/miniku/schemas/kinds"
 )
 
 // ReasonPodUnschedulable is set on a Pending pod that fits on no node, with
 // the filter summary as its message (Kubernetes records the same in the
 // PodScheduled condition).
-const ReasonPodUnschedulable = "Unschedulable"
+const ReasonPodUnschedulable = kinds.ReasonUnschedulable
 
 // markUnschedulable records why pod fits nowhere, with a compare-and-swap
 // and only when the message changed, so a pod waiting for room costs no
@@ -22,7 +23,7 @@ func (s *Scheduler) markUnschedulable(ctx context.Context, pod *schemas.Pod, msg
 		return nil
 	}
 	wrote := false
-	updated, err := s.conn.Pods.Mutate(ctx, pod.Name, func(cur *schemas.Pod) error {
+	updated, err := s.writes.UpdateStatus(ctx, pod.Name, func(cur *schemas.Pod) error {
 		wrote = false // fn runs again after a conflict
 		if cur.UID != pod.UID || !needsBinding(cur) || (cur.Reason == ReasonPodUnschedulable && cur.Message == msg) {
 			return bus.ErrNoChange

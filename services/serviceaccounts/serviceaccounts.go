@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
+	"github.com/miniku/miniku/bus/registry"
 	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/schemas/kinds"
 )
@@ -34,7 +35,14 @@ type Config struct {
 type Controller struct {
 	cfg  Config
 	conn *bus.Conn
-	log  *slog.Logger
+	// writes creates through the ServiceAccount's rules, the API's.
+	writes saWriter
+	log    *slog.Logger
+}
+
+// saWriter creates service accounts (bus/registry's store).
+type saWriter interface {
+	Create(ctx context.Context, sa *schemas.ServiceAccount) error
 }
 
 // New returns a controller writing through conn (a user that may write
@@ -52,7 +60,8 @@ func New(cfg Config, conn *bus.Conn) (*Controller, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Controller{cfg: cfg, conn: conn, log: cfg.Logger.With("component", "serviceaccounts")}, nil
+	return &Controller{cfg: cfg, conn: conn, writes: registry.For(conn, cfg.Now).ServiceAccounts,
+		log: cfg.Logger.With("component", "serviceaccounts")}, nil
 }
 
 // Namespaces that get a default ServiceAccount. Objects are keyed by name
@@ -130,11 +139,7 @@ func (c *Controller) Run(ctx context.Context) error {
 
 // ensure creates the namespace's default ServiceAccount unless it exists.
 func (c *Controller) ensure(ctx context.Context, ns string) error {
-	sa := kinds.NewDefaultServiceAccount(c.cfg.Now())
-	if errs := kinds.ServiceAccount.Validate(sa); len(errs) > 0 {
-		return errs.ToAggregate()
-	}
-	err := c.conn.ServiceAccounts.Create(ctx, sa)
+	err := c.writes.Create(ctx, kinds.NewDefaultServiceAccount(c.cfg.Now()))
 	switch {
 	case errors.Is(err, bus.ErrAlreadyExists):
 		return nil // someone else's, perhaps edited: kept

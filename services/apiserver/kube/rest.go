@@ -350,12 +350,15 @@ func (h *Handler) write(ctx context.Context, q *request, old Object, k runtime.O
 	if !ok {
 		return nil, fmt.Errorf("kind %s: stored type %T has no metadata", q.info.Kind, stored)
 	}
-	if q.sub != "status" {
-		// A status write took everything else from old already; the
-		// main resource must not change what only old may carry.
-		q.kind.PrepareForUpdate(stored, old)
+	// The kind's rules, the same every other writer's registry runs
+	// (bus/registry): the main resource must not change what only old may
+	// carry; a status write keeps only the status.
+	prepare, validate := q.kind.PrepareForUpdate, q.kind.ValidateUpdate
+	if q.sub == "status" {
+		prepare, validate = q.kind.PrepareForStatusUpdate, q.kind.ValidateStatusUpdate
 	}
-	if errs := q.kind.ValidateUpdate(stored, old); len(errs) > 0 {
+	prepare(stored, old)
+	if errs := validate(stored, old); len(errs) > 0 {
 		return nil, invalid(gk, q.name, errs)
 	}
 	obj.GetMeta().ResourceVersion = oldRev

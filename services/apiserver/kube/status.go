@@ -19,10 +19,14 @@ import (
 // gr and name are the object the request was about.
 func (h *Handler) toStatus(r *http.Request, gr schema.GroupResource, name string, err error) *apierrors.StatusError {
 	var se apierrors.APIStatus
+	var ie invalidError
 	switch {
 	case errors.As(err, &se):
 		s := se.Status()
 		return &apierrors.StatusError{ErrStatus: s}
+	case errors.As(err, &ie):
+		kind, n, errs := ie.Invalid()
+		return apierrors.NewInvalid(schema.GroupKind{Group: gr.Group, Kind: kind}, n, errs)
 	case errors.Is(err, bus.ErrNotFound):
 		return apierrors.NewNotFound(gr, name)
 	case errors.Is(err, bus.ErrAlreadyExists):
@@ -40,6 +44,12 @@ func (h *Handler) toStatus(r *http.Request, gr schema.GroupResource, name string
 		h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	return apierrors.NewInternalError(err)
+}
+
+// invalidError is a write a kind's rules refused (bus/registry's).
+type invalidError interface {
+	error
+	Invalid() (kind, name string, errs field.ErrorList)
 }
 
 // invalid is a 422 naming every field path.

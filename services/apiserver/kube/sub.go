@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/miniku/miniku/bus"
@@ -216,7 +217,7 @@ func (h *Handler) bind(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	}
 	if _, err := h.cfg.Store.Bind(ctx, q.name, b.Target.Name); err != nil {
 		if errors.Is(err, bus.ErrConflict) {
-			return apierrors.NewConflict(q.gr(), q.name, err)
+			return apierrors.NewConflict(schema.GroupResource{Resource: "pods/binding"}, q.name, err)
 		}
 		return err
 	}
