@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/miniku/miniku/bus"
-	"github.com/miniku/miniku/bus/registry"
 	"github.com/miniku/miniku/bus/bustest"
+	"github.com/miniku/miniku/bus/registry"
 	"github.com/miniku/miniku/schemas"
 	"github.com/miniku/miniku/services/controller"
 	"github.com/miniku/miniku/services/kubelet"
@@ -44,7 +44,9 @@ func BenchmarkHollowThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	// The apiserver's node API, through which kubelets write pod status.
-	nodeAPI := func(ctx context.Context) error { return bus.ServeNodeAPI(ctx, conn, bus.NodeAPIConfig{PodStatus: registry.For(conn, nil).Pods, Logger: log}) }
+	nodeAPI := func(ctx context.Context) error {
+		return bus.ServeNodeAPI(ctx, conn, bus.NodeAPIConfig{PodStatus: registry.For(conn, nil).Pods, Logger: log})
+	}
 	for _, run := range []func(context.Context) error{nodeAPI, sched.Run, ctrl.Run, h.Run} {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = run(ctx) }()

@@ -38,7 +38,9 @@ func (e *InvalidError) Error() string {
 }
 
 // Invalid is what the apiserver makes its 422 metav1.Status of.
-func (e *InvalidError) Invalid() (kind, name string, errs field.ErrorList) { return e.Kind, e.Name, e.Errs }
+func (e *InvalidError) Invalid() (kind, name string, errs field.ErrorList) {
+	return e.Kind, e.Name, e.Errs
+}
 
 // Unwrap makes errors.Is(err, bus.ErrInvalid) hold.
 func (e *InvalidError) Unwrap() error { return bus.ErrInvalid }
