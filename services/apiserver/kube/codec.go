@@ -7,14 +7,18 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
-	clientscheme "k8s.io/client-go/kubernetes/scheme"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -88,13 +92,29 @@ func decodeObject(w http.ResponseWriter, r *http.Request, data []byte, ct string
 	return nil
 }
 
-var protoSerializer = protobuf.NewSerializer(clientscheme.Scheme, clientscheme.Scheme)
+// wireScheme holds the API groups MiniKu serves, for decoding protobuf
+// bodies. Not client-go's scheme: that registers every group Kubernetes
+// has, which linked ~45 API groups' code into the binary, and an idle
+// process had most of it mapped (RSS).
+var wireScheme = sync.OnceValue(func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	b := runtime.NewSchemeBuilder(corev1.AddToScheme, appsv1.AddToScheme, autoscalingv1.AddToScheme, policyv1.AddToScheme)
+	if err := b.AddToScheme(s); err != nil {
+		panic(fmt.Sprintf("kube: wire scheme: %v", err)) // a programming error: the groups are fixed
+	}
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	return s
+})
+
+var protoSerializer = sync.OnceValue(func() *protobuf.Serializer {
+	return protobuf.NewSerializer(wireScheme(), wireScheme())
+})
 
 // protoObject decodes a Kubernetes protobuf envelope into a new object of
 // into's type.
 func protoObject(data []byte, into runtime.Object) (runtime.Object, error) {
 	fresh := into.DeepCopyObject()
-	out, _, err := protoSerializer.Decode(data, nil, fresh)
+	out, _, err := protoSerializer().Decode(data, nil, fresh)
 	return out, err
 }
 
