@@ -63,9 +63,12 @@ type history[P any] struct {
 	// (never an Observe'd one): the state at the informer's revision.
 	watched     map[string]P
 	watchedPeak shrink.Peak
-	ring        []Change[P]
-	start, len  int
-	feeds       map[*Feed[P]]struct{}
+	// ring holds the changes, oldest at start; it grows as changes come,
+	// up to size, and shrinks when retention empties it, so an idle or a
+	// drained informer does not hold size slots (~700 KB at 8192).
+	ring       []Change[P]
+	start, len int
+	feeds      map[*Feed[P]]struct{}
 	// marks are the informer's revision at each resync tick, oldest first:
 	// every change up to a mark's rev happened before its time, which is
 	// how changes past the retention are found without a time each.
@@ -80,7 +83,7 @@ type revMark struct {
 // WithHistory makes the informer remember its last size changes for
 // WatchChanges. Call it before Run.
 func (i *Informer[T, P]) WithHistory(size int) *Informer[T, P] {
-	i.hist = &history[P]{size: size, watched: map[string]P{}, ring: make([]Change[P], size), feeds: map[*Feed[P]]struct{}{}}
+	i.hist = &history[P]{size: size, watched: map[string]P{}, feeds: map[*Feed[P]]struct{}{}}
 	return i
 }
 
@@ -106,7 +109,7 @@ func (i *Informer[T, P]) WatchChanges(from uint64, buffer int) (snapshot []P, re
 		}
 	} else {
 		for k := range h.len {
-			if c := h.ring[(h.start+k)%h.size]; c.Rev > from {
+			if c := h.ring[(h.start+k)%len(h.ring)]; c.Rev > from {
 				replay = append(replay, c)
 			}
 		}
@@ -153,12 +156,15 @@ func (i *Informer[T, P]) recordLocked(rev uint64, name string, obj P, inOrder bo
 		return
 	}
 	c := Change[P]{Rev: rev, Name: name, Obj: obj, Prev: prev}
+	if h.len == len(h.ring) && h.len < h.size {
+		h.resize(min(max(2*h.len, minRing), h.size))
+	}
 	if h.len == h.size {
 		h.floor = h.ring[h.start].Rev
-		h.start = (h.start + 1) % h.size
+		h.start = (h.start + 1) % len(h.ring)
 		h.len--
 	}
-	h.ring[(h.start+h.len)%h.size] = c
+	h.ring[(h.start+h.len)%len(h.ring)] = c
 	h.len++
 	for f := range h.feeds {
 		select {
@@ -187,7 +193,7 @@ func (i *Informer[T, P]) resetHistoryLocked() {
 	h.valid = false
 	h.start, h.len = 0, 0
 	h.marks = nil
-	clear(h.ring)
+	h.ring = nil
 	for f := range h.feeds {
 		i.dropFeedLocked(f)
 	}
@@ -220,7 +226,23 @@ func (i *Informer[T, P]) expireHistoryLocked(now, cutoff time.Time) {
 	for h.len > 0 && h.ring[h.start].Rev <= upTo {
 		h.floor = h.ring[h.start].Rev
 		h.ring[h.start] = Change[P]{} // its objects may go
-		h.start = (h.start + 1) % h.size
+		h.start = (h.start + 1) % len(h.ring)
 		h.len--
 	}
+	if len(h.ring) > minRing && h.len < len(h.ring)/4 {
+		h.resize(max(2*h.len, minRing))
+	}
+}
+
+// minRing is the smallest ring a history with changes keeps.
+const minRing = 64
+
+// resize moves the ring's changes, in order, into a new ring of n slots
+// (n >= h.len).
+func (h *history[P]) resize(n int) {
+	ring := make([]Change[P], n)
+	for k := range h.len {
+		ring[k] = h.ring[(h.start+k)%len(h.ring)]
+	}
+	h.ring, h.start = ring, 0
 }
