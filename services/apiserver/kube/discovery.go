@@ -9,7 +9,7 @@ import (
 	"github.com/miniku/miniku/schemas/kinds"
 )
 
-// groupVersions is every served group/version, core first then by name.
+// groupVersions is every served group/version, sorted as kinds.All.
 func groupVersions() []schema.GroupVersion {
 	seen := map[schema.GroupVersion]bool{}
 	var out []schema.GroupVersion
@@ -36,7 +36,7 @@ func (h *Handler) serveAPIVersions(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serveAPIGroups(w http.ResponseWriter) {
 	list := &metav1.APIGroupList{TypeMeta: metav1.TypeMeta{Kind: "APIGroupList", APIVersion: "v1"}, Groups: []metav1.APIGroup{}}
 	byGroup := map[string]int{}
-	for _, gv := range groupVersions() {
+	for _, gv := range h.disc.groups {
 		if gv.Group == "" {
 			continue
 		}

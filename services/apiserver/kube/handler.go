@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -54,6 +55,8 @@ type Handler struct {
 	caches  map[string]*wireCache // by resource
 
 	managers fieldManagers
+
+	disc *discoveryDocs
 }
 
 // New returns a Handler.
@@ -78,7 +81,13 @@ func New(cfg Config) *Handler {
 	if cfg.Build == "" {
 		cfg.Build = "0"
 	}
-	return &Handler{cfg: cfg, log: cfg.Log.With("component", "kubeapi"), caches: map[string]*wireCache{}}
+	disc, err := buildDiscovery()
+	if err != nil {
+		// The kinds are declared at init: a declaration discovery cannot
+		// describe is a programming error any test starting a Handler finds.
+		panic(fmt.Sprintf("kube: discovery: %v", err))
+	}
+	return &Handler{cfg: cfg, log: cfg.Log.With("component", "kubeapi"), caches: map[string]*wireCache{}, disc: disc}
 }
 
 // IsPath says whether path belongs to the Kubernetes API.
@@ -130,13 +139,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !getOnly(w, r) {
 			return
 		}
-		h.serveAPIVersions(w, r)
+		h.serveDiscovery(w, r, "api")
 		return
 	case len(segs) == 1 && segs[0] == "apis":
 		if !getOnly(w, r) {
 			return
 		}
-		h.serveAPIGroups(w)
+		h.serveDiscovery(w, r, "apis")
 		return
 	}
 	var gv schema.GroupVersion
@@ -157,7 +166,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !getOnly(w, r) {
 			return
 		}
-		list, ok := resourceList(gv)
+		list, ok := h.disc.legacy[gv]
 		if !ok {
 			writeStatus(w, notFoundPath(r))
 			return
@@ -205,7 +214,7 @@ func parseResource(gv schema.GroupVersion, rest []string) (*request, bool) {
 }
 
 func (h *Handler) serveGroup(w http.ResponseWriter, r *http.Request, group string) {
-	for _, gv := range groupVersions() {
+	for _, gv := range h.disc.groups {
 		if gv.Group == group {
 			list := map[string]any{"kind": "APIGroup", "apiVersion": "v1", "name": group,
 				"versions":         []map[string]string{{"groupVersion": gv.String(), "version": gv.Version}},

@@ -41,6 +41,14 @@ func (h *Handler) serveSub(ctx context.Context, w http.ResponseWriter, r *http.R
 	case q.sub == "eviction" && m == http.MethodPost:
 		return h.evict(ctx, w, r, q)
 	}
+	if q.sub == "log" || q.sub == "exec" {
+		// The stream handlers find the pod by name alone: in any namespace
+		// but the one MiniKu keeps pods in, the pod is NotFound, as
+		// kube-apiserver answers when its lookup there finds nothing.
+		if q.elsewhere() {
+			return apierrors.NewNotFound(q.gr(), q.name)
+		}
+	}
 	if h.cfg.Streams != nil && (q.sub == "log" || q.sub == "exec") {
 		if s, ok := h.cfg.Streams[q.sub]; ok {
 			s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), nameKey{}, q.name)))
