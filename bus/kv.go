@@ -271,8 +271,19 @@ func (b *Bucket[T, P]) mapErr(op, name string, err error) error {
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
 		err = ErrNotFound
-	case errors.Is(err, jetstream.ErrKeyExists):
+	case errors.Is(err, jetstream.ErrKeyExists), isWrongLastSequence(err):
 		err = ErrConflict
 	}
 	return fmt.Errorf("%s %s/%s: %w", op, b.Name(), name, err)
+}
+
+// errCodeWrongLastSequence is JetStream's JSStreamWrongLastSequenceConstantErr,
+// which a clustered stream answers for a compare-and-swap write whose
+// expected revision is stale when the check happens at proposal time (seen
+// during leader changes); nats.go maps only err_code 10071 to ErrKeyExists.
+const errCodeWrongLastSequence = 10164
+
+func isWrongLastSequence(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && ae.ErrorCode == errCodeWrongLastSequence
 }
