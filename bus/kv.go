@@ -271,16 +271,20 @@ func (b *Bucket[T, P]) mapErr(op, name string, err error) error {
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrKeyDeleted):
 		err = ErrNotFound
-	case errors.Is(err, jetstream.ErrKeyExists), isWrongLastSequence(err):
+	case errors.Is(err, jetstream.ErrKeyExists):
 		err = ErrConflict
+	case isWrongLastSequence(err):
+		err = ErrWriteInFlight
 	}
 	return fmt.Errorf("%s %s/%s: %w", op, b.Name(), name, err)
 }
 
 // errCodeWrongLastSequence is JetStream's JSStreamWrongLastSequenceConstantErr,
-// which a clustered stream answers for a compare-and-swap write whose
-// expected revision is stale when the check happens at proposal time (seen
-// during leader changes); nats.go maps only err_code 10071 to ErrKeyExists.
+// which a clustered stream's leader answers for a compare-and-swap write of
+// a key with a write still in flight (expectedPerSubjectInProcess): not a
+// conflict with the stored revision (that is 10071, ErrKeyExists), and
+// reporting it as one would be a 409 against the current value, which the
+// linearizability test of services/apiserver caught.
 const errCodeWrongLastSequence = 10164
 
 func isWrongLastSequence(err error) bool {

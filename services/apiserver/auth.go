@@ -102,7 +102,7 @@ func openPath(p string) bool {
 		return true
 	}
 	for _, h := range []string{"/readyz", "/livez"} {
-		if p == h || (strings.HasPrefix(p, h+"/") && !strings.Contains(p[len(h)+1:], "/")) {
+		if check, ok := strings.CutPrefix(p, h+"/"); p == h || (ok && check != "" && !strings.Contains(check, "/")) {
 			return true
 		}
 	}
