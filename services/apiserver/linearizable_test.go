@@ -1,6 +1,7 @@
 package apiserver_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -289,6 +290,36 @@ func TestKubeAPILinearizableThroughFailures(t *testing.T) {
 		sameRV(k, value, rv)
 		return value, rv, true
 	}
+	// list reads every key at once: each item is a read of its key over
+	// the list's interval (lists come from the apiserver's caches).
+	list := func(client int) {
+		call := h.now()
+		r := c.call(http.MethodGet, cmPath, "")
+		if r.err != nil || r.code != http.StatusOK {
+			count(fmt.Sprintf("list %d", r.code))
+			return
+		}
+		var l struct {
+			Items []json.RawMessage `json:"items"`
+		}
+		if err := json.Unmarshal(r.body, &l); err != nil {
+			t.Errorf("list: %v", err)
+			return
+		}
+		count("list 200")
+		for _, item := range l.Items {
+			var m struct {
+				Metadata struct{ Name string } `json:"metadata"`
+			}
+			_ = json.Unmarshal(item, &m)
+			value, rv, err := configMapValue(item)
+			if err != nil || !strings.HasPrefix(m.Metadata.Name, "lin-") {
+				continue
+			}
+			h.add(client, regInput{key: m.Metadata.Name}, call, regOutput{value: value})
+			sameRV(m.Metadata.Name, value, rv)
+		}
+	}
 	const clients = 4
 	for cl := 1; cl <= clients; cl++ {
 		wg.Go(func() {
@@ -299,6 +330,10 @@ func TestKubeAPILinearizableThroughFailures(t *testing.T) {
 				case <-stop:
 					return
 				default:
+				}
+				if rng.IntN(8) == 0 {
+					list(cl)
+					continue
 				}
 				k := keys[rng.IntN(len(keys))]
 				seen, ok := last[k]

@@ -31,7 +31,9 @@ func newClusterAPI(t *testing.T) *clusterAPI {
 	t.Helper()
 	hosts := bustest.NewHosts(t, 3)
 	log := bustest.Logger(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Creating the R3 buckets waits on JetStream placing them: slow on a
+	// loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	conn, err := bus.Connect(ctx, bus.Options{URL: hosts.URL(0), Name: t.Name(), Replicas: 3, Logger: log,
 		SecretsKey: bustest.SecretsKey(), NoReconnectBuffer: true})
