@@ -3,6 +3,7 @@ module github.com/miniku/miniku
 go 1.26.0
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/chromedp/chromedp v0.23.0
 	github.com/creack/pty v1.1.24
 	github.com/google/gnostic-models v0.7.0

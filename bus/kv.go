@@ -273,6 +273,21 @@ func (b *Bucket[T, P]) mapErr(op, name string, err error) error {
 		err = ErrNotFound
 	case errors.Is(err, jetstream.ErrKeyExists):
 		err = ErrConflict
+	case isWrongLastSequence(err):
+		err = ErrWriteInFlight
 	}
 	return fmt.Errorf("%s %s/%s: %w", op, b.Name(), name, err)
+}
+
+// errCodeWrongLastSequence is JetStream's JSStreamWrongLastSequenceConstantErr,
+// which a clustered stream's leader answers for a compare-and-swap write of
+// a key with a write still in flight (expectedPerSubjectInProcess): not a
+// conflict with the stored revision (that is 10071, ErrKeyExists), and
+// reporting it as one would be a 409 against the current value, which the
+// linearizability test of services/apiserver caught.
+const errCodeWrongLastSequence = 10164
+
+func isWrongLastSequence(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && ae.ErrorCode == errCodeWrongLastSequence
 }

@@ -23,8 +23,8 @@ import (
 )
 
 // Who may call the API: whoever presents the bearer token (Config.Token).
-// There is one token and it may do everything; /healthz and /readyz are
-// open so that probes need no secret (they reveal only "ok" or which check
+// There is one token and it may do everything; /healthz, /readyz and
+// /livez (and their /<check> paths) are open so that probes need no secret (they reveal only "ok" or which check
 // fails). As on Kubernetes, where only a request without credentials is
 // anonymous, a wrong token is refused there too: a client with a stale
 // kubeconfig learns it at its first request, whatever the path.
@@ -96,7 +96,20 @@ func checkSecurity(cfg Config) error {
 	return nil
 }
 
-// authenticate wraps the API: every request but GET /healthz and /readyz
+// openPath is a health path a probe reads without credentials.
+func openPath(p string) bool {
+	if p == "/healthz" {
+		return true
+	}
+	for _, h := range []string{"/readyz", "/livez"} {
+		if check, ok := strings.CutPrefix(p, h+"/"); p == h || (ok && check != "" && !strings.Contains(check, "/")) {
+			return true
+		}
+	}
+	return false
+}
+
+// authenticate wraps the API: every request but the health paths (openPath)
 // needs "Authorization: Bearer <token>". Without a token configured it lets
 // everything through and says so in the log.
 func (s *Server) authenticate(next http.Handler) http.Handler {
@@ -117,7 +130,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	want := sha256.Sum256([]byte(s.cfg.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
-		if auth == "" && (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") {
+		if auth == "" && openPath(r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}

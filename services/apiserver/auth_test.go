@@ -100,7 +100,17 @@ func TestBearerToken(t *testing.T) {
 	// Only a request without credentials is anonymous: a wrong token is
 	// refused on the open paths too, as Kubernetes does, so a stale
 	// kubeconfig shows at its first request.
-	for _, p := range []string{"/healthz", "/readyz"} {
+	for _, p := range []string{"/livez", "/livez/ping", "/readyz/ping"} {
+		if code, _, body := get(t, http.DefaultClient, url+p, ""); code != 200 {
+			t.Fatalf("%s without token: %d %s", p, code, body)
+		}
+	}
+	for _, p := range []string{"/readyz/", "/livez/", "/livez/ping/x"} {
+		if code, _, _ := get(t, http.DefaultClient, url+p, ""); code != 401 {
+			t.Fatalf("%s without token: %d, want 401", p, code)
+		}
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/livez"} {
 		if code, _, body := get(t, http.DefaultClient, url+p, "Bearer wrong"); code != 401 {
 			t.Fatalf("%s with a wrong token: %d %s, want 401", p, code, body)
 		}

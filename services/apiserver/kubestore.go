@@ -53,9 +53,9 @@ func (t typedBucket[T, P]) typed(obj kube.Object) (P, error) {
 }
 
 func (t typedBucket[T, P]) get(ctx context.Context, name string) (kube.Object, error) {
-	// A read after the client's own write must see it: the bucket, not
-	// the cache (a GET is one KV read).
-	p, err := t.b.Get(ctx, name)
+	// A read after anyone's acknowledged write must see it: the bucket's
+	// leader, not the cache nor a follower (a GET is one KV read).
+	p, err := t.b.GetCurrent(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -219,13 +219,43 @@ func (k *kubeStore) bucket(resource string) (kubeBucket, error) {
 	return b, nil
 }
 
+var _ kube.Availability = (*kubeStore)(nil)
+
+func (k *kubeStore) Available(resource string) error {
+	if qe := k.s.storeUnavailable(resource); qe != nil {
+		return quorumStatus(qe)
+	}
+	return nil
+}
+
+// guard refuses a request for resource while its bucket has no quorum
+// (quorum.go), and otherwise gives it a context that the loss of the
+// quorum ends; done maps the request's error, cut off or not.
+func (k *kubeStore) guard(ctx context.Context, resource string) (_ context.Context, done func(error) error, _ error) {
+	if qe := k.s.storeUnavailable(resource); qe != nil {
+		return ctx, nil, quorumStatus(qe)
+	}
+	gctx, stop := k.s.untilLost(ctx, resource)
+	return gctx, func(err error) error {
+		defer stop()
+		if qe := k.s.lostErr(gctx, resource, err); qe != nil {
+			return quorumStatus(qe)
+		}
+		return err
+	}, nil
+}
+
 func (k *kubeStore) Get(ctx context.Context, resource, name string) (kube.Object, error) {
 	b, err := k.bucket(resource)
 	if err != nil {
 		return nil, err
 	}
+	ctx, done, err := k.guard(ctx, resource)
+	if err != nil {
+		return nil, err
+	}
 	o, err := b.get(ctx, name)
-	return o, kubeErr(err)
+	return o, done(kubeErr(err))
 }
 
 func (k *kubeStore) List(ctx context.Context, resource string) ([]kube.Object, uint64, error) {
@@ -233,15 +263,24 @@ func (k *kubeStore) List(ctx context.Context, resource string) ([]kube.Object, u
 	if err != nil {
 		return nil, 0, err
 	}
+	ctx, done, err := k.guard(ctx, resource)
+	if err != nil {
+		return nil, 0, err
+	}
 	objs, rev, err := b.list(ctx)
-	return objs, rev, kubeErr(err)
+	return objs, rev, done(kubeErr(err))
 }
 
-func (k *kubeStore) Create(ctx context.Context, resource string, obj kube.Object) error {
+func (k *kubeStore) Create(ctx context.Context, resource string, obj kube.Object) (err error) {
 	b, err := k.bucket(resource)
 	if err != nil {
 		return err
 	}
+	ctx, done, err := k.guard(ctx, resource)
+	if err != nil {
+		return err
+	}
+	defer func() { err = done(err) }()
 	if p, ok := obj.(*schemas.Pod); ok {
 		if err := p.CheckPodSecurity(k.s.cfg.PodSecurity); err != nil {
 			return apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, p.Name, err)
@@ -259,11 +298,16 @@ func (k *kubeStore) Create(ctx context.Context, resource string, obj kube.Object
 	return nil
 }
 
-func (k *kubeStore) Update(ctx context.Context, resource string, obj kube.Object) error {
+func (k *kubeStore) Update(ctx context.Context, resource string, obj kube.Object) (err error) {
 	b, err := k.bucket(resource)
 	if err != nil {
 		return err
 	}
+	ctx, done, err := k.guard(ctx, resource)
+	if err != nil {
+		return err
+	}
+	defer func() { err = done(err) }()
 	var oldNode string
 	var oldCount int
 	if p, ok := obj.(*schemas.Pod); ok {
@@ -329,7 +373,12 @@ func (k *kubeStore) removed(obj kube.Object) {
 	}
 }
 
-func (k *kubeStore) Delete(ctx context.Context, resource, name string, want uint64, grace *int64, policy metav1.DeletionPropagation) (kube.Object, error) {
+func (k *kubeStore) Delete(ctx context.Context, resource, name string, want uint64, grace *int64, policy metav1.DeletionPropagation) (_ kube.Object, err error) {
+	ctx, done, err := k.guard(ctx, resource)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = done(err) }()
 	switch resource {
 	case "pods":
 		p, err := k.s.deletePodGracefully(ctx, name, want, grace, policy)
@@ -358,7 +407,12 @@ func (k *kubeStore) Delete(ctx context.Context, resource, name string, want uint
 	return o, nil
 }
 
-func (k *kubeStore) Bind(ctx context.Context, name, node string) (kube.Object, error) {
+func (k *kubeStore) Bind(ctx context.Context, name, node string) (_ kube.Object, err error) {
+	ctx, done, err := k.guard(ctx, bus.BucketPods)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = done(err) }()
 	cur, err := k.s.conn.Pods.Get(ctx, name)
 	if err != nil {
 		return nil, kubeErr(err)
@@ -376,8 +430,24 @@ func (k *kubeStore) Watch(ctx context.Context, resource string, from uint64) (*k
 	if err != nil {
 		return nil, err
 	}
+	if qe := k.s.storeUnavailable(resource); qe != nil {
+		return nil, quorumStatus(qe)
+	}
+	// The watch ends when its bucket loses the quorum: the client
+	// re-watches or re-lists and is told why, instead of waiting on a
+	// watch that went silent.
+	ctx, stop := k.s.untilLost(ctx, resource)
 	w, err := b.watch(ctx, from)
-	return w, kubeErr(err)
+	if err != nil {
+		stop()
+		if qe := k.s.lostErr(ctx, resource, err); qe != nil {
+			return nil, quorumStatus(qe)
+		}
+		return nil, kubeErr(err)
+	}
+	inner := w.Stop
+	w.Stop = func() { stop(); inner() }
+	return w, nil
 }
 
 // kubeErr turns the seed's client errors into what the Kubernetes
@@ -385,6 +455,12 @@ func (k *kubeStore) Watch(ctx context.Context, resource string, from uint64) (*k
 func kubeErr(err error) error {
 	ae, ok := isAPIError(err)
 	if !ok {
+		if err != nil && unavailable(err) {
+			// As the seed API answers it: the store, not the server, failed.
+			se := apierrors.NewServiceUnavailable("state store unavailable, retry later: " + err.Error())
+			se.ErrStatus.Details = &metav1.StatusDetails{RetryAfterSeconds: defaultRetryAfter}
+			return se
+		}
 		return err
 	}
 	switch ae.status {

@@ -34,7 +34,9 @@ func newUID() string {
 }
 
 func getObject[T any, P bus.Object[T]](ctx context.Context, b *bus.Bucket[T, P], kind, name string) (P, error) {
-	obj, err := b.Get(ctx, name)
+	// From the leader: a follower may not have applied the last
+	// acknowledged write yet (bus.Bucket.GetCurrent).
+	obj, err := b.GetCurrent(ctx, name)
 	if errors.Is(err, bus.ErrNotFound) {
 		return nil, notFound(kind, name)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
 	"github.com/miniku/miniku/services/apiserver/kube"
 )
@@ -36,8 +37,10 @@ func (s *Server) routes(segs []string) (eps []endpoint, kind string, ok bool) {
 	switch {
 	case len(segs) == 1 && segs[0] == "healthz":
 		return []endpoint{{http.MethodGet, s.healthz}}, "", true
-	case len(segs) == 1 && segs[0] == "readyz":
+	case (len(segs) == 1 || len(segs) == 2) && segs[0] == "readyz":
 		return []endpoint{{http.MethodGet, s.readyz}}, "", true
+	case (len(segs) == 1 || len(segs) == 2) && segs[0] == "livez":
+		return []endpoint{{http.MethodGet, s.livez}}, "", true
 	case len(segs) == 1 && segs[0] == "events":
 		return []endpoint{{http.MethodGet, s.listEvents}}, "", true
 	case len(segs) == 1 && segs[0] == "replicasets":
@@ -131,9 +134,24 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request) (int, any, err
 	if err := s.checkRoom(r); err != nil {
 		return 0, nil, err
 	}
+	buckets := seedBuckets(segs[0])
+	for _, b := range buckets {
+		if qe := s.storeUnavailable(b); qe != nil {
+			return 0, nil, quorumAPIError(qe)
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.timeout)
 	defer cancel()
-	return h(ctx, w, r, name)
+	if len(buckets) == 0 {
+		return h(ctx, w, r, name)
+	}
+	ctx, stop := s.untilLost(ctx, buckets[0])
+	defer stop()
+	status, body, err := h(ctx, w, r, name)
+	if qe := s.lostErr(ctx, buckets[0], err); qe != nil {
+		return 0, nil, quorumAPIError(qe)
+	}
+	return status, body, err
 }
 
 type errorBody struct {
@@ -221,6 +239,7 @@ func unavailable(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, bus.ErrWriteInFlight) ||
 		errors.Is(err, nats.ErrConnectionClosed) ||
 		errors.Is(err, nats.ErrDisconnected) ||
 		errors.Is(err, nats.ErrReconnectBufExceeded) ||

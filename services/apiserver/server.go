@@ -13,6 +13,7 @@ import (
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/registry"
 	"github.com/miniku/miniku/schemas"
+	"github.com/miniku/miniku/services/apiserver/quorum"
 )
 
 // Config configures a Server.
@@ -109,6 +110,9 @@ type Server struct {
 	ownCaches []func(context.Context) error
 	// podsJSON: pods as last encoded for a list (objects.go).
 	podsJSON *jsonCache
+	// quorum probes whether each bucket's stream can serve (quorum.go);
+	// Run runs it.
+	quorum *quorum.Probe
 
 	mu        sync.Mutex
 	started   bool
@@ -140,6 +144,11 @@ func New(cfg Config, conn *bus.Conn) (*Server, error) {
 		watchHeartbeat: defaultWatchHeartbeat,
 	}
 	s.reg = registry.For(conn, func() time.Time { return s.now() })
+	probe, err := newQuorumProbe(s)
+	if err != nil {
+		return nil, err
+	}
+	s.quorum = probe
 	// Caches of its own keep a history: watches are served from it.
 	caches := &bus.Caches{Conn: conn, Resync: informerResync, Log: s.log, History: bus.DefaultHistory}
 	s.pods = bus.CacheOf(caches, cfg.Pods, conn.Pods, nil)
@@ -222,6 +231,7 @@ func (s *Server) Run(ctx context.Context) error {
 		iwg.Add(1)
 		go func() { defer iwg.Done(); _ = run(ictx) }()
 	}
+	iwg.Go(func() { _ = s.quorum.Run(ictx) })
 	// Kubelets write their pods' status and record events through the
 	// node API, which every apiserver serves (bus/nodeapi.go).
 	iwg.Go(func() {

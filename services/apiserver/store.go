@@ -68,38 +68,70 @@ const writeHealthWindow = time.Minute
 
 // readyz is Kubernetes' readiness endpoint: 200 "ok" when every check
 // passes, else 503 with a "[-]name failed: reason" line per failing check;
-// ?verbose lists every check. /healthz stays the liveness probe (it only
-// asks whether NATS is connected): a store that cannot write is not a
-// reason to restart the apiserver, but it is one to send clients elsewhere.
+// ?verbose lists every check, and /readyz/<check> answers for one. A store
+// that cannot serve (a full disk, a lost quorum) fails it: clients and load
+// balancers go to another apiserver. It is not a reason to restart this
+// one: /livez and /healthz stay 200.
 func (s *Server) readyz(ctx context.Context, _ http.ResponseWriter, r *http.Request, _ string) (int, any, error) {
+	return healthEndpoint("readyz", r, s.readyChecks(ctx))
+}
+
+// livez is Kubernetes' liveness endpoint: 200 while the process serves
+// requests. Nothing about the store is in it: restarting an apiserver
+// does not bring a quorum back.
+func (s *Server) livez(_ context.Context, _ http.ResponseWriter, r *http.Request, _ string) (int, any, error) {
+	return healthEndpoint("livez", r, []readyCheck{{name: "ping"}})
+}
+
+// healthEndpoint answers /<endpoint>[/<check>][?verbose] as kube-apiserver
+// does.
+func healthEndpoint(endpoint string, r *http.Request, checks []readyCheck) (int, any, error) {
 	q := r.URL.Query()
-	if err := checkQuery(q, "verbose"); err != nil {
+	if err := checkQuery(q, "verbose", "exclude"); err != nil {
 		return 0, nil, err
 	}
-	checks := s.readyChecks(ctx)
+	if one := strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/"+endpoint), "/"); one != "" {
+		for _, c := range checks {
+			if c.name != one {
+				continue
+			}
+			if c.err != nil {
+				return http.StatusServiceUnavailable, textBody(fmt.Sprintf("internal server error: %v\n", c.err)), nil
+			}
+			return http.StatusOK, textBody("ok"), nil
+		}
+		return 0, nil, newError(http.StatusNotFound, "no %s check %q", endpoint, one)
+	}
+	excluded := map[string]bool{}
+	for _, e := range q["exclude"] {
+		excluded[e] = true
+	}
 	var b strings.Builder
 	failed := false
 	for _, c := range checks {
-		if c.err != nil {
+		switch {
+		case excluded[c.name]:
+			fmt.Fprintf(&b, "[+]%s excluded: ok\n", c.name)
+		case c.err != nil:
 			failed = true
 			fmt.Fprintf(&b, "[-]%s failed: %v\n", c.name, c.err)
-		} else {
+		default:
 			fmt.Fprintf(&b, "[+]%s ok\n", c.name)
 		}
 	}
 	switch {
 	case failed:
-		b.WriteString("readyz check failed\n")
+		b.WriteString(endpoint + " check failed\n")
 		return http.StatusServiceUnavailable, textBody(b.String()), nil
 	case q.Has("verbose"):
-		b.WriteString("readyz check passed\n")
+		b.WriteString(endpoint + " check passed\n")
 		return http.StatusOK, textBody(b.String()), nil
 	}
 	return http.StatusOK, textBody("ok"), nil
 }
 
 func (s *Server) readyChecks(ctx context.Context) []readyCheck {
-	var out []readyCheck
+	out := []readyCheck{{name: "ping"}}
 	nc := s.conn.NATS()
 	var natsErr error
 	if !nc.IsConnected() {
@@ -111,6 +143,8 @@ func (s *Server) readyChecks(ctx context.Context) []readyCheck {
 	_, err := s.conn.Pods.Revision(cctx)
 	out = append(out, readyCheck{"jetstream", err})
 	out = append(out, readyCheck{"store-writes", bus.WriteHealth(time.Now(), writeHealthWindow)})
+	// Every bucket's stream has a leader reaching a majority (quorum.go).
+	out = append(out, readyCheck{"store-quorum", s.quorum.Summary()})
 	if s.cfg.Store != nil {
 		for _, c := range s.cfg.Store.Checks() {
 			out = append(out, readyCheck{c.Name, c.Err})

@@ -260,6 +260,10 @@ func serveWatch[T any, P bus.Object[T]](ctx context.Context, s *Server, w http.R
 	b *bus.Bucket[T, P], inf *bus.Informer[T, P], o watchOptions, keep func(P) bool) (int, any, error) {
 	sctx, cancel := s.streamContext(r)
 	defer cancel()
+	// A watch of a bucket that loses its quorum ends: the client re-lists
+	// and is told 503, rather than waiting on a watch that went silent.
+	sctx, stopLost := s.untilLost(sctx, b.Name())
+	defer stopLost()
 	if o.timeout > 0 {
 		var c2 context.CancelFunc
 		sctx, c2 = context.WithTimeout(sctx, o.timeout)

@@ -23,6 +23,11 @@ import (
 
 func (h *Handler) serveResource(w http.ResponseWriter, r *http.Request, q *request) {
 	err := checkAccept(r)
+	if a, ok := h.cfg.Store.(Availability); ok && err == nil {
+		// Refused up front, so the answer names the resource's own store
+		// rather than the first one the request happened to touch.
+		err = a.Available(q.info.Resource)
+	}
 	if err == nil {
 		err = h.dispatch(w, r, q)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -70,6 +71,10 @@ func writeStatus(w http.ResponseWriter, se *apierrors.StatusError) {
 	}
 	if st.Code == 0 {
 		st.Code = http.StatusInternalServerError
+	}
+	if st.Details != nil && st.Details.RetryAfterSeconds > 0 {
+		// As kube-apiserver: client-go waits this long before retrying.
+		w.Header().Set("Retry-After", strconv.Itoa(int(st.Details.RetryAfterSeconds)))
 	}
 	writeJSON(w, int(st.Code), &st)
 }

@@ -41,6 +41,13 @@ type Store interface {
 	Watch(ctx context.Context, resource string, from uint64) (*Watch, error)
 }
 
+// Availability is an optional Store method: a non-nil error (an APIStatus)
+// refuses every request for resource before it starts (the store lost
+// its quorum).
+type Availability interface {
+	Available(resource string) error
+}
+
 // Watch is a started watch. C is closed when the store drops it (the
 // client fell behind, or the cache restarted): the client re-watches
 // from the last revision it saw, as client-go does.
