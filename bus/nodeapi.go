@@ -250,8 +250,26 @@ func ServeNodeAPI(ctx context.Context, c *Conn, cfg NodeAPIConfig) error {
 		wg.Go(func() { _ = s.pods.Run(ctx) })
 	}
 	s.pods.AddIndex(PodsByNode, PodNode)
-	// Every apiserver pushes; see docs/cluster.md for several of them.
-	defer s.pods.AddEventHandler(nodePodsPublisher{c: c, log: s.log}.handler())()
+	// One apiserver of several pushes the nodes' views (nodepods.go): each
+	// pushing would send every change to a kubelet once per apiserver.
+	lease, err := c.NewLease(ctx, LeaseConfig{Name: nodePodsLease, Logger: s.log})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("serve node API: %w", err)
+	}
+	wg.Go(func() {
+		_ = lease.Run(ctx, func(lctx context.Context) error {
+			// Registering replays the whole cache: a new pusher re-sends
+			// every bound pod once, repairing what went unpushed since
+			// the last one stopped.
+			remove := s.pods.AddEventHandler(nodePodsPublisher{c: c, log: s.log}.handler())
+			<-lctx.Done()
+			remove()
+			return nil
+		})
+	})
 	msgs := make(chan *nats.Msg, 8192)
 	sub, err := c.nc.ChanQueueSubscribe(nodeAPIPrefix+".*.*", "nodeapi", msgs)
 	if err != nil {

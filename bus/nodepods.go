@@ -34,6 +34,9 @@ import (
 // pods bucket at all.
 const SubjNodePods = "nodepods"
 
+// nodePodsLease elects the apiserver that pushes.
+const nodePodsLease = "nodepods"
+
 const (
 	nodeOpPods   = "pods"
 	nodeOpPodGet = "podget"

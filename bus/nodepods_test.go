@@ -275,3 +275,44 @@ func TestNodePodsPermissions(t *testing.T) {
 }
 
 func podStatusWriter(c *bus.Conn) bus.PodStatusWriter { return registry.For(c, nil).Pods }
+
+// With several apiservers, one pushes: a kubelet hears each change once,
+// not once per apiserver.
+func TestNodePodsOnePusher(t *testing.T) {
+	ns, authDir := bustest.SecureServer(t, "node-1")
+	url := ns.ClientURL()
+	ctx := context.Background()
+	a1 := bustest.ConnAs(t, url, authDir, bus.UserAPIServer, false)
+	a2 := bustest.ConnAs(t, url, authDir, bus.UserAPIServer, false)
+	serveNodeAPI(t, a1)
+	serveNodeAPI(t, a2)
+	nc, _ := rawAs(t, url, authDir, bus.KubeletUser("node-1"))
+	sub, err := nc.SubscribeSync(bus.NodeSubject(bus.SubjNodePods, "node-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	p := boundPod("once", "node-1")
+	if err := a1.Pods.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	// The first push may wait for a pusher to be elected.
+	if _, err := sub.NextMsg(10 * time.Second); err != nil {
+		t.Fatalf("no push: %v", err)
+	}
+	for k := range 3 {
+		p.Status = schemas.PodRunning
+		p.Message = fmt.Sprint(k)
+		if err := a2.Pods.Update(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sub.NextMsg(5 * time.Second); err != nil {
+			t.Fatalf("no push of update %d: %v", k, err)
+		}
+		if m, err := sub.NextMsg(500 * time.Millisecond); err == nil {
+			t.Fatalf("update %d pushed twice: %s %q", k, m.Subject, m.Data)
+		}
+	}
+}
