@@ -212,7 +212,10 @@ var (
 	allBuckets     = schemas.StoreBuckets(func(s schemas.Store) bool { return !s.Private })
 	allStreams     = append(kvStreams(allBuckets...), StreamEvents)
 	privateBuckets = schemas.StoreBuckets(func(s schemas.Store) bool { return s.Private })
-	eventSubject   = SubjEventPrefix + ".>"
+	// nodeStreams are the streams a kubelet may read: not the pods
+	// bucket's (nodepods.go).
+	nodeStreams  = slices.DeleteFunc(slices.Clone(allStreams), func(s string) bool { return s == "KV_"+BucketPods })
+	eventSubject = SubjEventPrefix + ".>"
 )
 
 // writableBy are the buckets role may write besides the apiserver and the
@@ -352,7 +355,9 @@ func Permissions(user string) (*server.Permissions, error) {
 		p := mk(
 			// kubelet.<node>.logs, kubelet.<node>.exec: log and exec
 			// requests (apiserver to kubelet).
-			cat(jsRead(streams), jsAdmin(streams), jsCompact(user == UserAPIServer), kvWrite(buckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec"}),
+			cat(jsRead(streams), jsAdmin(streams), jsCompact(user == UserAPIServer), kvWrite(buckets...), hints, []string{eventSubject, "kubelet.*.logs", "kubelet.*.exec",
+				// The nodes' views of their pods (nodepods.go).
+				SubjNodePods + ".*"}),
 			// nodeapi.<node>.*: kubelets' writes (nodeapi.go), served by
 			// the apiserver.
 			cat(hints, []string{eventSubject, nodeAPIPrefix + ".*.*"}),
@@ -409,7 +414,11 @@ func Permissions(user string) (*server.Permissions, error) {
 	case strings.HasPrefix(user, kubeletPrefix) && len(user) > len(kubeletPrefix):
 		node := strings.TrimPrefix(user, kubeletPrefix)
 		p := mk(
-			cat(jsRead(allStreams),
+			// Every stream but the pods bucket's: its own pods come from
+			// the node API (nodeapi.<node>.pods, nodepods.<node>:
+			// nodepods.go), as Kubernetes' Node authorizer lets a kubelet
+			// read only what its node runs.
+			cat(jsRead(nodeStreams),
 				[]string{
 					// Its own Node object. Pods it changes through the
 					// node API (status of its own pods, removal of its
@@ -423,7 +432,11 @@ func Permissions(user string) (*server.Permissions, error) {
 					"pod.>", // but not pod.assigned.> (denied below)
 				}),
 			[]string{
-				"pod.>", "node.>",
+				// Its own pods' changes, and the scheduler's hint that
+				// one was bound here; no other pod's name or hint.
+				NodeSubject(SubjNodePods, node),
+				NodeSubject(SubjPodAssigned, node),
+				"node.>",
 				// Log requests for this node, and the requester's acks
 				// (<reply>.ctl) of the stream it sends back; the reply
 				// carries the node (StreamInbox).

@@ -108,8 +108,11 @@ func TestKubeletLeastPrivilege(t *testing.T) {
 	if _, err := kubelet.MutatePodStatus(ctx, "node-1", nil, "p", func(p *schemas.Pod) error { p.Status = schemas.PodRunning; return nil }); err != nil {
 		t.Fatalf("kubelet-node-1 updates its pod: %v", err)
 	}
-	if _, err := kubelet.Pods.Get(ctx, "p"); err != nil {
-		t.Fatalf("kubelet reads pods: %v", err)
+	if kubelet.Pods != nil {
+		t.Fatal("a kubelet's connection has the pods bucket")
+	}
+	if _, err := kubelet.GetNodePod(ctx, "node-1", "p"); err != nil {
+		t.Fatalf("kubelet reads its pod: %v", err)
 	}
 
 	// Another node's key: refused, nothing written.

@@ -81,6 +81,8 @@ type Conn struct {
 	// replicas of the buckets this connection creates (leases too).
 	replicas int
 
+	// Pods is nil on a kubelet's connection (IsNodeUser): it reads its
+	// own pods through the node API (NewNodePodsInformer, GetNodePod).
 	Pods        *Bucket[schemas.Pod, *schemas.Pod]
 	ReplicaSets *Bucket[schemas.ReplicaSet, *schemas.ReplicaSet]
 	Nodes       *Bucket[schemas.Node, *schemas.Node]
@@ -264,6 +266,11 @@ func (c *Conn) ensureBuckets(ctx context.Context, replicas int, secretsKey Seale
 	c.secretsKey = secretsKey
 	c.compactables = nil
 	for _, name := range c.objectBuckets() {
+		if name == BucketPods && c.IsNodeUser() {
+			// A node's credentials may not read the pods bucket; its
+			// pods come through the node API (nodepods.go).
+			continue
+		}
 		var kv jetstream.KeyValue
 		// The server may still be electing JetStream leaders right after a
 		// start; retry for as long as the caller lets us.

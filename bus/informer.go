@@ -28,6 +28,11 @@ import (
 // Objects handed out are shared with the cache and must not be modified.
 type Informer[T any, P Object[T]] struct {
 	bucket *Bucket[T, P]
+	// push, when set, replaces the bucket's watch: the informer holds a
+	// view the control plane pushes (nodepods.go), bucket is nil.
+	push pushSource[P]
+	// name is the bucket's, or the pushed view's.
+	name   string
 	conn   reconnectNotifier
 	log    *slog.Logger
 	resync time.Duration
@@ -73,13 +78,19 @@ type reconnectNotifier interface {
 
 // NewInformer returns an informer over bucket; call Run to start it.
 func NewInformer[T any, P Object[T]](conn *Conn, bucket *Bucket[T, P], resync time.Duration, log *slog.Logger) *Informer[T, P] {
+	inf := newInformer[T, P](conn, bucket.Name(), resync, log)
+	inf.bucket = bucket
+	return inf
+}
+
+func newInformer[T any, P Object[T]](conn *Conn, name string, resync time.Duration, log *slog.Logger) *Informer[T, P] {
 	if resync <= 0 {
 		resync = 30 * time.Second
 	}
 	return &Informer[T, P]{
-		bucket:     bucket,
+		name:       name,
 		conn:       conn,
-		log:        log.With("informer", bucket.Name()),
+		log:        log.With("informer", name),
 		resync:     resync,
 		stall:      DefaultInitialStall,
 		items:      map[string]P{},
@@ -154,7 +165,7 @@ func (i *Informer[T, P]) JoinEventHandler(ctx context.Context, h Handler[P]) (re
 		return nil, err
 	}
 	if err := i.waitCurrentRetrying(ctx); err != nil {
-		return nil, fmt.Errorf("join the %s cache: %w", i.bucket.Name(), err)
+		return nil, fmt.Errorf("join the %s cache: %w", i.name, err)
 	}
 	return i.AddEventHandler(h), nil
 }
@@ -162,8 +173,11 @@ func (i *Informer[T, P]) JoinEventHandler(ctx context.Context, h Handler[P]) (re
 // waitCurrentRetrying is WaitCurrent retrying the revision read, which
 // fails only while NATS is away, until it is back or ctx ends.
 func (i *Informer[T, P]) waitCurrentRetrying(ctx context.Context) error {
+	if i.bucket == nil {
+		return nil // a pushed view: synced is as current as it knows
+	}
 	for {
-		rev, err := i.bucket.Revision(ctx)
+		rev, err := i.bucketRevision(ctx)
 		if err == nil {
 			return i.WaitRevision(ctx, rev)
 		}
@@ -267,14 +281,25 @@ func (i *Informer[T, P]) WaitRevision(ctx context.Context, rev uint64) error {
 // WaitCurrent blocks until the cache reflects every write made to the
 // bucket before the call: one small request for the bucket's revision.
 func (i *Informer[T, P]) WaitCurrent(ctx context.Context) error {
-	rev, err := i.bucket.Revision(ctx)
+	rev, err := i.bucketRevision(ctx)
 	if err != nil {
 		return err
 	}
 	if err := i.WaitRevision(ctx, rev); err != nil {
-		return fmt.Errorf("wait for %s cache to reach revision %d: %w", i.bucket.Name(), rev, err)
+		return fmt.Errorf("wait for %s cache to reach revision %d: %w", i.name, rev, err)
 	}
 	return nil
+}
+
+// errFeedRevision: a fed informer's reader may not read the bucket it
+// derives from (a kubelet, the pods bucket), so it cannot wait for it.
+var errFeedRevision = errors.New("a pushed view has no bucket revision to wait for")
+
+func (i *Informer[T, P]) bucketRevision(ctx context.Context) (uint64, error) {
+	if i.bucket == nil {
+		return 0, fmt.Errorf("%s: %w", i.name, errFeedRevision)
+	}
+	return i.bucket.Revision(ctx)
 }
 
 // ListConsistent lists the cache once it reflects every write made before
@@ -428,7 +453,12 @@ func (i *Informer[T, P]) Run(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		reconnected := i.conn.Reconnected()
-		err := i.watch(ctx, reconnected, resync.C)
+		var err error
+		if i.push != nil {
+			err = i.watchPushed(ctx, reconnected, resync.C)
+		} else {
+			err = i.watch(ctx, reconnected, resync.C)
+		}
 		if ctx.Err() != nil {
 			break
 		}

@@ -62,7 +62,10 @@ func (c *Conn) NewLease(ctx context.Context, cfg LeaseConfig) (*Lease, error) {
 	cfg.TTL = time.Duration(math.Ceil(cfg.TTL.Seconds())) * time.Second
 	if cfg.Holder == "" {
 		host, _ := os.Hostname()
-		cfg.Holder = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), nats.NewInbox()[7:15])
+		// Random per lease: a nuid's first bytes are the same for the
+		// whole process, so two campaigns of one process (two apiservers
+		// in a test) both "took back" the lease as its holder.
+		cfg.Holder = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), RandomSecret()[:8])
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = c.log

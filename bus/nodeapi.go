@@ -23,6 +23,8 @@ import (
 //	nodeapi.<node>.podstatus  request: write a pod's status (podStatusRequest)
 //	nodeapi.<node>.poddelete  request: remove a Terminating pod (podDeleteRequest)
 //	nodeapi.<node>.events     publish: events (schemas.MarshalEvents)
+//	nodeapi.<node>.pods       request: the node's pods (nodepods.go)
+//	nodeapi.<node>.podget     request: one of the node's pods (nodepods.go)
 //
 // The server (ServeNodeAPI, run by every apiserver in one queue group)
 // applies Kubernetes' NodeRestriction: the pod must be bound to that node,
@@ -149,7 +151,7 @@ func (c *Conn) MutatePodStatus(ctx context.Context, node string, cached *schemas
 	for attempt := 0; ; attempt++ {
 		if obj == nil {
 			var err error
-			if obj, err = c.Pods.Get(ctx, name); err != nil {
+			if obj, err = c.GetNodePod(ctx, node, name); err != nil {
 				return nil, err
 			}
 			fresh = true
@@ -195,12 +197,6 @@ func (c *Conn) DeletePod(ctx context.Context, node string, pod *schemas.Pod) (*s
 	return r.Pod, nil
 }
 
-// PodCache is a pod cache the node API may read instead of KV when it
-// holds the revision a kubelet read (the apiserver's informer).
-type PodCache interface {
-	Get(name string) (*schemas.Pod, bool)
-}
-
 // PodStatusWriter writes a pod's status through the pod's status rules
 // (bus/registry's Pods, kinds' status strategy), the same the Kubernetes
 // API's pods/status runs: obj is old with the kubelet's status; it
@@ -213,7 +209,10 @@ type PodStatusWriter interface {
 type NodeAPIConfig struct {
 	// PodStatus writes the statuses kubelets send (required).
 	PodStatus PodStatusWriter
-	Pods      PodCache // nil: read every pod from KV
+	// Pods is the process's pod cache (the apiserver's), read instead of
+	// KV when it holds the revision a kubelet read, and the source of
+	// the nodes' views (nodepods.go). nil: ServeNodeAPI runs its own.
+	Pods *Informer[schemas.Pod, *schemas.Pod]
 	// Workers handle requests at once (default 32): each waits on one KV
 	// round trip.
 	Workers int
@@ -243,7 +242,34 @@ func ServeNodeAPI(ctx context.Context, c *Conn, cfg NodeAPIConfig) error {
 	if cfg.Logger == nil {
 		cfg.Logger = c.log
 	}
-	s := &nodeAPIServer{c: c, cfg: cfg, log: cfg.Logger.With("component", "nodeapi"), limits: map[string]*rate.Limiter{}}
+	s := &nodeAPIServer{c: c, cfg: cfg, log: cfg.Logger.With("component", "nodeapi"), limits: map[string]*rate.Limiter{}, pods: cfg.Pods}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if s.pods == nil {
+		s.pods = NewInformer(c, c.Pods, 0, s.log)
+		wg.Go(func() { _ = s.pods.Run(ctx) })
+	}
+	s.pods.AddIndex(PodsByNode, PodNode)
+	// One apiserver of several pushes the nodes' views (nodepods.go): each
+	// pushing would send every change to a kubelet once per apiserver.
+	lease, err := c.NewLease(ctx, LeaseConfig{Name: nodePodsLease, Logger: s.log})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("serve node API: %w", err)
+	}
+	wg.Go(func() {
+		_ = lease.Run(ctx, func(lctx context.Context) error {
+			// Registering replays the whole cache: a new pusher re-sends
+			// every bound pod once, repairing what went unpushed since
+			// the last one stopped.
+			remove := s.pods.AddEventHandler(nodePodsPublisher{c: c, log: s.log}.handler())
+			<-lctx.Done()
+			remove()
+			return nil
+		})
+	})
 	msgs := make(chan *nats.Msg, 8192)
 	sub, err := c.nc.ChanQueueSubscribe(nodeAPIPrefix+".*.*", "nodeapi", msgs)
 	if err != nil {
@@ -253,8 +279,6 @@ func ServeNodeAPI(ctx context.Context, c *Conn, cfg NodeAPIConfig) error {
 	// The channel holds what a burst of kubelets sends; beyond it NATS
 	// drops and the kubelets' requests time out and are retried.
 	_ = sub.SetPendingLimits(-1, -1)
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	for range cfg.Workers {
 		wg.Go(func() {
 			for {
@@ -277,6 +301,8 @@ type nodeAPIServer struct {
 	cfg NodeAPIConfig
 	log *slog.Logger
 
+	pods *Informer[schemas.Pod, *schemas.Pod]
+
 	mu      sync.Mutex
 	limits  map[string]*rate.Limiter // by node
 	dropped map[string]int           // events dropped since the last report
@@ -295,8 +321,20 @@ func (s *nodeAPIServer) handle(ctx context.Context, m *nats.Msg) {
 	if m.Reply == "" {
 		return
 	}
+	if op == nodeOpPods {
+		r := s.servePods(node)
+		data, err := schemas.Marshal(&r)
+		if err != nil {
+			s.log.Warn("encode node pods", "node", node, "err", err)
+			return
+		}
+		_ = m.Respond(data)
+		return
+	}
 	var r nodeAPIReply
 	switch op {
+	case nodeOpPodGet:
+		r = s.podGet(ctx, node, m.Data)
 	case nodeOpPodStatus:
 		r = s.podStatus(ctx, node, m.Data)
 	case nodeOpPodDelete:
@@ -321,10 +359,8 @@ func failReply(code, format string, args ...any) nodeAPIReply {
 
 // current is the pod at rev if the cache has it, else KV's.
 func (s *nodeAPIServer) current(ctx context.Context, name string, rev uint64) (*schemas.Pod, error) {
-	if s.cfg.Pods != nil {
-		if p, ok := s.cfg.Pods.Get(name); ok && p.ResourceVersion == rev {
-			return p.DeepCopy(), nil
-		}
+	if p, ok := s.pods.Get(name); ok && p.ResourceVersion == rev {
+		return p.DeepCopy(), nil
 	}
 	return s.c.Pods.Get(ctx, name)
 }

@@ -83,28 +83,51 @@ func TestNodeRestrictionPods(t *testing.T) {
 	mine := mk("mine", "node-1")
 	pending := mk("pending", "")
 
-	// Straight into the bucket: every kind of write refused.
+	// Straight into the bucket: every kind of write refused. Its
+	// connection has no pods bucket (it may not even bind to it), so the
+	// writes are what a KV client publishes.
+	k1js, err := jetstream.New(k1.NATS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kvPut := func(ctx context.Context, p *schemas.Pod, op string) error {
+		data, err := schemas.Marshal(p)
+		if err != nil {
+			return err
+		}
+		m := nats.NewMsg("$KV." + bus.BucketPods + "." + p.Name)
+		m.Data = data
+		if op != "" {
+			m.Header.Set("KV-Operation", op)
+		}
+		var opts []jetstream.PublishOpt
+		if p.ResourceVersion != 0 {
+			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(p.ResourceVersion))
+		}
+		_, err = k1js.PublishMsg(ctx, m, opts...)
+		return err
+	}
 	refused(t, "create a hostNetwork pod bound to node-2", func(ctx context.Context) error {
-		return k1.Pods.Create(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "evil"}, NodeName: "node-2",
-			PodSpec: schemas.PodSpec{Image: "busybox", Command: []string{"sh"}, HostNetwork: true}})
+		return kvPut(ctx, &schemas.Pod{ObjectMeta: schemas.ObjectMeta{Name: "evil"}, NodeName: "node-2",
+			PodSpec: schemas.PodSpec{Image: "busybox", Command: []string{"sh"}, HostNetwork: true}}, "")
 	})
 	refused(t, "update node-2's pod", func(ctx context.Context) error {
 		p := two.DeepCopy()
 		p.Command = []string{"sh", "-c", "evil"}
-		return k1.Pods.Update(ctx, p)
+		return kvPut(ctx, p, "")
 	})
 	refused(t, "update its own pod's spec", func(ctx context.Context) error {
 		p := mine.DeepCopy()
 		p.HostNetwork = true
-		return k1.Pods.Update(ctx, p)
+		return kvPut(ctx, p, "")
 	})
 	refused(t, "bind a pending pod to itself", func(ctx context.Context) error {
 		p := pending.DeepCopy()
 		p.NodeName = "node-1"
-		return k1.Pods.Update(ctx, p)
+		return kvPut(ctx, p, "")
 	})
-	refused(t, "purge node-2's pod", func(ctx context.Context) error { return k1.Pods.KV().Purge(ctx, "two") })
-	refused(t, "delete node-2's pod", func(ctx context.Context) error { return k1.Pods.Delete(ctx, "two", 0) })
+	refused(t, "purge node-2's pod", func(ctx context.Context) error { return kvPut(ctx, two, "PURGE") })
+	refused(t, "delete node-2's pod", func(ctx context.Context) error { return kvPut(ctx, two, "DEL") })
 	refused(t, "write node-2's Node", func(ctx context.Context) error {
 		return k1.Nodes.Create(ctx, &schemas.Node{ObjectMeta: schemas.ObjectMeta{Name: "node-2"}, Status: schemas.NodeReady})
 	})

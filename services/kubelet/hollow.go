@@ -34,8 +34,8 @@ type HollowConfig struct {
 // code and its own fake runtime (containers "start" at once), to simulate
 // big clusters on one machine.
 //
-// They share one pod informer: one informer per kubelet would each receive
-// every pod change (nodes × pods deliveries). The shared one dispatches each
+// They share one pod informer: one informer per kubelet would each
+// subscribe and list apart. The shared one dispatches each
 // change to the kubelet of the pod's node, and of its previous node when it
 // moved or was deleted.
 type Hollow struct {
@@ -63,6 +63,7 @@ func NewHollow(cfg HollowConfig, conn *bus.Conn) (*Hollow, error) {
 		base.Workers = 2 // the fake runtime never blocks
 	}
 	h := &Hollow{kubelets: make(map[string]*Kubelet, cfg.Count)}
+	names := make([]string, 0, cfg.Count)
 	for i := 1; i <= cfg.Count; i++ {
 		c := base
 		c.NodeName = fmt.Sprintf("%s%d", cfg.NamePrefix, i)
@@ -70,16 +71,19 @@ func NewHollow(cfg HollowConfig, conn *bus.Conn) (*Hollow, error) {
 		if err != nil {
 			return nil, fmt.Errorf("hollow node %s: %w", c.NodeName, err)
 		}
-		if h.pods == nil {
-			if cfg.Pods != nil {
-				h.pods, h.sharedPods = cfg.Pods, true
-			} else {
-				h.pods = bus.NewInformer(conn, conn.Pods, k.cfg.Resync, k.cfg.Logger.With("component", "hollow"))
-				h.pods.AddEventHandler(h.handler())
-			}
-		}
-		k.pods, k.sharedPods = h.pods, true
 		h.kubelets[c.NodeName] = k
+		names = append(names, c.NodeName)
+	}
+	if cfg.Pods != nil {
+		h.pods, h.sharedPods = cfg.Pods, true
+	} else {
+		// The group's nodes' pods, as a kubelet gets its own (podsOf).
+		k := h.kubelets[names[0]]
+		h.pods = podsOf(conn, names, k.cfg.Resync, k.cfg.Logger.With("component", "hollow"))
+		h.pods.AddEventHandler(h.handler())
+	}
+	for _, k := range h.kubelets {
+		k.pods, k.sharedPods = h.pods, true
 	}
 	return h, nil
 }

@@ -161,7 +161,7 @@ func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, 
 		rt:          rt,
 		images:      images,
 		log:         log,
-		pods:        bus.NewInformer(conn, conn.Pods, cfg.Resync, log),
+		pods:        podsOf(conn, []string{cfg.NodeName}, cfg.Resync, log),
 		q:           queue.New(),
 		containers:  map[string]ctr.Container{},
 		waiting:     map[string]bool{},
@@ -179,6 +179,17 @@ func New(cfg Config, conn *bus.Conn, rt Runtime, images ImagePuller) (*Kubelet, 
 		Delete: k.podChanged,
 	})
 	return k, nil
+}
+
+// podsOf is the pod cache of kubelets of nodes: with a node's
+// credentials, only the pods bound to them, from the node API (the pods
+// bucket is not theirs to read); on a control-plane connection (one
+// process, tests), the bucket.
+func podsOf(conn *bus.Conn, nodes []string, resync time.Duration, log *slog.Logger) *bus.Informer[schemas.Pod, *schemas.Pod] {
+	if conn.IsNodeUser() || conn.Pods == nil {
+		return bus.NewNodePodsInformer(conn, nodes, resync, log)
+	}
+	return bus.NewInformer(conn, conn.Pods, resync, log)
 }
 
 // podChanged queues a pod of this node, or one it has a container of.

@@ -46,8 +46,8 @@ func (k *Kubelet) syncTerminating(ctx context.Context, pod *schemas.Pod, current
 // revision just read and only if it is still the same Terminating pod.
 func (k *Kubelet) deleteTerminated(ctx context.Context, pod *schemas.Pod) error {
 	for attempt := 0; ; attempt++ {
-		cur, err := k.conn.Pods.Get(ctx, pod.Name)
-		if errors.Is(err, bus.ErrNotFound) {
+		cur, err := k.conn.GetNodePod(ctx, k.cfg.NodeName, pod.Name)
+		if errors.Is(err, bus.ErrNotFound) || errors.Is(err, bus.ErrForbidden) {
 			return nil
 		}
 		if err != nil {
