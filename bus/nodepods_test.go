@@ -212,8 +212,16 @@ func TestNodePodsPermissions(t *testing.T) {
 	if _, err := k1.GetNodePod(ctx, "node-1", "mine"); err != nil {
 		t.Fatalf("kubelet-node-1 reads its pod: %v", err)
 	}
-	if pods, _, err := k1.ListNodePods(ctx, "node-1"); err != nil || len(pods) != 1 || pods[0].Name != "mine" {
-		t.Fatalf("kubelet-node-1 lists %v, %v; want [mine]", pods, err)
+	// The list is served from the apiserver's cache, which reaches the
+	// pods just created a moment later.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		pods, _, err := k1.ListNodePods(ctx, "node-1")
+		if err == nil && len(pods) == 1 && pods[0].Name == "mine" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubelet-node-1 lists %v, %v; want [mine]", pods, err)
+		}
 	}
 	// Another node's, through its own node API: refused, without it.
 	if p, err := k1.GetNodePod(ctx, "node-1", "theirs"); !errors.Is(err, bus.ErrForbidden) || p != nil {
