@@ -244,8 +244,8 @@ func EnsureServerCert(dataDir, name string, hosts []string, now time.Time) (cert
 		// Client auth too: a NATS server presents the same certificate
 		// when it dials another's route listener, which verifies it.
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  ips,
-		DNSNames:     dns,
+		IPAddresses: ips,
+		DNSNames:    dns,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
