@@ -184,6 +184,9 @@ func configureCluster(opts *server.Options, cfg ServerConfig) error {
 		if err != nil {
 			return fmt.Errorf("nats route TLS: %w", err)
 		}
+		// A server dials routes too: it checks the others by the same CA
+		// (nats-server's config file does the same for cluster TLS).
+		tc.RootCAs = tc.ClientCAs
 		opts.Cluster.TLSConfig = tc
 		opts.Cluster.TLSTimeout = 2
 	}
