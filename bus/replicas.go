@@ -69,3 +69,47 @@ func (c *Conn) StreamReplicas(ctx context.Context) (map[string]int, error) {
 	}
 	return out, nil
 }
+
+// StreamState is one stream's placement as its cluster reports it.
+type StreamState struct {
+	Name     string      `json:"name"`
+	Replicas int         `json:"replicas"`
+	Leader   string      `json:"leader"`
+	Peers    []PeerState `json:"peers"`
+}
+
+// PeerState is one follower of a stream.
+type PeerState struct {
+	Name    string `json:"name"`
+	Current bool   `json:"current"`
+	Offline bool   `json:"offline,omitempty"`
+	Lag     uint64 `json:"lag"`
+}
+
+// StreamStates is the placement of every MiniKu bucket and stream that
+// exists: its leader and each follower's lag.
+func (c *Conn) StreamStates(ctx context.Context) ([]StreamState, error) {
+	var out []StreamState
+	for _, name := range append(kvStreams(schemas.StoreBuckets(func(schemas.Store) bool { return true })...), StreamEvents) {
+		s, err := c.js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", name, err)
+		}
+		st := StreamState{Name: name, Replicas: info.Config.Replicas}
+		if info.Cluster != nil {
+			st.Leader = info.Cluster.Leader
+			for _, r := range info.Cluster.Replicas {
+				st.Peers = append(st.Peers, PeerState{Name: r.Name, Current: r.Current, Offline: r.Offline, Lag: r.Lag})
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}

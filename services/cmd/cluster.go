@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -148,6 +149,8 @@ func caHash(pem []byte) string {
 // at start (every server it has heard of), kept as servers join.
 type clusterState struct {
 	Routes []string `json:"routes"`
+	// JoinAddr is where this server serves joins (miniku cluster status).
+	JoinAddr string `json:"joinAddr,omitempty"`
 }
 
 var stateMu sync.Mutex
@@ -163,19 +166,27 @@ func readClusterState(dataDir string) (clusterState, error) {
 
 // addRoutes records routes in the cluster state, keeping what is there.
 func addRoutes(dataDir string, routes ...string) ([]string, error) {
+	return updateState(dataDir, "", routes...)
+}
+
+// updateState is addRoutes that also records joinAddr when not empty.
+func updateState(dataDir, joinAddr string, routes ...string) ([]string, error) {
 	stateMu.Lock()
 	defer stateMu.Unlock()
 	st, err := readClusterState(dataDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	before := len(st.Routes)
+	before, beforeJoin := len(st.Routes), st.JoinAddr
 	for _, r := range routes {
 		if r != "" && !slices.Contains(st.Routes, r) {
 			st.Routes = append(st.Routes, r)
 		}
 	}
-	if len(st.Routes) == before && err == nil {
+	if joinAddr != "" {
+		st.JoinAddr = joinAddr
+	}
+	if len(st.Routes) == before && st.JoinAddr == beforeJoin && err == nil {
 		return st.Routes, nil
 	}
 	slices.Sort(st.Routes)
@@ -214,7 +225,7 @@ func initCluster(dataDir string, cc *clusterConfig, log *slog.Logger) error {
 	} else {
 		return err
 	}
-	_, err = addRoutes(dataDir, cc.clusterAddr)
+	_, err = updateState(dataDir, cc.joinAddr, cc.clusterAddr)
 	return err
 }
 
@@ -258,7 +269,7 @@ func joinCluster(ctx context.Context, dataDir, url, token string, cc *clusterCon
 		if caHash(caPEM) != tok.caHash {
 			return fmt.Errorf("--token pins another CA than this data dir's cluster (%s)", pki.CAPath(dataDir))
 		}
-		_, err = addRoutes(dataDir, cc.clusterAddr)
+		_, err = updateState(dataDir, cc.joinAddr, cc.clusterAddr)
 		return err
 	}
 	url = strings.TrimSuffix(url, "/")
@@ -326,7 +337,7 @@ func joinCluster(ctx context.Context, dataDir, url, token string, cc *clusterCon
 		}
 	}
 	// Written last: it marks the join done.
-	if _, err := addRoutes(dataDir, append(reply.Routes, cc.clusterAddr)...); err != nil {
+	if _, err := updateState(dataDir, cc.joinAddr, append(reply.Routes, cc.clusterAddr)...); err != nil {
 		return err
 	}
 	log.Info("joined the cluster", "server", url, "routes", reply.Routes)
@@ -379,6 +390,8 @@ type joinServer struct {
 	cc      *clusterConfig
 	ns      func() *server.Server
 	log     *slog.Logger
+	// conn is the apiserver's connection once the store serves (status).
+	conn atomic.Pointer[bus.Conn]
 }
 
 func (j *joinServer) run(ctx context.Context) error {
@@ -391,6 +404,7 @@ func (j *joinServer) run(ctx context.Context) error {
 		http.ServeFile(w, r, pki.CAPath(j.dataDir))
 	})
 	mux.HandleFunc("POST "+joinPath, j.join)
+	mux.HandleFunc("GET "+statusPath, j.status)
 	srv := &http.Server{Addr: j.cc.joinAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(j.log.Handler(), slog.LevelWarn)}
 	ln, err := net.Listen("tcp", j.cc.joinAddr)
@@ -417,19 +431,22 @@ func joinError(w http.ResponseWriter, code int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
 }
 
-func (j *joinServer) join(w http.ResponseWriter, r *http.Request) {
+// authorized reports whether r carries this server's join secret.
+func (j *joinServer) authorized(r *http.Request) bool {
 	data, err := os.ReadFile(filepath.Join(j.dataDir, joinTokenFile))
 	if err != nil {
-		joinError(w, http.StatusServiceUnavailable, "this server has no join token")
-		return
+		return false
 	}
 	tok, err := parseJoinToken(string(data))
 	if err != nil {
-		joinError(w, http.StatusServiceUnavailable, "this server's join token is damaged")
-		return
+		return false
 	}
 	user, secret, ok := r.BasicAuth()
-	if !ok || user != "server" || subtle.ConstantTimeCompare([]byte(secret), []byte(tok.secret)) != 1 {
+	return ok && user == "server" && subtle.ConstantTimeCompare([]byte(secret), []byte(tok.secret)) == 1
+}
+
+func (j *joinServer) join(w http.ResponseWriter, r *http.Request) {
+	if !j.authorized(r) {
 		j.log.Warn("join refused: wrong token", "from", r.RemoteAddr)
 		joinError(w, http.StatusUnauthorized, "wrong join token: use the one in <data-dir>/join-token of a server of this cluster")
 		return

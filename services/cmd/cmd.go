@@ -247,13 +247,15 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var joins *joinServer
 	if cc != nil {
 		// Served before the store is: a clustered JetStream has no
 		// leader until a second server joins through it.
 		jctx, stopJoin := context.WithCancel(ctx)
 		joinDone := make(chan struct{})
 		defer func() { stopJoin(); <-joinDone }()
-		js := &joinServer{dataDir: c.dataDir, cc: cc, ns: func() *server.Server { return ns }, log: log.With("component", "join")}
+		joins = &joinServer{dataDir: c.dataDir, cc: cc, ns: func() *server.Server { return ns }, log: log.With("component", "join")}
+		js := joins
 		go func() {
 			defer close(joinDone)
 			if err := js.run(jctx); err != nil {
@@ -288,6 +290,9 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	conn, err := connectAs(bus.UserAPIServer)
 	if err != nil {
 		return err
+	}
+	if joins != nil {
+		joins.conn.Store(conn)
 	}
 	// A damaged store would leave every cache waiting for its first
 	// values: say so and stop before anything starts.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -304,6 +305,23 @@ func TestThreeHosts(t *testing.T) {
 		return nil
 	})
 	t.Logf("every bucket at R3 %v after the first server started", time.Since(begin).Round(time.Millisecond))
+	// miniku cluster status shows the same, from any server's data dir.
+	eventually(t, 20*time.Second, func() error {
+		out, err := exec.Command(bin, "cluster", "status", "--data-dir", hosts[1].dataDir).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("cluster status: %v\n%s", err, out)
+		}
+		for _, want := range []*regexp.Regexp{
+			regexp.MustCompile(`(?m)^h1\s+(current|online)`), regexp.MustCompile(`(?m)^h2\s+(current|online)`), regexp.MustCompile(`(?m)^h3\s+(current|online)`),
+			regexp.MustCompile(`meta leader`), regexp.MustCompile(`(?m)^KV_pods\s+R3\s+h\d\s+h\d \(0\), h\d \(0\)`),
+		} {
+			if !want.Match(out) {
+				return fmt.Errorf("cluster status: no %s in\n%s", want, out)
+			}
+		}
+		t.Logf("miniku cluster status:\n%s", out)
+		return nil
+	})
 
 	// A replicaset over the six hollow nodes, two a host.
 	nodesReady := func(want int) error {
