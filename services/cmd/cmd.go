@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
@@ -297,7 +299,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	// A damaged store would leave every cache waiting for its first
 	// values: say so and stop before anything starts.
 	// Lost last writes leave a consistent store: say so loudly, go on.
-	if err := conn.CheckStore(ctx, bus.DefaultCheckQuiet); bus.OnlyLostWrites(err) {
+	if err := checkStore(ctx, conn, cc != nil, log); bus.OnlyLostWrites(err) {
 		log.Error("the store lost writes while stopped", "err", err)
 	} else if err != nil {
 		return fmt.Errorf("up: %w", err)
@@ -422,6 +424,28 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	err = g.Wait()
 	logKeptContainers(c.dataDir, kubelets, log)
 	return err
+}
+
+// checkStore is conn.CheckStore, retried on a cluster while the store
+// times out: a server restarting into a cluster serves reads only once its
+// JetStream has caught up with the others, and a kill of another server
+// meanwhile leaves streams without a leader for a few seconds. Damage is
+// not retried.
+func checkStore(ctx context.Context, conn *bus.Conn, clustered bool, log *slog.Logger) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := conn.CheckStore(ctx, bus.DefaultCheckQuiet)
+		transient := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse)
+		if !clustered || !transient || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		log.Info("the store does not answer yet (the cluster is electing leaders or this server catching up); checking again", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // cliTarget is how the CLI on this host reaches up's apiserver, for

@@ -285,6 +285,14 @@ func TestThreeHosts(t *testing.T) {
 		}
 		return nil
 	})
+	eventually(t, 60*time.Second, func() error {
+		for _, ch := range hosts {
+			if !strings.Contains(ch.proc.Output(), `msg="miniku is up"`) {
+				return fmt.Errorf("%s not up yet", ch.h.Name)
+			}
+		}
+		return nil
+	})
 	t.Logf("three servers ready %v after the first started", time.Since(begin).Round(time.Millisecond))
 
 	// (6) Every bucket and stream at 3 replicas, placed on all three.
@@ -441,8 +449,20 @@ func TestThreeHosts(t *testing.T) {
 		clear(hosts[i].leads)
 		hosts[i].mu.Unlock()
 		began := time.Now()
+		ups := strings.Count(hosts[i].proc.Output(), `msg="miniku is up"`)
 		hosts[i].proc.Restart()
 		eventually(t, 60*time.Second, func() error { return ready(ips[i]) })
+		// Every component started (the lease connections come after
+		// the API serves).
+		eventually(t, 60*time.Second, func() error {
+			if !hosts[i].proc.Running() {
+				t.Fatalf("%s exited after its restart:\n%s", hosts[i].h.Name, tail(hosts[i].proc.Output(), 4000))
+			}
+			if strings.Count(hosts[i].proc.Output(), `msg="miniku is up"`) == ups {
+				return fmt.Errorf("%s not up yet", hosts[i].h.Name)
+			}
+			return nil
+		})
 		eventually(t, 60*time.Second, whole)
 		w.setTargets(ips...)
 		return time.Since(began)
