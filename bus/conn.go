@@ -169,7 +169,10 @@ func Connect(ctx context.Context, o Options) (*Conn, error) {
 	}
 	if !c.bind {
 		for _, s := range kvStreams(c.objectBuckets()...) {
-			if err := c.limitConsumers(ctx, s); err != nil {
+			// Retried like the buckets: on a cluster a server's death
+			// leaves the stream without a leader for a few seconds, and
+			// a component starting then must wait, not fail.
+			if err := retry(ctx, func() error { return c.limitConsumers(ctx, s) }); err != nil {
 				nc.Close()
 				return nil, err
 			}

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -50,6 +51,10 @@ type ServerConfig struct {
 	ClusterAddr string
 	ClusterName string
 	Routes      []string
+	// ClusterTLSCert, ClusterTLSKey and ClusterTLSCA make routes TLS both
+	// ways: the route listener refuses a server without a certificate
+	// signed by ClusterTLSCA, and this server checks the others' too.
+	ClusterTLSCert, ClusterTLSKey, ClusterTLSCA string
 }
 
 // StartServer runs an embedded nats-server with JetStream and waits until it
@@ -170,6 +175,20 @@ func configureCluster(opts *server.Options, cfg ServerConfig) error {
 			return fmt.Errorf("nats route %q: %w", r, err)
 		}
 		opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", Host: r})
+	}
+	if cfg.ClusterTLSCert != "" || cfg.ClusterTLSKey != "" || cfg.ClusterTLSCA != "" {
+		if cfg.ClusterTLSCert == "" || cfg.ClusterTLSKey == "" || cfg.ClusterTLSCA == "" {
+			return errors.New("nats route TLS needs a certificate, its key and the CA")
+		}
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.ClusterTLSCert, KeyFile: cfg.ClusterTLSKey, CaFile: cfg.ClusterTLSCA, Verify: true})
+		if err != nil {
+			return fmt.Errorf("nats route TLS: %w", err)
+		}
+		// A server dials routes too: it checks the others by the same CA
+		// (nats-server's config file does the same for cluster TLS).
+		tc.RootCAs = tc.ClientCAs
+		opts.Cluster.TLSConfig = tc
+		opts.Cluster.TLSTimeout = 2
 	}
 	return nil
 }

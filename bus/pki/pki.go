@@ -241,9 +241,11 @@ func EnsureServerCert(dataDir, name string, hosts []string, now time.Time) (cert
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(ServerValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  ips,
-		DNSNames:     dns,
+		// Client auth too: a NATS server presents the same certificate
+		// when it dials another's route listener, which verifies it.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: ips,
+		DNSNames:    dns,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
@@ -283,6 +285,10 @@ func current(ca *CA, certFile, keyFile string, ips []net.IP, dns []string, now t
 		return false
 	}
 	if now.Add(RenewBefore).After(cert.NotAfter) || now.Before(cert.NotBefore) {
+		return false
+	}
+	// Certificates issued before routes were verified lack client auth.
+	if !slices.Contains(cert.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
 		return false
 	}
 	return sameIPs(cert.IPAddresses, ips) && slices.Equal(sorted(cert.DNSNames), sorted(dns))

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
@@ -144,8 +146,18 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	sec := registerAPIFlags(fs)
 	natsContext := fs.String("nats-context", "miniku", "name of the nats CLI context written for the read-only viewer (empty: none)")
 	sync := syncFlag(fs)
+	cf := registerClusterFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	cc, err := cf.resolve(*natsAddr)
+	if err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	nodesSet := false
+	fs.Visit(func(f *flag.Flag) { nodesSet = nodesSet || f.Name == "nodes" })
+	if cc != nil && !nodesSet {
+		*nodes = 1 // one kubelet per host, named --node-name
 	}
 	if *nodes < 0 || *nodes > 1000 {
 		return fmt.Errorf("--nodes must be between 0 and 1000")
@@ -165,7 +177,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := c.checkStart(&sec, *apiAddr, listenAddr{"--nats-addr", *natsAddr}); err != nil {
+	listens := []listenAddr{{"--nats-addr", *natsAddr}}
+	if cc != nil {
+		listens = append(listens, listenAddr{"--cluster-addr", cc.clusterAddr}, listenAddr{"--join-addr", cc.joinAddr})
+	}
+	if err := c.checkStart(&sec, *apiAddr, listens...); err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
 	log, stopMetrics, err := c.observe(stderr)
@@ -173,9 +189,28 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer stopMetrics()
+	// Before anything writes to the data dir: a refused join writes
+	// nothing.
+	if cc != nil {
+		if *cf.join != "" {
+			err = joinCluster(ctx, c.dataDir, *cf.join, *cf.token, cc, log)
+		} else {
+			err = initCluster(c.dataDir, cc, log)
+		}
+		if err != nil {
+			return fmt.Errorf("up: %w", err)
+		}
+	}
 	var kubelets []string
 	for i := 1; i <= *nodes; i++ {
-		kubelets = append(kubelets, fmt.Sprintf("node-%d", i))
+		switch {
+		case cc == nil:
+			kubelets = append(kubelets, fmt.Sprintf("node-%d", i))
+		case *nodes == 1:
+			kubelets = append(kubelets, cc.nodeName)
+		default:
+			kubelets = append(kubelets, fmt.Sprintf("%s-%d", cc.nodeName, i))
+		}
 	}
 	apiCfg, err := sec.config(c.dataDir, *apiAddr, log)
 	if err != nil {
@@ -186,7 +221,7 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer storeLock.Release()
-	ns, natsCfg, guard, natsCA, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, sync, log)
+	ns, natsCfg, guard, natsCA, err := startNATS(c.dataDir, *natsAddr, kubelets, *sec.tlsCert, *sec.tlsKey, sync, cc, log)
 	if err != nil {
 		return err
 	}
@@ -213,6 +248,22 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	secrets, err := secretsKey(c.dataDir)
 	if err != nil {
 		return err
+	}
+	var joins *joinServer
+	if cc != nil {
+		// Served before the store is: a clustered JetStream has no
+		// leader until a second server joins through it.
+		jctx, stopJoin := context.WithCancel(ctx)
+		joinDone := make(chan struct{})
+		defer func() { stopJoin(); <-joinDone }()
+		joins = &joinServer{dataDir: c.dataDir, cc: cc, ns: func() *server.Server { return ns }, log: log.With("component", "join")}
+		js := joins
+		go func() {
+			defer close(joinDone)
+			if err := js.run(jctx); err != nil {
+				log.Error("join listener stopped: no host can join through this server", "err", err)
+			}
+		}()
 	}
 	connectNamed := func(user, name string) (*bus.Conn, error) {
 		creds, err := bus.ReadCredentials(bus.CredentialsPath(authDir(c.dataDir), user))
@@ -242,10 +293,13 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if joins != nil {
+		joins.conn.Store(conn)
+	}
 	// A damaged store would leave every cache waiting for its first
 	// values: say so and stop before anything starts.
 	// Lost last writes leave a consistent store: say so loudly, go on.
-	if err := conn.CheckStore(ctx, bus.DefaultCheckQuiet); bus.OnlyLostWrites(err) {
+	if err := checkStore(ctx, conn, cc != nil, log); bus.OnlyLostWrites(err) {
 		log.Error("the store lost writes while stopped", "err", err)
 	} else if err != nil {
 		return fmt.Errorf("up: %w", err)
@@ -275,6 +329,9 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	// up cannot run twice on one store, so after a kill -9 and restart it
 	// takes its leases back at once instead of waiting out their TTL.
 	host, _ := os.Hostname()
+	if cc != nil {
+		host = cc.nodeName // every server of a cluster campaigns under its own name
+	}
 	upHolder := "miniku-up@" + host
 	// One cache per bucket for the apiserver, scheduler and controller, on
 	// a connection of its own: each change is delivered, decoded and held
@@ -299,6 +356,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	g.Go("apiserver", func() error { return api.Run(gctx) })
 	g.Go("nats users", func() error { return bus.WatchUsers(gctx, ns, natsCfg, usersReloadInterval) })
 	g.Go("store guard", func() error { return guard.Run(gctx, ns) })
+	if cc != nil {
+		g.Go("cluster replicas", func() error {
+			return keepClusterReplicas(gctx, ns, conn, c.dataDir, cc, clusterCheckInterval, log.With("component", "cluster"))
+		})
+	}
 	schedElector, err := lf.elector(ctx, leaseConnOf(bus.UserScheduler), "scheduler", upHolder, log)
 	if err != nil {
 		return err
@@ -345,7 +407,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	if *hollowNodes > 0 {
-		if err := startHollow(gctx, g, hollowConn, *hollowNodes, kubelet.HollowNamePrefix, kubelet.Config{HeartbeatInterval: *hb, Logger: log}, podsCache); err != nil {
+		prefix := kubelet.HollowNamePrefix
+		if cc != nil {
+			prefix = cc.nodeName + "-hollow-"
+		}
+		if err := startHollow(gctx, g, hollowConn, *hollowNodes, prefix, kubelet.Config{HeartbeatInterval: *hb, Logger: log}, podsCache); err != nil {
 			return err
 		}
 	}
@@ -358,6 +424,28 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	err = g.Wait()
 	logKeptContainers(c.dataDir, kubelets, log)
 	return err
+}
+
+// checkStore is conn.CheckStore, retried on a cluster while the store
+// times out: a server restarting into a cluster serves reads only once its
+// JetStream has caught up with the others, and a kill of another server
+// meanwhile leaves streams without a leader for a few seconds. Damage is
+// not retried.
+func checkStore(ctx context.Context, conn *bus.Conn, clustered bool, log *slog.Logger) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := conn.CheckStore(ctx, bus.DefaultCheckQuiet)
+		transient := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse)
+		if !clustered || !transient || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		log.Info("the store does not answer yet (the cluster is electing leaders or this server catching up); checking again", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // cliTarget is how the CLI on this host reaches up's apiserver, for
@@ -400,7 +488,7 @@ func logKeptContainers(dataDir string, nodes []string, log *slog.Logger) {
 // The guard it returns watches the store's disk: run it (guard.Run) for as
 // long as the server, or a write that fails for lack of space leaves
 // JetStream failing until the process restarts.
-func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, sync *natsSync, log *slog.Logger) (*server.Server, bus.ServerConfig, *bus.StoreGuard, string, error) {
+func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, sync *natsSync, cc *clusterConfig, log *slog.Logger) (*server.Server, bus.ServerConfig, *bus.StoreGuard, string, error) {
 	cfg := bus.ServerConfig{Addr: addr, StoreDir: filepath.Join(dataDir, "nats"), Logger: log,
 		AuthDir: authDir(dataDir), Kubelets: kubelets,
 		SyncAlways: sync.always, SyncInterval: sync.interval}
@@ -416,6 +504,17 @@ func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, 
 	if cfg.TLSCert, cfg.TLSKey, ca, err = natsTLS(dataDir, addr, tlsCert, tlsKey); err != nil {
 		return nil, cfg, nil, "", err
 	}
+	if cc != nil {
+		st, err := readClusterState(dataDir)
+		if err != nil {
+			return nil, cfg, nil, "", fmt.Errorf("cluster state: %w", err)
+		}
+		cfg.Name, cfg.ClusterAddr, cfg.Routes = cc.nodeName, cc.clusterAddr, st.Routes
+		if cfg.ClusterTLSCert, cfg.ClusterTLSKey, err = serverCert(dataDir, "route", cc.clusterAddr); err != nil {
+			return nil, cfg, nil, "", err
+		}
+		cfg.ClusterTLSCA = pki.CAPath(dataDir)
+	}
 	ns, err := bus.StartServer(cfg)
 	return ns, cfg, guard, ca, err
 }
@@ -423,6 +522,10 @@ func startNATS(dataDir, addr string, kubelets []string, tlsCert, tlsKey string, 
 // sharedCacheResync is how often the caches miniku up shares re-announce
 // every object to the components, as each component's own cache would.
 const sharedCacheResync = 30 * time.Second
+
+// clusterCheckInterval is how often a server of a cluster looks at the
+// number of servers (to raise replicas) and records their routes.
+const clusterCheckInterval = 2 * time.Second
 
 // natsSync is --nats-sync: when JetStream fsyncs its files.
 type natsSync struct {
@@ -558,7 +661,7 @@ func cmdNATS(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer storeLock.Release()
-	ns, cfg, guard, ca, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, sync, log)
+	ns, cfg, guard, ca, err := startNATS(c.dataDir, *addr, splitNodes(*kubelets), *tlsCert, *tlsKey, sync, nil, log)
 	if err != nil {
 		return err
 	}

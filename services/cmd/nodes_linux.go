@@ -20,5 +20,6 @@ func nodeCommands() map[string]command {
 	} {
 		cmds[name] = func(ctx context.Context, args []string, _, stderr io.Writer) error { return c(ctx, args, stderr) }
 	}
+	cmds["cluster"] = cmdCluster
 	return cmds
 }

@@ -14,7 +14,7 @@ import (
 // only so that the client half builds anywhere.
 func nodeCommands() map[string]command {
 	cmds := map[string]command{}
-	for _, name := range []string{"up", "nats", "apiserver", "scheduler", "controller", "kubelet", "runtime", "images", "down"} {
+	for _, name := range []string{"up", "nats", "apiserver", "scheduler", "controller", "kubelet", "runtime", "images", "down", "cluster"} {
 		cmds[name] = func(context.Context, []string, io.Writer, io.Writer) error {
 			return fmt.Errorf("%s needs Linux (this is %s/%s): run it on a Linux host and point the client commands at it with --server", name, runtime.GOOS, runtime.GOARCH)
 		}

@@ -23,6 +23,7 @@ commands (the node half: Linux only):
   kubelet     run a node agent (--node-name), or simulated ones (--hollow --count N)
   runtime     run one container in the foreground (runtime run), list containers (runtime ps)
   down        stop every container of a data dir's pods, keep the data (--purge: remove the data dir too)
+  cluster     cluster status: a server's view of the NATS cluster (servers, meta leader, each bucket's replicas and lag)
   images      the node's image store: images import FILE (docker save / OCI tarball), images ls, images rm
 
 client commands (talk to the apiserver; see 'miniku get -h'):
