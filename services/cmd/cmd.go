@@ -355,6 +355,9 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	g.Go("apiserver", func() error { return api.Run(gctx) })
 	g.Go("nats users", func() error { return bus.WatchUsers(gctx, ns, natsCfg, usersReloadInterval) })
+	g.Go("revoke deleted nodes", func() error {
+		return bus.RevokeDeletedNodes(gctx, nodesCache, natsCfg.AuthDir, natsCfg.Kubelets, revokeInterval, log.With("component", "nats-users"))
+	})
 	g.Go("store guard", func() error { return guard.Run(gctx, ns) })
 	if cc != nil {
 		g.Go("cluster replicas", func() error {

@@ -23,6 +23,10 @@ import (
 // credentials added while it runs.
 const usersReloadInterval = 2 * time.Second
 
+// revokeInterval is how often up checks for kubelets whose Node was
+// deleted while it was down (a deletion it sees is acted on at once).
+const revokeInterval = 30 * time.Second
+
 // authDir holds the NATS users' credentials of a server with this data dir.
 func authDir(dataDir string) string { return filepath.Join(dataDir, "nats", "auth") }
 
