@@ -28,6 +28,7 @@ import (
 	"github.com/miniku/miniku/bus"
 	"github.com/miniku/miniku/bus/metrics"
 	"github.com/miniku/miniku/bus/pki"
+	"github.com/miniku/miniku/bus/registry"
 	mkrt "github.com/miniku/miniku/runtime"
 	"github.com/miniku/miniku/runtime/image"
 	"github.com/miniku/miniku/services/apiserver"
@@ -35,6 +36,7 @@ import (
 	"github.com/miniku/miniku/services/controller"
 	"github.com/miniku/miniku/services/garbagecollector"
 	"github.com/miniku/miniku/services/kubelet"
+	"github.com/miniku/miniku/services/noderoles"
 	"github.com/miniku/miniku/services/scheduler"
 	"github.com/miniku/miniku/services/serviceaccounts"
 )
@@ -357,6 +359,11 @@ func cmdUp(ctx context.Context, args []string, stderr io.Writer) error {
 	g.Go("nats users", func() error { return bus.WatchUsers(gctx, ns, natsCfg, usersReloadInterval) })
 	g.Go("revoke deleted nodes", func() error {
 		return bus.RevokeDeletedNodes(gctx, nodesCache, natsCfg.AuthDir, natsCfg.Kubelets, revokeInterval, log.With("component", "nats-users"))
+	})
+	g.Go("node roles", func() error {
+		// up's own kubelets are a server's nodes; a separate kubelet
+		// (an agent) has no role, as on k3s.
+		return noderoles.Run(gctx, kubelets, nodesCache, registry.For(conn, nil).Nodes, revokeInterval, log.With("component", "node-roles"))
 	})
 	g.Go("store guard", func() error { return guard.Run(gctx, ns) })
 	if cc != nil {

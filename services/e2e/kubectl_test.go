@@ -104,6 +104,17 @@ func TestKubectl(t *testing.T) {
 	k.must(t, `(?m)^pods\s+po\s+v1\s+true\s+Pod$`, "api-resources")
 	k.must(t, `(?m)^replicasets\s+rs\s+apps/v1\s+true\s+ReplicaSet$`, "api-resources")
 	k.must(t, `(?m)^node-1\s+Ready\s`, "get", "nodes")
+	// up's own node is a server's: the control-plane role, as k3s's
+	// servers have (set by the server a moment after registration).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, err := k.run(t, "", "get", "nodes")
+		if err == nil && regexp.MustCompile(`(?m)^node-1\s+Ready\s+control-plane\s`).MatchString(out) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubectl get nodes: no control-plane role on node-1:\n%s%v", out, err)
+		}
+	}
 	k.must(t, `(?s)default\s+Active.*kube-public\s+Active.*kube-system\s+Active`, "get", "ns")
 
 	// get -w: a Table watch over HTTPS (HTTP/2) shows the pod created next.
