@@ -55,7 +55,11 @@ type NodeInformer interface {
 // it over its own auth dir.
 func RevokeDeletedNodes(ctx context.Context, nodes NodeInformer, authDir string, keep []string, every time.Duration, log *slog.Logger) error {
 	if authDir == "" {
-		return nil // no users (--insecure-no-auth): nothing to revoke
+		// No users (--insecure-no-auth): nothing to revoke. Return only
+		// when stopped, as a caller's group may end every part when one
+		// returns.
+		<-ctx.Done()
+		return nil
 	}
 	if err := nodes.WaitSynced(ctx); err != nil {
 		return nil // ctx ended

@@ -49,6 +49,9 @@ type Writer interface {
 // removed or a pass (every) finds it missing: level-triggered.
 func Run(ctx context.Context, mine []string, cache Cache, w Writer, every time.Duration, log *slog.Logger) error {
 	if len(mine) == 0 {
+		// Nothing to label; return only when stopped, as up's group
+		// ends every part when one returns.
+		<-ctx.Done()
 		return nil
 	}
 	if err := cache.WaitSynced(ctx); err != nil {

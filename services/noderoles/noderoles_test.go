@@ -80,3 +80,20 @@ func TestServerNodesLabelled(t *testing.T) {
 		t.Errorf("an agent's node got the control-plane role: %v", a.Labels)
 	}
 }
+
+// With no nodes of its own Run still runs until stopped: up ends every
+// part of itself when one returns.
+func TestRunWithoutNodesWaitsForStop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- noderoles.Run(ctx, nil, nil, nil, time.Hour, nil) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Run without nodes returned at once: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
