@@ -365,6 +365,25 @@ func (s *nodeAPIServer) current(ctx context.Context, name string, rev uint64) (*
 	return s.c.Pods.Get(ctx, name)
 }
 
+// readPod reads the pod a request names, fresh from KV; a bad name, a
+// missing pod or a failed read is the reply to send instead.
+func (s *nodeAPIServer) readPod(ctx context.Context, name string) (*schemas.Pod, *nodeAPIReply) {
+	if err := schemas.ValidateName("name", name, schemas.MaxNameLength); err != nil {
+		r := failReply(nodeCodeInvalid, "%v", err)
+		return nil, &r
+	}
+	cur, err := s.c.Pods.Get(ctx, name)
+	if errors.Is(err, ErrNotFound) {
+		r := failReply(nodeCodeNotFound, "pod %s not found", name)
+		return nil, &r
+	}
+	if err != nil {
+		r := failReply(nodeCodeInternal, "read pod %s: %v", name, err)
+		return nil, &r
+	}
+	return cur, nil
+}
+
 // conflictReply reads the pod afresh for the kubelet to retry on.
 func (s *nodeAPIServer) conflictReply(ctx context.Context, name string) nodeAPIReply {
 	cur, err := s.c.Pods.Get(ctx, name)
@@ -418,15 +437,9 @@ func (s *nodeAPIServer) podDelete(ctx context.Context, node string, data []byte)
 	if err := schemas.Unmarshal(data, &req); err != nil {
 		return failReply(nodeCodeInvalid, "malformed pod delete request: %v", err)
 	}
-	if err := schemas.ValidateName("name", req.Name, schemas.MaxNameLength); err != nil {
-		return failReply(nodeCodeInvalid, "%v", err)
-	}
-	cur, err := s.c.Pods.Get(ctx, req.Name)
-	if errors.Is(err, ErrNotFound) {
-		return failReply(nodeCodeNotFound, "pod %s not found", req.Name)
-	}
-	if err != nil {
-		return failReply(nodeCodeInternal, "read pod %s: %v", req.Name, err)
+	cur, fail := s.readPod(ctx, req.Name)
+	if fail != nil {
+		return *fail
 	}
 	if cur.NodeName != node {
 		return failReply(nodeCodeForbidden, "pod %s is bound to node %q, not %s: a kubelet deletes only its own node's pods", req.Name, cur.NodeName, node)

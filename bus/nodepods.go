@@ -141,15 +141,9 @@ func (s *nodeAPIServer) podGet(ctx context.Context, node string, data []byte) no
 	if err := schemas.Unmarshal(data, &req); err != nil {
 		return failReply(nodeCodeInvalid, "malformed pod get request: %v", err)
 	}
-	if err := schemas.ValidateName("name", req.Name, schemas.MaxNameLength); err != nil {
-		return failReply(nodeCodeInvalid, "%v", err)
-	}
-	cur, err := s.c.Pods.Get(ctx, req.Name)
-	if errors.Is(err, ErrNotFound) {
-		return failReply(nodeCodeNotFound, "pod %s not found", req.Name)
-	}
-	if err != nil {
-		return failReply(nodeCodeInternal, "read pod %s: %v", req.Name, err)
+	cur, fail := s.readPod(ctx, req.Name)
+	if fail != nil {
+		return *fail
 	}
 	if cur.NodeName != node {
 		// Nothing of it: not even where it runs.
